@@ -1,0 +1,75 @@
+/**
+ * Phase 4, copy: key-range chunks streamed with COPY, one target transaction per chunk (delete range + copy), so
+ * a chunk that is redone never leaves a duplicate. The activity copies for at most `sliceMs` and returns, so the
+ * workflow can pause or abort between slices; it heartbeats the last finished key, and a retried attempt (worker
+ * crash, lost connection) resumes from there. No compensation of its own: dropping the target (prepare) undoes it.
+ */
+import { Context } from '@temporalio/activity';
+import type pg from 'pg';
+import { connect, databaseUrl } from '../src/db';
+import { copyChunk, nextChunkBound } from '../src/copy';
+import type { CopySpec, KeyValue } from '../src/projection';
+import type { MigrationRef } from './support';
+
+export interface CopySliceInput extends Pick<MigrationRef, 'db'> {
+  spec: CopySpec;
+  /** Resume after this key (null: from the start). */
+  after: KeyValue;
+  chunkRows: number;
+  maxRowsPerSecond: number;
+  sliceMs: number;
+}
+
+export interface CopyProgress {
+  after: KeyValue;
+  rows: number;
+  chunks: number;
+  done: boolean;
+  throttledMs: number;
+  /** Attempt number of the activity that produced this progress (1 unless a worker died or a call failed). */
+  attempt: number;
+}
+
+export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
+  const ctx = Context.current();
+  const resumed = ctx.info.heartbeatDetails as CopyProgress | undefined;
+  const progress: CopyProgress = resumed
+    ? { ...resumed, attempt: ctx.info.attempt }
+    : { after: input.after, rows: 0, chunks: 0, done: false, throttledMs: 0, attempt: ctx.info.attempt };
+  const url = databaseUrl(input.db);
+  const started = Date.now();
+  let src: pg.Client | undefined;
+  let dst: pg.Client | undefined;
+  const heartbeat = setInterval(() => ctx.heartbeat(progress), 2000);
+  try {
+    src = await connect(url, 'safeshift copy (read)');
+    dst = await connect(url, 'safeshift copy (write)');
+    ctx.heartbeat(progress);
+    while (Date.now() - started < input.sliceMs) {
+      if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+      const chunkStarted = Date.now();
+      const hi = await nextChunkBound(src, input.spec, progress.after, input.chunkRows);
+      const rows = await copyChunk(src, dst, input.spec, progress.after, hi);
+      progress.rows += rows;
+      progress.chunks += 1;
+      progress.after = hi;
+      ctx.heartbeat(progress);
+      if (hi === null) {
+        progress.done = true;
+        break;
+      }
+      if (input.maxRowsPerSecond > 0) {
+        const wait = Math.ceil((rows * 1000) / input.maxRowsPerSecond) - (Date.now() - chunkStarted);
+        if (wait > 0) {
+          progress.throttledMs += wait;
+          await ctx.sleep(wait);
+        }
+      }
+    }
+    return progress;
+  } finally {
+    clearInterval(heartbeat);
+    // After a failed COPY the read client can be wedged mid-stream: never reuse, always end both.
+    await Promise.all([src?.end().catch(() => undefined), dst?.end().catch(() => undefined)]);
+  }
+}

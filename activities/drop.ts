@@ -1,0 +1,25 @@
+/**
+ * Phase 12, drop: remove the retired table. The point of no return, so it runs only after the drop gate and
+ * only on the very table the migration retired (matched by OID). The backup is kept. No compensation.
+ */
+import { relationName } from '../src/catalog';
+import { fatal } from '../src/errors';
+import { displayName, qualified, type TableRef } from '../src/sql';
+import { withDatabase, type MigrationRef } from './support';
+
+export interface DropInput extends MigrationRef {
+  retired: TableRef;
+  sourceOid: number;
+}
+
+export async function dropRetired(input: DropInput): Promise<string> {
+  return withDatabase(input, async (client) => {
+    const at = await relationName(client, input.sourceOid);
+    if (!at) return `${displayName(input.retired)} already dropped`;
+    if (at.schema !== input.retired.schema || at.name !== input.retired.name) {
+      throw fatal('NotOurs', `the retired table is now ${displayName(at)}, not ${displayName(input.retired)}; not dropped`);
+    }
+    await client.query(`DROP TABLE ${qualified(input.retired)}`);
+    return `dropped ${displayName(input.retired)}`;
+  });
+}

@@ -1,0 +1,37 @@
+/** Audit trail and migration bookkeeping, written by the workflow at every phase change and decision. */
+import { inTransaction } from '../src/db';
+import { appendAudit, ensureLedger, setMigrationPhase, upsertMigration, type MigrationRecord } from '../src/ledger';
+import { withDatabase, type MigrationRef } from './support';
+
+export interface RecordEventInput extends MigrationRef {
+  eventKey: string;
+  actor: string;
+  action: string;
+  phase: string;
+  details?: Record<string, unknown>;
+  /** Given with the first event of a run: creates the ledger and the migrations row. */
+  migration?: Omit<MigrationRecord, 'runId' | 'workflowId'>;
+  /** Given when the migration reaches a final phase. */
+  outcome?: { reason: string };
+}
+
+export async function recordEvent(input: RecordEventInput): Promise<void> {
+  await withDatabase(input, async (client) => {
+    if (input.migration) {
+      await ensureLedger(client);
+      await upsertMigration(client, { ...input.migration, runId: input.runId, workflowId: input.workflowId }, input.phase);
+    }
+    await inTransaction(client, async () => {
+      await setMigrationPhase(client, input.runId, input.phase, input.outcome);
+      await appendAudit(client, {
+        eventKey: input.eventKey,
+        workflowId: input.workflowId,
+        runId: input.runId,
+        actor: input.actor,
+        action: input.action,
+        phase: input.phase,
+        details: input.details,
+      });
+    });
+  });
+}

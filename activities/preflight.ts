@@ -1,0 +1,225 @@
+/**
+ * Phase 1, preflight: check the plan against the live database and refuse, with the object named, anything the
+ * later phases could not finish safely. Read-only: the target DDL is tried inside a transaction that is always
+ * rolled back. No compensation: nothing is changed.
+ */
+import type pg from 'pg';
+import type { Plan } from '../src/plan/schema';
+import { accessControl, dependentsBoundToOid, estimatedRowCount, tableInfo, tableOid, type TableInfo } from '../src/catalog';
+import { fatal } from '../src/errors';
+import { pgErrorCode } from '../src/db';
+import { mappedExpression, type CopySpec, type MappedColumn } from '../src/projection';
+import { displayName, MAX_IDENT_BYTES, qualified, quoteIdent, type TableRef } from '../src/sql';
+import { withDatabase } from './support';
+
+export interface PreflightReport {
+  sourceOid: number;
+  spec: CopySpec;
+  rowsEstimate: number;
+  sourceBytes: number;
+  /** Name the source gets at cutover (same schema), free at preflight time. */
+  retired: TableRef;
+  /** Backup table in `safeshift_backup`, free at preflight time. */
+  backup: TableRef;
+  /** Not errors, but things an approver should see: the target lacks what the source has. */
+  warnings: string[];
+  snapshot: {
+    columns: { name: string; type: string; notNull: boolean }[];
+    primaryKey: string[];
+    rls: boolean;
+    policies: string[];
+    grants: string[];
+    triggers: string[];
+  };
+}
+
+export class PlanCheckFailed extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+  }
+}
+
+/** Fit `base` + `suffix` into PostgreSQL's 63-byte name limit by shortening the base. */
+export function nameWithSuffix(base: string, suffix: string): string {
+  let b = base;
+  while (Buffer.byteLength(b + suffix, 'utf8') > MAX_IDENT_BYTES) b = b.slice(0, -1);
+  return b + suffix;
+}
+
+const TRANSACTION_CONTROL = /(^|;)\s*(begin|commit|end|rollback|abort|start\s+transaction|savepoint|release|prepare\s+transaction)\b/i;
+
+/**
+ * The checks, collecting every problem rather than stopping at the first, so `plan validate` can list them all.
+ * `stamp` (yyyymmddhhmmss) makes the retired and backup names unique per run.
+ */
+export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string): Promise<PreflightReport> {
+  const problems: string[] = [];
+  const source = await tableInfo(client, plan.source);
+  if (!source) throw new PlanCheckFailed([`source: table ${displayName(plan.source)} does not exist`]);
+  if (source.kind !== 'r') {
+    throw new PlanCheckFailed([`source: ${displayName(plan.source)} is not a plain table (relkind ${source.kind}); partitioned tables and views are not supported yet`]);
+  }
+  if (await tableOid(client, plan.target)) {
+    problems.push(`target: ${displayName(plan.target)} already exists; safeshift creates the target itself and never writes into an existing table`);
+  }
+  if (plan.backup.export) problems.push('backup.export: file exports are not available yet (issue 5); remove it or use backup.table');
+
+  const owner = await client.query<{ ok: boolean; create_ok: boolean }>(
+    `SELECT pg_has_role(current_user, $1::text, 'USAGE') AS ok,
+            has_schema_privilege(current_user, $2::text, 'CREATE') AS create_ok`,
+    [source.owner, plan.target.schema],
+  ).catch(() => undefined);
+  if (owner && !owner.rows[0]?.ok) {
+    problems.push(`source: the connecting role must own ${displayName(plan.source)} (owner: ${source.owner}) to rename it at cutover`);
+  }
+  if (owner && !owner.rows[0]?.create_ok) {
+    problems.push(`target: the connecting role cannot CREATE in schema ${plan.target.schema} (or it does not exist)`);
+  }
+
+  const key = resolveKey(plan, source, problems);
+  for (const dep of await dependentsBoundToOid(client, source.oid)) {
+    problems.push(`source: ${dep.kind} ${dep.name} is bound to ${displayName(plan.source)} and would keep pointing at the retired table after cutover; moving it arrives with issue 3 — drop and recreate it around the migration`);
+  }
+  if (plan.createSql && TRANSACTION_CONTROL.test(plan.createSql)) {
+    problems.push('create: the target DDL must not contain transaction control (BEGIN, COMMIT, ROLLBACK, ...)');
+  }
+
+  const retired = { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, `_retired_${stamp}`) };
+  const backup = { schema: 'safeshift_backup', name: nameWithSuffix(`${plan.source.schema}_${plan.source.name}`, `_${stamp}`) };
+  if (await tableOid(client, retired)) problems.push(`cutover: the retired name ${displayName(retired)} is taken`);
+  if (await tableOid(client, backup)) problems.push(`backup: the backup name ${displayName(backup)} is taken`);
+
+  let columns: MappedColumn[] = [];
+  if (problems.length === 0) columns = await tryTargetDdl(client, plan, source, key, problems);
+  if (problems.length) throw new PlanCheckFailed(problems);
+
+  const acl = await accessControl(client, source.oid);
+  const warnings: string[] = [];
+  if (acl.grants.length) warnings.push(`source has grants (${acl.grants.join(', ')}); the target gets only what its DDL grants`);
+  if (acl.rls) warnings.push(`source has row-level security enabled${acl.policies.length ? ` with policies ${acl.policies.join(', ')}` : ''}; the target gets only what its DDL sets`);
+  if (acl.triggers.length) warnings.push(`source has triggers (${acl.triggers.join(', ')}); the target gets only what its DDL creates`);
+  const size = await client.query<{ bytes: string }>(`SELECT pg_total_relation_size($1::oid)::text AS bytes`, [source.oid]);
+
+  return {
+    sourceOid: source.oid,
+    spec: { source: plan.source, target: plan.target, columns, key },
+    rowsEstimate: await estimatedRowCount(client, plan.source, source.oid),
+    sourceBytes: Number(size.rows[0]!.bytes),
+    retired,
+    backup,
+    warnings,
+    snapshot: {
+      columns: source.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
+      primaryKey: source.primaryKey,
+      ...acl,
+    },
+  };
+}
+
+function resolveKey(plan: Plan, source: TableInfo, problems: string[]): CopySpec['key'] {
+  const names = plan.key ?? (source.primaryKey.length ? source.primaryKey : source.uniqueNotNullKeys[0]);
+  if (!names) {
+    problems.push(`key: ${displayName(plan.source)} has no primary key and no unique index on NOT NULL columns; add a primary key (or such an index) and name it under key:`);
+    return [];
+  }
+  const key: CopySpec['key'] = [];
+  for (const name of names) {
+    const col = source.columns.find((c) => c.name === name);
+    if (!col) problems.push(`key: column ${name} does not exist in ${displayName(plan.source)}`);
+    else key.push({ name, type: col.type });
+  }
+  if (plan.key && key.length === names.length && !source.uniqueNotNullKeys.some((k) => sameSet(k, names))) {
+    problems.push(`key: (${names.join(', ')}) is not backed by a unique index on NOT NULL columns of ${displayName(plan.source)}`);
+  }
+  return key;
+}
+
+function sameSet(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+/**
+ * Run the target DDL in a transaction that is always rolled back, then check the mapping against the table it
+ * made: every mapped column exists, every expression compiles over the source and casts to the target type,
+ * the key is carried unchanged.
+ */
+async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[]): Promise<MappedColumn[]> {
+  await client.query('BEGIN');
+  try {
+    try {
+      await client.query(plan.createSql ?? createLikeSql(plan.source, plan.target));
+    } catch (err) {
+      problems.push(`${plan.createFile ? 'createFile' : 'create'}: the target DDL fails: ${(err as Error).message}`);
+      return [];
+    }
+    const target = await tableInfo(client, plan.target);
+    if (!target) {
+      problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL ran but did not create ${displayName(plan.target)}`);
+      return [];
+    }
+    const columns: MappedColumn[] = [];
+    for (const [name] of Object.entries(plan.columns)) {
+      const col = target.columns.find((c) => c.name === name);
+      if (!col) problems.push(`columns.${name}: ${displayName(plan.target)} has no column ${name}`);
+      else if (col.generated) problems.push(`columns.${name}: is a generated column of the target; it is computed, not copied`);
+    }
+    for (const col of target.columns) {
+      if (col.generated) continue;
+      const expr = plan.columns[col.name] ?? (source.columns.some((s) => s.name === col.name && !s.generated) ? quoteIdent(col.name) : undefined);
+      if (expr === undefined) {
+        if (col.notNull && !col.hasDefault && !col.identity) {
+          problems.push(`columns.${col.name}: target column is NOT NULL without a default and the source has no column of that name; map it`);
+        }
+        continue;
+      }
+      columns.push({ target: col.name, expr, type: col.type });
+    }
+    for (const k of key) {
+      const mapped = columns.find((c) => c.target === k.name);
+      if (!mapped || (mapped.expr !== quoteIdent(k.name) && mapped.expr.trim() !== k.name)) {
+        problems.push(`key: key column ${k.name} must be copied unchanged into a target column of the same name`);
+      } else {
+        mapped.expr = quoteIdent(k.name);
+        const tcol = target.columns.find((c) => c.name === k.name)!;
+        if (tcol.type !== k.type) problems.push(`key: key column ${k.name} is ${k.type} in the source but ${tcol.type} in the target`);
+      }
+    }
+    // Each expression on its own, so the problem names the column that is wrong.
+    for (const c of columns) {
+      await client.query('SAVEPOINT expr');
+      try {
+        // Extended protocol: the text must be exactly one statement, so an expression cannot smuggle in a second.
+        await client.query({ text: `SELECT ${mappedExpression(c)} FROM ${qualified(plan.source)} LIMIT 0`, queryMode: 'extended' } as pg.QueryConfig);
+        await client.query('RELEASE SAVEPOINT expr');
+      } catch (err) {
+        await client.query('ROLLBACK TO SAVEPOINT expr');
+        problems.push(`columns.${c.target}: ${c.expr} does not work over ${displayName(plan.source)}: ${(err as Error).message}${pgErrorCode(err) ? ` (${pgErrorCode(err)})` : ''}`);
+      }
+    }
+    if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
+    return columns;
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+  }
+}
+
+export function createLikeSql(source: TableRef, target: TableRef): string {
+  return `CREATE TABLE ${qualified(target)} (LIKE ${qualified(source)} INCLUDING ALL)`;
+}
+
+export interface PreflightInput {
+  db: string;
+  plan: Plan;
+  stamp: string;
+}
+
+export async function preflight(input: PreflightInput): Promise<PreflightReport> {
+  return withDatabase(input, async (client) => {
+    try {
+      return await inspectPlan(client, input.plan, input.stamp);
+    } catch (err) {
+      if (err instanceof PlanCheckFailed) throw fatal('BadPlan', err.message, { problems: err.problems });
+      throw err;
+    }
+  });
+}

@@ -1,0 +1,56 @@
+/**
+ * Phase 3, prepare: create the target table (plan DDL, or LIKE source INCLUDING ALL). Compensation: drop it —
+ * but only the very table this run created (matched by OID in the ledger), and only while it is not live.
+ */
+import { createdByRun, recordCreatedObject } from '../src/ledger';
+import { relationName, tableOid } from '../src/catalog';
+import { inTransaction } from '../src/db';
+import { fatal } from '../src/errors';
+import { displayName, qualified, type TableRef } from '../src/sql';
+import { createLikeSql } from './preflight';
+import { withDatabase, type MigrationRef } from './support';
+
+export interface PrepareInput extends MigrationRef {
+  source: TableRef;
+  target: TableRef;
+  createSql?: string;
+}
+
+export async function createTarget(input: PrepareInput): Promise<{ targetOid: number }> {
+  return withDatabase(input, async (client) => {
+    const existing = await tableOid(client, input.target);
+    if (existing !== undefined) {
+      // A retry after a commit whose reply was lost: ours, so done. Anything else was not made by us.
+      if (await createdByRun(client, input.runId, 'target', existing)) return { targetOid: existing };
+      throw fatal('TargetExists', `target ${displayName(input.target)} exists and was not created by this migration`);
+    }
+    return inTransaction(client, async () => {
+      await client.query(input.createSql ?? createLikeSql(input.source, input.target));
+      const oid = await tableOid(client, input.target);
+      if (oid === undefined) throw fatal('BadPlan', `the target DDL did not create ${displayName(input.target)}`);
+      await recordCreatedObject(client, input.runId, 'target', oid, displayName(input.target));
+      return { targetOid: oid };
+    });
+  });
+}
+
+export interface DropTargetInput extends MigrationRef {
+  target: TableRef;
+  targetOid: number;
+}
+
+/** Compensation of createTarget. Idempotent: a target that is already gone is fine. */
+export async function dropTarget(input: DropTargetInput): Promise<string> {
+  return withDatabase(input, async (client) => {
+    const where = await relationName(client, input.targetOid);
+    if (!where) return `target ${displayName(input.target)} already gone`;
+    if (where.schema !== input.target.schema || where.name !== input.target.name) {
+      throw fatal('NotOurs', `the table created as ${displayName(input.target)} is now ${displayName(where)}; it may be live, so it is left in place`);
+    }
+    if (!(await createdByRun(client, input.runId, 'target', input.targetOid))) {
+      throw fatal('NotOurs', `${displayName(input.target)} is not recorded as created by this migration; left in place`);
+    }
+    await client.query(`DROP TABLE ${qualified(input.target)}`);
+    return `dropped target ${displayName(input.target)}`;
+  });
+}

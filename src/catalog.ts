@@ -1,0 +1,131 @@
+/** What the database holds: read-only catalog queries, values always passed as parameters. */
+import type pg from 'pg';
+import { qualified, type TableRef } from './sql';
+
+export interface ColumnInfo {
+  name: string;
+  /** format_type() output: a type name PostgreSQL itself produced, safe to use in a cast. */
+  type: string;
+  notNull: boolean;
+  generated: boolean;
+  identity: boolean;
+  hasDefault: boolean;
+}
+
+export interface TableInfo {
+  oid: number;
+  ref: TableRef;
+  kind: string;
+  owner: string;
+  columns: ColumnInfo[];
+  primaryKey: string[];
+  /** Unique indexes whose columns are all NOT NULL, as column lists (candidate keys). */
+  uniqueNotNullKeys: string[][];
+}
+
+export async function tableOid(client: pg.Client, ref: TableRef): Promise<number | undefined> {
+  const { rows } = await client.query<{ oid: number }>(
+    `SELECT c.oid::int AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2`,
+    [ref.schema, ref.name],
+  );
+  return rows[0]?.oid;
+}
+
+export async function relationName(client: pg.Client, oid: number): Promise<TableRef | undefined> {
+  const { rows } = await client.query<{ schema: string; name: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = $1`,
+    [oid],
+  );
+  return rows[0];
+}
+
+export async function tableInfo(client: pg.Client, ref: TableRef): Promise<TableInfo | undefined> {
+  const rel = await client.query<{ oid: number; kind: string; owner: string }>(
+    `SELECT c.oid::int AS oid, c.relkind AS kind, pg_get_userbyid(c.relowner) AS owner
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+    [ref.schema, ref.name],
+  );
+  const row = rel.rows[0];
+  if (!row) return undefined;
+  const cols = await client.query<ColumnInfo>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS "notNull",
+            a.attgenerated <> '' AS generated, a.attidentity <> '' AS identity, a.atthasdef AS "hasDefault"
+       FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+    [row.oid],
+  );
+  const keys = await client.query<{ primary: boolean; columns: string[] }>(
+    `SELECT i.indisprimary AS primary,
+            array_agg(a.attname ORDER BY k.ord)::text[] AS columns,
+            bool_and(a.attnotnull) AS all_not_null
+       FROM pg_index i
+       CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+      GROUP BY i.indexrelid, i.indisprimary
+     HAVING bool_and(a.attnotnull)
+      ORDER BY i.indisprimary DESC, count(*), i.indexrelid`,
+    [row.oid],
+  );
+  return {
+    oid: row.oid,
+    ref,
+    kind: row.kind,
+    owner: row.owner,
+    columns: cols.rows,
+    primaryKey: keys.rows.find((k) => k.primary)?.columns ?? [],
+    uniqueNotNullKeys: keys.rows.map((k) => k.columns),
+  };
+}
+
+export interface Dependent {
+  kind: 'view' | 'foreign key' | 'publication' | 'trigger' | 'policy';
+  name: string;
+}
+
+/** Objects bound to the table's OID that a rename would leave pointing at the retired table. */
+export async function dependentsBoundToOid(client: pg.Client, oid: number): Promise<Dependent[]> {
+  const { rows } = await client.query<Dependent>(
+    `SELECT DISTINCT 'view' AS kind, format('%I.%I', vn.nspname, v.relname) AS name
+       FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+       JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace vn ON vn.oid = v.relnamespace
+      WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND r.ev_class <> $1
+     UNION ALL
+     SELECT 'foreign key', format('%s on %s', c.conname, c.conrelid::regclass)
+       FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = $1 AND c.conrelid <> $1
+     UNION ALL
+     SELECT 'publication', p.pubname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+      WHERE pr.prrelid = $1
+     ORDER BY 1, 2`,
+    [oid],
+  );
+  return rows;
+}
+
+/** Privileges and RLS settings the target will not have unless its DDL grants them: shown to approvers. */
+export async function accessControl(client: pg.Client, oid: number): Promise<{ rls: boolean; policies: string[]; grants: string[]; triggers: string[] }> {
+  const rel = await client.query<{ rls: boolean; acl: string[] | null }>(
+    `SELECT relrowsecurity AS rls, relacl::text[] AS acl FROM pg_class WHERE oid = $1`, [oid]);
+  const policies = await client.query<{ name: string }>(`SELECT polname AS name FROM pg_policy WHERE polrelid = $1 ORDER BY 1`, [oid]);
+  const triggers = await client.query<{ name: string }>(
+    `SELECT tgname AS name FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal ORDER BY 1`, [oid]);
+  return {
+    rls: rel.rows[0]?.rls ?? false,
+    grants: rel.rows[0]?.acl ?? [],
+    policies: policies.rows.map((r) => r.name),
+    triggers: triggers.rows.map((r) => r.name),
+  };
+}
+
+export async function exactRowCount(client: pg.Client, ref: TableRef): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualified(ref)}`);
+  return Number(rows[0]!.n);
+}
+
+/** Planner estimate (free); falls back to an exact count for never-analysed tables. */
+export async function estimatedRowCount(client: pg.Client, ref: TableRef, oid: number): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(`SELECT reltuples::float8 AS n FROM pg_class WHERE oid = $1`, [oid]);
+  const n = rows[0]?.n ?? -1;
+  return n >= 0 ? Math.round(n) : exactRowCount(client, ref);
+}

@@ -1,0 +1,230 @@
+/** The CLI commands that talk to Temporal about one migration: start, status, decisions, operator signals, list. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError,
+  type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { inspectPlan, PlanCheckFailed } from '../../activities/preflight';
+import { connectClient, temporalConfig, workflowUiUrl, type TemporalConfig } from '../config';
+import { withClient } from '../db';
+import {
+  abort, approve, FINAL_PHASES, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, status,
+  type GateName, type MigrationInput, type MigrationStatus,
+} from '../messages';
+import { loadPlan, PlanError, type LoadedPlan } from '../plan/load';
+import { displayName } from '../sql';
+import type { migrationWorkflow } from '../../workflows';
+import { CliError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from './exit';
+import { planSummary, renderStatus, toJson } from './render';
+
+type Print = (line: string) => void;
+
+/** Static checks of the file, then (unless offline) the read-only preflight against the live database. */
+export async function checkPlan(file: string, options: { offline?: boolean } = {}): Promise<LoadedPlan> {
+  let loaded: LoadedPlan;
+  try {
+    loaded = loadPlan(file, options.offline ? null : process.env);
+  } catch (err) {
+    if (err instanceof PlanError) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
+    throw err;
+  }
+  if (options.offline) return loaded;
+  const url = process.env[loaded.plan.database]!;
+  try {
+    await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000'), 'safeshift plan check');
+  } catch (err) {
+    if (err instanceof PlanCheckFailed) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
+    throw new CliError(`${file}: database: cannot check the plan against ${loaded.plan.database}: ${(err as Error).message}`);
+  }
+  return loaded;
+}
+
+export function workflowIdOf(idOrName: string): string {
+  return idOrName.startsWith('migration-') ? idOrName : migrationWorkflowId(idOrName);
+}
+
+async function withTemporal<T>(fn: (client: Client, config: TemporalConfig) => Promise<T>): Promise<T> {
+  const config = temporalConfig();
+  let client: Client;
+  try {
+    client = await connectClient(config);
+  } catch (err) {
+    throw new CliError(`cannot reach Temporal at ${config.address} (TEMPORAL_ADDRESS): ${(err as Error).message}; is \`safeshift dev\` running?`);
+  }
+  try {
+    return await fn(client, config);
+  } finally {
+    await client.connection.close().catch(() => undefined);
+  }
+}
+
+async function queryStatus(handle: WorkflowHandle): Promise<MigrationStatus> {
+  try {
+    return await handle.query(status);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new CliError(`no migration ${handle.workflowId}`);
+    throw err;
+  }
+}
+
+export interface StartOptions {
+  wait?: boolean;
+  autoApprove?: boolean;
+  json?: boolean;
+  timeouts?: MigrationInput['timeouts'];
+}
+
+export async function startMigration(file: string, options: StartOptions, print: Print): Promise<number> {
+  const { plan, hash } = await checkPlan(file);
+  return withTemporal(async (client, config) => {
+    const workflowId = migrationWorkflowId(plan.name);
+    const source = displayName(plan.source);
+    const target = displayName(plan.target);
+    let handle: WorkflowHandleWithFirstExecutionRunId<typeof migrationWorkflow>;
+    try {
+      handle = await client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
+        taskQueue: config.taskQueue,
+        workflowId,
+        args: [{ plan, planHash: hash, ...(options.timeouts ? { timeouts: options.timeouts } : {}) }],
+        typedSearchAttributes: [{ key: MIGRATION_PHASE, value: 'preflight' }, { key: MIGRATION_TABLE, value: source }],
+        staticSummary: planSummary({ name: plan.name, source, target }),
+        staticDetails: [
+          `**${plan.name}** requested by ${plan.requestedBy}, plan sha256 \`${hash}\``,
+          `- move \`${source}\` into \`${target}\`, then swap names`,
+          `- mapping: ${Object.entries(plan.columns).map(([c, e]) => `\`${c}\` ← \`${e}\``).join(', ') || 'columns by name'}`,
+          `- cutover approvers: ${plan.approvals.cutover.approvers.join(', ')} (${plan.approvals.cutover.required} needed)`,
+          `- drop approvers: ${plan.approvals.drop.approvers.join(', ')} (${plan.approvals.drop.required} needed)`,
+        ].join('\n'),
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new CliError(`a migration named ${plan.name} is already running (${workflowId}); see \`safeshift status ${plan.name}\``);
+      }
+      throw err;
+    }
+    const uiUrl = workflowUiUrl(config, workflowId);
+    if (options.json && !options.wait && !options.autoApprove) {
+      print(JSON.stringify({ workflowId, runId: handle.firstExecutionRunId, planHash: hash, uiUrl }));
+      return EXIT_OK;
+    }
+    print(`started ${workflowId} (plan sha256:${hash.slice(0, 16)})`);
+    if (uiUrl) print(`watch: ${uiUrl}`);
+    if (!options.wait && !options.autoApprove) return EXIT_OK;
+    if (options.autoApprove) await autoApprove(handle, plan.requestedBy, print);
+    return finish(handle, options.json ?? false, uiUrl, print);
+  });
+}
+
+/** Approve each gate as it opens, as the plan's approvers other than the requester (demo and CI use). */
+async function autoApprove(handle: WorkflowHandle, requestedBy: string, print: Print): Promise<void> {
+  const done = new Set<GateName>();
+  for (;;) {
+    const s = await handle.query(status).catch(() => undefined);
+    if (s && FINAL_PHASES.includes(s.phase)) return;
+    const open = s?.gates.find((g) => g.state === 'open');
+    if (s && open && !done.has(open.name)) {
+      const eligible = open.approvers.filter((a) => a !== requestedBy).slice(0, open.required);
+      for (const approver of eligible) {
+        await handle.executeUpdate(approve, { args: [{ approver, gate: open.name, reason: 'auto-approve', planHash: s.planHash }] });
+        print(`approved the ${open.name} gate as ${approver} (--auto-approve)`);
+      }
+      done.add(open.name);
+    }
+    await sleep(300);
+  }
+}
+
+async function finish(handle: WorkflowHandle, json: boolean, uiUrl: string | undefined, print: Print): Promise<number> {
+  let final: MigrationStatus;
+  try {
+    final = await handle.result();
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    final = await handle.query(status);
+  }
+  print(json ? JSON.stringify(toJson(handle.workflowId, final, uiUrl)) : renderStatus(handle.workflowId, final, uiUrl));
+  return final.phase === 'done' ? EXIT_OK : EXIT_FAILED;
+}
+
+export async function showStatus(idOrName: string, options: { json?: boolean; watch?: boolean }, print: Print): Promise<number> {
+  return withTemporal(async (client, config) => {
+    const workflowId = workflowIdOf(idOrName);
+    const handle = client.workflow.getHandle(workflowId);
+    const uiUrl = workflowUiUrl(config, workflowId);
+    for (;;) {
+      const s = await queryStatus(handle);
+      const text = options.json ? JSON.stringify(toJson(workflowId, s, uiUrl)) : renderStatus(workflowId, s, uiUrl);
+      if (options.watch && !options.json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+      print(text);
+      const final = FINAL_PHASES.includes(s.phase);
+      if (!options.watch || final) return final && s.phase !== 'done' ? EXIT_FAILED : EXIT_OK;
+      await sleep(1000);
+    }
+  });
+}
+
+function refusal(err: unknown): CliError | undefined {
+  if (err instanceof WorkflowUpdateFailedError) {
+    const cause = err.cause;
+    const type = cause instanceof ApplicationFailure ? cause.type : undefined;
+    return new CliError(`refused${type ? ` (${type})` : ''}: ${cause?.message ?? err.message}`);
+  }
+  if (err instanceof WorkflowNotFoundError) return new CliError(`no running migration ${err.workflowId ?? ''}`.trim());
+  return undefined;
+}
+
+export async function decide(idOrName: string, decision: 'approve' | 'reject', options: { as: string; gate?: GateName; reason?: string; planHash?: string }, print: Print): Promise<number> {
+  return withTemporal(async (client) => {
+    const handle = client.workflow.getHandle(workflowIdOf(idOrName));
+    try {
+      const message = decision === 'approve'
+        ? await handle.executeUpdate(approve, { args: [{ approver: options.as, gate: options.gate, reason: options.reason, planHash: options.planHash }] })
+        : await handle.executeUpdate(reject, { args: [{ approver: options.as, reason: options.reason }] });
+      print(message);
+      return EXIT_OK;
+    } catch (err) {
+      throw refusal(err) ?? err;
+    }
+  });
+}
+
+export async function signalMigration(idOrName: string, what: 'pause' | 'resume' | 'abort', options: { as?: string; reason?: string }, print: Print): Promise<number> {
+  return withTemporal(async (client) => {
+    const handle = client.workflow.getHandle(workflowIdOf(idOrName));
+    const signal = { pause, resume, abort }[what];
+    try {
+      await handle.signal(signal, { by: options.as, reason: options.reason });
+    } catch (err) {
+      throw refusal(err) ?? err;
+    }
+    print(`${what} sent to ${handle.workflowId}`);
+    return EXIT_OK;
+  });
+}
+
+export async function listMigrations(options: { phase?: string; json?: boolean }, print: Print): Promise<number> {
+  return withTemporal(async (client, config) => {
+    const filters = [`WorkflowType = 'migrationWorkflow'`];
+    if (options.phase) {
+      if (!/^[a-z_]+$/.test(options.phase)) throw new CliError(`--phase: "${options.phase}" is not a phase name`, EXIT_BAD_INPUT);
+      filters.push(`MigrationPhase = '${options.phase}'`);
+    }
+    const rows: Record<string, unknown>[] = [];
+    for await (const w of client.workflow.list({ query: filters.join(' AND ') })) {
+      rows.push({
+        workflowId: w.workflowId,
+        runId: w.runId,
+        phase: w.typedSearchAttributes.get(MIGRATION_PHASE) ?? null,
+        table: w.typedSearchAttributes.get(MIGRATION_TABLE) ?? null,
+        status: w.status.name,
+        startTime: w.startTime.toISOString(),
+        uiUrl: workflowUiUrl(config, w.workflowId) ?? null,
+      });
+    }
+    if (options.json) print(JSON.stringify(rows));
+    else if (rows.length === 0) print('no migrations');
+    else for (const r of rows) print(`${r.workflowId}  ${r.phase ?? '-'}  ${r.table ?? '-'}  ${r.status}  ${r.startTime}`);
+    return EXIT_OK;
+  });
+}

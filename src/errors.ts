@@ -1,0 +1,30 @@
+/**
+ * The closed set of failures an operator can act on. Each is raised as a non-retryable ApplicationFailure of
+ * that type; anything not listed here is treated as transient and retried by Temporal.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+
+export const FATAL = {
+  ConfigMissing: 'a setting the worker needs is missing',
+  SourceMissing: 'the source table does not exist',
+  TargetExists: 'the target table already exists',
+  NoKey: 'the source has no usable key for chunking',
+  BadPlan: 'the plan does not fit the live database',
+  Unsupported: 'the plan asks for something this version cannot do safely',
+  PermissionDenied: 'the database role lacks a privilege the migration needs',
+  BackupMismatch: 'the backup does not match the source',
+  ValidationMismatch: 'the target does not match the source',
+  SourceChanged: 'the source changed after validation',
+  SwapBackUnsafe: 'swapping back would lose writes made after cutover',
+  NotOurs: 'an object the migration would touch was not created by it',
+  Rejected: 'an approver said no',
+  GateTimeout: 'no decision before the gate timed out',
+  Aborted: 'an operator aborted the migration',
+} as const;
+
+export type FatalType = keyof typeof FATAL;
+export const NON_RETRYABLE_TYPES = Object.keys(FATAL) as FatalType[];
+
+export function fatal(type: FatalType, message: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: true, details: details === undefined ? [] : [details] });
+}

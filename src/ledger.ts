@@ -1,0 +1,154 @@
+/**
+ * The ledger: bookkeeping kept inside the migrated database (schema `safeshift`), so the record survives even if
+ * the Temporal namespace is deleted. The audit log is append-only (a trigger refuses UPDATE, DELETE, TRUNCATE)
+ * and hash-chained: each row's hash covers the previous row's hash, so a removed or edited row shows.
+ */
+import type pg from 'pg';
+import { inTransaction } from './db';
+
+const LEDGER_DDL = `
+CREATE SCHEMA IF NOT EXISTS safeshift;
+CREATE TABLE IF NOT EXISTS safeshift.migrations (
+  run_id       text PRIMARY KEY,
+  workflow_id  text NOT NULL,
+  name         text NOT NULL,
+  plan         jsonb NOT NULL,
+  plan_hash    text NOT NULL,
+  source       text NOT NULL,
+  target       text NOT NULL,
+  requested_by text NOT NULL,
+  phase        text NOT NULL,
+  started_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now(),
+  finished_at  timestamptz,
+  outcome      text,
+  reason       text
+);
+CREATE INDEX IF NOT EXISTS migrations_workflow_id ON safeshift.migrations (workflow_id);
+CREATE TABLE IF NOT EXISTS safeshift.audit_log (
+  seq         bigint PRIMARY KEY,
+  event_key   text NOT NULL UNIQUE,
+  at          timestamptz NOT NULL,
+  workflow_id text,
+  run_id      text,
+  actor       text NOT NULL,
+  action      text NOT NULL,
+  phase       text,
+  details     jsonb NOT NULL DEFAULT '{}',
+  prev_hash   text,
+  hash        text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS safeshift.objects (
+  run_id     text NOT NULL,
+  kind       text NOT NULL,
+  oid        bigint NOT NULL,
+  name       text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (run_id, kind, oid)
+);
+CREATE TABLE IF NOT EXISTS safeshift.backups (
+  backup_table text PRIMARY KEY,
+  run_id       text NOT NULL,
+  source       text NOT NULL,
+  rows         bigint NOT NULL,
+  checksum     text NOT NULL,
+  verified_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE FUNCTION safeshift.audit_chain() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  prev record;
+BEGIN
+  -- One writer at a time, so seq order is chain order even with concurrent migrations.
+  PERFORM pg_advisory_xact_lock(hashtext('safeshift.audit_log'));
+  SELECT seq, hash INTO prev FROM safeshift.audit_log ORDER BY seq DESC LIMIT 1;
+  NEW.seq := coalesce(prev.seq, 0) + 1;
+  NEW.prev_hash := prev.hash;
+  NEW.at := clock_timestamp();
+  NEW.hash := encode(sha256(convert_to(concat_ws('|', NEW.seq, coalesce(prev.hash, ''), NEW.event_key,
+    extract(epoch FROM NEW.at), NEW.workflow_id, NEW.run_id, NEW.actor, NEW.action, NEW.phase, NEW.details::text),
+    'UTF8')), 'hex');
+  RETURN NEW;
+END $fn$;
+CREATE OR REPLACE FUNCTION safeshift.audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'safeshift.audit_log is append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
+END $fn$;
+CREATE OR REPLACE TRIGGER audit_chain BEFORE INSERT ON safeshift.audit_log
+  FOR EACH ROW EXECUTE FUNCTION safeshift.audit_chain();
+CREATE OR REPLACE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON safeshift.audit_log
+  FOR EACH ROW EXECUTE FUNCTION safeshift.audit_refuse_change();
+CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON safeshift.audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION safeshift.audit_refuse_change();
+REVOKE UPDATE, DELETE, TRUNCATE ON safeshift.audit_log FROM PUBLIC;
+`;
+
+/** Create or upgrade the ledger; safe to call concurrently and repeatedly. */
+export async function ensureLedger(client: pg.Client): Promise<void> {
+  await inTransaction(client, async () => {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('safeshift.ledger'))`);
+    await client.query(LEDGER_DDL);
+  });
+}
+
+export interface MigrationRecord {
+  runId: string;
+  workflowId: string;
+  name: string;
+  plan: unknown;
+  planHash: string;
+  source: string;
+  target: string;
+  requestedBy: string;
+}
+
+export interface AuditEvent {
+  /** Unique per event (workflow run + event number): a retried activity writes its row once. */
+  eventKey: string;
+  workflowId: string;
+  runId: string;
+  actor: string;
+  action: string;
+  phase?: string;
+  details?: Record<string, unknown>;
+}
+
+export async function upsertMigration(client: pg.Client, m: MigrationRecord, phase: string): Promise<void> {
+  await client.query(
+    `INSERT INTO safeshift.migrations (run_id, workflow_id, name, plan, plan_hash, source, target, requested_by, phase)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (run_id) DO UPDATE SET phase = EXCLUDED.phase, updated_at = now()`,
+    [m.runId, m.workflowId, m.name, JSON.stringify(m.plan), m.planHash, m.source, m.target, m.requestedBy, phase],
+  );
+}
+
+export async function setMigrationPhase(client: pg.Client, runId: string, phase: string, outcome?: { reason: string }): Promise<void> {
+  await client.query(
+    `UPDATE safeshift.migrations SET phase = $2, updated_at = now(),
+            finished_at = CASE WHEN $3::boolean THEN now() ELSE finished_at END,
+            outcome = CASE WHEN $3::boolean THEN $2 ELSE outcome END,
+            reason = coalesce($4, reason)
+      WHERE run_id = $1`,
+    [runId, phase, outcome !== undefined, outcome?.reason ?? null],
+  );
+}
+
+export async function appendAudit(client: pg.Client, e: AuditEvent): Promise<void> {
+  await client.query(
+    `INSERT INTO safeshift.audit_log (event_key, at, workflow_id, run_id, actor, action, phase, details, hash)
+     VALUES ($1, now(), $2, $3, $4, $5, $6, $7, '') ON CONFLICT (event_key) DO NOTHING`,
+    [e.eventKey, e.workflowId, e.runId, e.actor, e.action, e.phase ?? null, JSON.stringify(e.details ?? {})],
+  );
+}
+
+export async function recordCreatedObject(client: pg.Client, runId: string, kind: string, oid: number, name: string): Promise<void> {
+  await client.query(
+    `INSERT INTO safeshift.objects (run_id, kind, oid, name) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+    [runId, kind, oid, name],
+  );
+}
+
+export async function createdByRun(client: pg.Client, runId: string, kind: string, oid: number): Promise<boolean> {
+  const { rowCount } = await client.query(
+    `SELECT 1 FROM safeshift.objects WHERE run_id = $1 AND kind = $2 AND oid = $3`, [runId, kind, oid]);
+  return (rowCount ?? 0) > 0;
+}

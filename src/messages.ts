@@ -1,0 +1,113 @@
+/**
+ * Everything the workflows and their clients (CLI, tests, dashboards) must agree on: message definitions,
+ * search attribute keys, phase names and the status shape. Imported by workflow code, so: no Node, no I/O.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { Plan } from './plan/schema';
+
+export const MIGRATION_PHASE = defineSearchAttributeKey('MigrationPhase', SearchAttributeType.KEYWORD);
+export const MIGRATION_TABLE = defineSearchAttributeKey('MigrationTable', SearchAttributeType.KEYWORD);
+export const MIGRATION_PROJECT = defineSearchAttributeKey('MigrationProject', SearchAttributeType.KEYWORD);
+export const SEARCH_ATTRIBUTES = [MIGRATION_PHASE, MIGRATION_TABLE, MIGRATION_PROJECT] as const;
+
+export const PHASES = [
+  'preflight', 'backup', 'prepare', 'copy', 'build', 'catch_up', 'validate', 'awaiting_cutover', 'cutover',
+  'verify', 'awaiting_drop', 'drop', 'done', 'rolling_back', 'rolled_back', 'failed',
+] as const;
+export type Phase = (typeof PHASES)[number];
+export const FINAL_PHASES: readonly Phase[] = ['done', 'rolled_back', 'failed'];
+
+export type GateName = 'cutover' | 'drop';
+
+export interface MigrationInput {
+  plan: Plan;
+  planHash: string;
+  /** Activity timeouts; tests shorten them so a killed worker is noticed quickly. */
+  timeouts?: { heartbeat?: string; copySlice?: string };
+}
+
+export interface ApproveArgs {
+  approver: string;
+  gate?: GateName;
+  reason?: string;
+  /** The plan hash the approver was shown; an approval for another plan is refused. */
+  planHash?: string;
+}
+export interface RejectArgs {
+  approver: string;
+  reason?: string;
+}
+export interface OperatorArgs {
+  by?: string;
+  reason?: string;
+}
+
+export interface GateDecision {
+  approver: string;
+  approved: boolean;
+  reason?: string;
+  at: string;
+}
+export interface GateStatus {
+  name: GateName;
+  approvers: string[];
+  required: number;
+  state: 'pending' | 'open' | 'approved' | 'rejected' | 'timed_out';
+  decisions: GateDecision[];
+  openedAt?: string;
+  deadline?: string;
+  notBefore?: string;
+}
+
+export interface ValidationResult {
+  ok: boolean;
+  source: { rows: number; checksum: string };
+  target: { rows: number; checksum: string };
+  message: string;
+}
+
+export interface CopyStatus {
+  rowsCopied: number;
+  rowsTotal: number;
+  chunks: number;
+  lastKey: string[] | null;
+  rowsPerSecond: number;
+  etaSeconds: number | null;
+  throttledMs: number;
+}
+
+export interface MigrationStatus {
+  name: string;
+  planHash: string;
+  source: string;
+  target: string;
+  requestedBy: string;
+  phase: Phase;
+  paused: boolean;
+  abortRequested: boolean;
+  copy: CopyStatus;
+  validation?: ValidationResult;
+  gates: GateStatus[];
+  /** ms spent in each phase so far, by phase name, in the order entered. */
+  phaseDurationsMs: Record<string, number>;
+  backupTable?: string;
+  retiredTable?: string;
+  compensations: { name: string; state: 'done' | 'failed'; error?: string }[];
+  outcome?: { phase: Phase; reason: string };
+  startedAt: string;
+  updatedAt: string;
+}
+
+export const approve = defineUpdate<string, [ApproveArgs]>('approve');
+export const reject = defineUpdate<string, [RejectArgs]>('reject');
+export const pause = defineSignal<[OperatorArgs]>('pause');
+export const resume = defineSignal<[OperatorArgs]>('resume');
+export const abort = defineSignal<[OperatorArgs]>('abort');
+export const status = defineQuery<MigrationStatus>('status');
+
+export const DEFAULT_TASK_QUEUE = 'safeshift';
+
+export function migrationWorkflowId(planName: string): string {
+  return `migration-${planName}`;
+}

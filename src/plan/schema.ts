@@ -1,0 +1,135 @@
+/**
+ * The plan file (DESIGN.md "Plan file"): strict, every unknown key is an error, every error names its field.
+ * The parsed plan is normalised (defaults filled, tables split into schema + name, durations in ms) so that
+ * workflows and activities never re-interpret operator text.
+ */
+import { z } from 'zod';
+import { parseIdent, parseTableRef, type TableRef } from '../sql';
+import { parseDuration } from './duration';
+
+const slug = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/, 'must be a slug: lower-case letters, digits and dashes, 2-63 chars');
+
+const personName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/, 'must be a person name without spaces');
+
+const envVarName = z
+  .string()
+  .regex(/^[A-Z_][A-Z0-9_]*$/, 'must be the NAME of an environment variable (e.g. DATABASE_URL), never a URL');
+
+const tableRef = z.string().transform((text, ctx): TableRef => {
+  const ref = parseTableRef(text);
+  if (!ref) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not schema.table with identifiers like a_b or "Quoted"` });
+    return z.NEVER;
+  }
+  return ref;
+});
+
+const identifier = z.string().transform((text, ctx): string => {
+  const name = parseIdent(text);
+  if (name === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not an identifier (a_b or "Quoted")` });
+    return z.NEVER;
+  }
+  return name;
+});
+
+const duration = z.string().transform((text, ctx): number => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration like 30s, 15m, 72h or 7d` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const sqlText = z.string().trim().min(1, 'must not be empty');
+
+const cutoverGate = z.strictObject({
+  approvers: z.array(personName).min(1, 'needs at least one approver'),
+  required: z.number().int().min(1).default(1),
+  timeout: duration.optional(),
+  onTimeout: z.enum(['rollback']).default('rollback'),
+});
+/** The drop gate also waits for a retention time after cutover (`notBefore`). */
+const dropGate = cutoverGate.extend({ notBefore: duration.default(0) });
+
+export const planSchema = z
+  .strictObject({
+    version: z.literal(1),
+    name: slug,
+    database: envVarName,
+    requestedBy: personName,
+    source: tableRef,
+    target: tableRef,
+    key: z.array(identifier).min(1).optional(),
+    create: sqlText.optional(),
+    createFile: z.string().min(1).optional(),
+    columns: z.record(z.string(), sqlText).default({}),
+    copy: z
+      .strictObject({
+        chunkRows: z.number().int().min(1).max(10_000_000).default(50_000),
+        parallel: z.number().int().min(1).max(64).default(1),
+        maxRowsPerSecond: z.number().int().min(0).default(0),
+      })
+      .prefault({}),
+    backup: z
+      .strictObject({
+        table: z.boolean().default(true),
+        export: z.strictObject({ dir: z.string().min(1), encrypt: z.boolean().default(false) }).optional(),
+      })
+      .prefault({}),
+    cutover: z
+      .strictObject({
+        mode: z.enum(['swap']).default('swap'),
+        lockTimeoutMs: z.number().int().min(10).max(600_000).default(2000),
+        attempts: z.number().int().min(1).max(100).default(10),
+        compatView: z.boolean().default(false),
+      })
+      .prefault({}),
+    approvals: z.strictObject({
+      cutover: cutoverGate,
+      drop: dropGate,
+    }),
+  })
+  .superRefine((plan, ctx) => {
+    if (plan.create !== undefined && plan.createFile !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['createFile'], message: 'give either create or createFile, not both' });
+    }
+    if (plan.source.schema === plan.target.schema && plan.source.name === plan.target.name) {
+      ctx.addIssue({ code: 'custom', path: ['target'], message: 'must differ from source' });
+    }
+    for (const column of Object.keys(plan.columns)) {
+      if (parseIdent(column) === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['columns', column], message: `"${column}" is not an identifier` });
+      }
+    }
+    for (const g of ['cutover', 'drop'] as const) {
+      const { approvers, required } = plan.approvals[g];
+      const eligible = new Set(approvers.filter((a) => a !== plan.requestedBy));
+      if (required > eligible.size) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['approvals', g, 'required'],
+          message: `needs ${required} approvals but only ${eligible.size} approver(s) other than requestedBy (${plan.requestedBy})`,
+        });
+      }
+      if (new Set(approvers).size !== approvers.length) {
+        ctx.addIssue({ code: 'custom', path: ['approvals', g, 'approvers'], message: 'lists a name twice' });
+      }
+    }
+  });
+
+export type PlanInput = z.input<typeof planSchema>;
+type ParsedPlan = z.output<typeof planSchema>;
+
+/**
+ * A plan ready to run: `createSql` holds the target DDL (inline or read from createFile), `columns` maps target
+ * column (as stored) -> SQL expression over source columns.
+ */
+export type Plan = Omit<ParsedPlan, 'create' | 'createFile' | 'columns'> & {
+  createSql?: string;
+  createFile?: string;
+  columns: Record<string, string>;
+};

@@ -1,0 +1,102 @@
+/**
+ * The plan's column mapping turned into SQL: the projection of the source that the target receives, key ranges
+ * for chunks, and the shapes both sides are hashed in. Pure functions: easy to read, easy to unit-test.
+ */
+import { qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
+
+export interface MappedColumn {
+  /** Target column name as stored. */
+  target: string;
+  /** SQL expression over source columns (operator SQL from the plan, or the quoted source column). */
+  expr: string;
+  /** Target column type (format_type output from the catalog). */
+  type: string;
+}
+
+export interface KeyColumn {
+  name: string;
+  type: string;
+}
+
+export interface CopySpec {
+  source: TableRef;
+  target: TableRef;
+  columns: MappedColumn[];
+  /** Carried unchanged from source to target (preflight enforces that), so ranges read the same on both sides. */
+  key: KeyColumn[];
+}
+
+/** A key value as text (PostgreSQL's own output of each key column); null = open end. */
+export type KeyValue = string[] | null;
+
+export function targetColumnList(spec: CopySpec): string {
+  return spec.columns.map((c) => quoteIdent(c.target)).join(', ');
+}
+
+/**
+ * Each target column computed from the source and cast to the target type, in target column order. Each
+ * expression stands on lines of its own, so a `--` comment in operator SQL cannot swallow what follows.
+ */
+export function sourceProjection(spec: CopySpec): string {
+  return spec.columns.map((c) => mappedExpression(c)).join(', ');
+}
+
+export function mappedExpression(c: MappedColumn): string {
+  return `(\n${c.expr}\n)::${c.type}`;
+}
+
+function keyTuple(key: KeyColumn[]): string {
+  const cols = key.map((k) => quoteIdent(k.name));
+  return cols.length === 1 ? cols[0]! : `(${cols.join(', ')})`;
+}
+
+function keyLiteral(key: KeyColumn[], value: string[]): string {
+  if (value.length !== key.length) throw new Error(`key value has ${value.length} parts, key has ${key.length}`);
+  const parts = key.map((k, i) => `${quoteLiteral(value[i]!)}::${k.type}`);
+  return parts.length === 1 ? parts[0]! : `ROW(${parts.join(', ')})`;
+}
+
+/** `key > lo AND key <= hi` (row comparison for composite keys); either end may be open. */
+export function keyRange(key: KeyColumn[], lo: KeyValue, hi: KeyValue): string {
+  const conds: string[] = [];
+  if (lo) conds.push(`${keyTuple(key)} > ${keyLiteral(key, lo)}`);
+  if (hi) conds.push(`${keyTuple(key)} <= ${keyLiteral(key, hi)}`);
+  return conds.length ? conds.join(' AND ') : 'true';
+}
+
+export function keyOrder(key: KeyColumn[]): string {
+  return key.map((k) => quoteIdent(k.name)).join(', ');
+}
+
+/** The upper bound of the chunk that starts after `lo`: the key `rows` rows further on, or none if fewer remain. */
+export function chunkUpperBoundSql(spec: CopySpec, lo: KeyValue): string {
+  const keyText = spec.key.map((k) => `${quoteIdent(k.name)}::text`).join(', ');
+  return `SELECT ARRAY[${keyText}] AS key FROM ${qualified(spec.source)} WHERE ${keyRange(spec.key, lo, null)}
+           ORDER BY ${keyOrder(spec.key)} OFFSET $1 LIMIT 1`;
+}
+
+export function copyOutSql(spec: CopySpec, lo: KeyValue, hi: KeyValue): string {
+  return `COPY (SELECT ${sourceProjection(spec)} FROM ${qualified(spec.source)}
+           WHERE ${keyRange(spec.key, lo, hi)} ORDER BY ${keyOrder(spec.key)}) TO STDOUT`;
+}
+
+export function copyInSql(spec: CopySpec): string {
+  return `COPY ${qualified(spec.target)} (${targetColumnList(spec)}) FROM STDIN`;
+}
+
+export function deleteRangeSql(spec: CopySpec, lo: KeyValue, hi: KeyValue): string {
+  return `DELETE FROM ${qualified(spec.target)} WHERE ${keyRange(spec.key, lo, hi)}`;
+}
+
+/**
+ * Count and order-independent checksum of one side. The source is hashed through the mapping and casts, the
+ * target as stored; both print the same row text when the copy is exact. Sum of 64-bit hashes (as numeric, so it
+ * cannot overflow) paired with the count.
+ */
+export function checksumSql(spec: CopySpec, side: 'source' | 'target', lo: KeyValue = null, hi: KeyValue = null): string {
+  const row = side === 'source' ? sourceProjection(spec) : spec.columns.map((c) => quoteIdent(c.target)).join(', ');
+  const table = side === 'source' ? spec.source : spec.target;
+  return `SELECT count(*)::bigint::text AS rows,
+                 coalesce(sum(hashtextextended(ROW(${row})::text, 0)::numeric), 0)::text AS checksum
+            FROM ${qualified(table)} WHERE ${keyRange(spec.key, lo, hi)}`;
+}

@@ -1,0 +1,1 @@
+export { migrationWorkflow } from './migration';

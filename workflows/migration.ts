@@ -1,0 +1,294 @@
+/**
+ * migrationWorkflow(plan): the migrator. Reads like the phase table of DESIGN.md: each phase is entered (audit
+ * row, search attribute, details), its compensation registered, its activity run. Any failure, reject, gate
+ * timeout or abort runs the registered compensations in reverse, in a non-cancellable scope, and the migration
+ * ends `rolled_back` (or `failed` if a compensation could not finish: the status says what is left).
+ *
+ * Deterministic: no I/O here, only activities; time is workflow time.
+ */
+import * as wf from '@temporalio/workflow';
+import type * as activities from '../activities';
+import type { CopyProgress } from '../activities/copy';
+import type { PreflightReport } from '../activities/preflight';
+import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
+import {
+  abort, approve, MIGRATION_PHASE, pause, reject, resume, status,
+  type ApproveArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
+} from '../src/messages';
+import type { KeyValue } from '../src/projection';
+import { displayName } from '../src/sql';
+
+const COPY_SLICE_MS = 30_000;
+
+interface Compensation {
+  name: string;
+  run: () => Promise<string | void>;
+}
+
+export async function migrationWorkflow(input: MigrationInput): Promise<MigrationStatus> {
+  const { plan, planHash } = input;
+  const info = wf.workflowInfo();
+  const ref = { db: plan.database, workflowId: info.workflowId, runId: info.runId };
+  const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
+  const heartbeatTimeout = input.timeouts?.heartbeat ?? '30s';
+  const sliceMs = input.timeouts?.copySlice ? Number(input.timeouts.copySlice) : COPY_SLICE_MS;
+  const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
+  const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '12h', heartbeatTimeout, retry });
+  const copy = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '30m', heartbeatTimeout, retry: { ...retry, maximumAttempts: 50 } });
+
+  const startedAt = Date.now();
+  const state: MigrationStatus = {
+    name: plan.name,
+    planHash,
+    source: displayName(plan.source),
+    target: displayName(plan.target),
+    requestedBy: plan.requestedBy,
+    phase: 'preflight',
+    paused: false,
+    abortRequested: false,
+    copy: { rowsCopied: 0, rowsTotal: 0, chunks: 0, lastKey: null, rowsPerSecond: 0, etaSeconds: null, throttledMs: 0 },
+    gates: (['cutover', 'drop'] as const).map((name) => ({
+      name, approvers: plan.approvals[name].approvers, required: plan.approvals[name].required, state: 'pending', decisions: [],
+    })),
+    phaseDurationsMs: {},
+    compensations: [],
+    startedAt: new Date(startedAt).toISOString(),
+    updatedAt: new Date(startedAt).toISOString(),
+  };
+  let phaseStartedAt = startedAt;
+  let eventNo = 0;
+  let dropStarted = false;
+  let cutoverAt: number | undefined;
+
+  const audit = (actor: string, action: string, details: Record<string, unknown> = {}, extra: Partial<Parameters<typeof quick.recordEvent>[0]> = {}) =>
+    quick.recordEvent({ ...ref, eventKey: `${info.runId}/${++eventNo}`, actor, action, phase: state.phase, details, ...extra });
+
+  function touch(): void {
+    const now = Date.now();
+    state.phaseDurationsMs[state.phase] = (state.phaseDurationsMs[state.phase] ?? 0) + (now - phaseStartedAt);
+    phaseStartedAt = now;
+    state.updatedAt = new Date(now).toISOString();
+    wf.setCurrentDetails(currentDetails(state));
+  }
+
+  async function enter(phase: Phase, details: Record<string, unknown> = {}, outcome?: { reason: string }): Promise<void> {
+    touch();
+    state.phase = phase;
+    state.phaseDurationsMs[phase] ??= 0;
+    wf.upsertSearchAttributes([{ key: MIGRATION_PHASE, value: phase }]);
+    wf.setCurrentDetails(currentDetails(state));
+    await audit('safeshift', `phase:${phase}`, details, {
+      ...(eventNo === 0 ? { migration: { name: plan.name, plan, planHash, source: state.source, target: state.target, requestedBy: plan.requestedBy } } : {}),
+      ...(outcome ? { outcome } : {}),
+    });
+  }
+
+  /** Between steps: hold while paused; an abort turns into the failure that starts the rollback. */
+  async function checkpoint(): Promise<void> {
+    await wf.condition(() => !state.paused || state.abortRequested);
+    if (state.abortRequested) throw fatal('Aborted', 'aborted by an operator');
+  }
+
+  const openGate = (): GateStatus | undefined => state.gates.find((g) => g.state === 'open');
+  const approvals = (g: GateStatus) => g.decisions.filter((d) => d.approved).length;
+
+  function validateDecision(approver: string, gate: GateName | undefined, hash: string | undefined): GateStatus {
+    const g = openGate();
+    if (!g) throw wf.ApplicationFailure.nonRetryable(`no gate is open (phase ${state.phase}); decisions are taken at the cutover and drop gates`, 'GateNotOpen');
+    if (gate && gate !== g.name) throw wf.ApplicationFailure.nonRetryable(`the ${gate} gate is not open; the open gate is ${g.name}`, 'GateNotOpen');
+    if (approver === plan.requestedBy) throw wf.ApplicationFailure.nonRetryable(`${approver} requested this migration and cannot decide on it`, 'SelfApproval');
+    if (!g.approvers.includes(approver)) throw wf.ApplicationFailure.nonRetryable(`${approver} is not an approver of the ${g.name} gate (approvers: ${g.approvers.join(', ')})`, 'NotAnApprover');
+    if (g.decisions.some((d) => d.approver === approver)) throw wf.ApplicationFailure.nonRetryable(`${approver} has already decided on the ${g.name} gate`, 'AlreadyDecided');
+    if (hash !== undefined && hash !== planHash) throw wf.ApplicationFailure.nonRetryable(`approval is for plan ${hash.slice(0, 12)}, this migration runs plan ${planHash.slice(0, 12)}`, 'PlanMismatch');
+    return g;
+  }
+
+  wf.setHandler(status, () => state);
+  wf.setHandler(approve, async (args: ApproveArgs) => {
+    const g = validateDecision(args.approver, args.gate, args.planHash);
+    g.decisions.push({ approver: args.approver, approved: true, reason: args.reason, at: new Date().toISOString() });
+    if (approvals(g) >= g.required) g.state = 'approved';
+    await audit(args.approver, `approve:${g.name}`, { reason: args.reason ?? null, planHash });
+    return `${args.approver} approved the ${g.name} gate (${approvals(g)}/${g.required})`;
+  }, { validator: (args: ApproveArgs) => { validateDecision(args.approver, args.gate, args.planHash); } });
+  wf.setHandler(reject, async (args: RejectArgs) => {
+    const g = validateDecision(args.approver, undefined, undefined);
+    g.decisions.push({ approver: args.approver, approved: false, reason: args.reason, at: new Date().toISOString() });
+    g.state = 'rejected';
+    await audit(args.approver, `reject:${g.name}`, { reason: args.reason ?? null });
+    return `${args.approver} rejected the ${g.name} gate; rolling back`;
+  }, { validator: (args: RejectArgs) => { validateDecision(args.approver, undefined, undefined); } });
+  wf.setHandler(pause, async (args) => {
+    state.paused = true;
+    touch();
+    await audit(args.by ?? 'operator', 'pause', { reason: args.reason ?? null });
+  });
+  wf.setHandler(resume, async (args) => {
+    state.paused = false;
+    touch();
+    await audit(args.by ?? 'operator', 'resume', { reason: args.reason ?? null });
+  });
+  wf.setHandler(abort, async (args) => {
+    if (dropStarted || state.outcome) {
+      await audit(args.by ?? 'operator', 'abort:ignored', { reason: 'drop has started or the migration is over' });
+      return;
+    }
+    state.abortRequested = true;
+    await audit(args.by ?? 'operator', 'abort', { reason: args.reason ?? null });
+  });
+
+  /** Wait at a gate until enough approvals, a reject, an abort or the timeout. */
+  async function gate(name: GateName): Promise<void> {
+    const cfg = plan.approvals[name];
+    const g = state.gates.find((x) => x.name === name)!;
+    g.state = 'open';
+    g.openedAt = new Date().toISOString();
+    if (cfg.timeout) g.deadline = new Date(Date.now() + cfg.timeout).toISOString();
+    await enter(name === 'cutover' ? 'awaiting_cutover' : 'awaiting_drop', { approvers: cfg.approvers, required: cfg.required });
+    const decided = await wf.condition(() => g.state !== 'open' || state.abortRequested, cfg.timeout);
+    if (state.abortRequested) throw fatal('Aborted', `aborted by an operator at the ${name} gate`);
+    if (!decided) {
+      g.state = 'timed_out';
+      throw fatal('GateTimeout', `no decision at the ${name} gate within ${cfg.timeout} ms`);
+    }
+    if ((g.state as GateStatus['state']) === 'rejected') {
+      const d = g.decisions.find((x) => !x.approved)!;
+      throw fatal('Rejected', `${d.approver} rejected the ${name} gate${d.reason ? `: ${d.reason}` : ''}`);
+    }
+    if (name === 'drop' && plan.approvals.drop.notBefore && cutoverAt !== undefined) {
+      const notBefore = cutoverAt + plan.approvals.drop.notBefore;
+      const wait = notBefore - Date.now();
+      g.notBefore = new Date(notBefore).toISOString();
+      if (wait > 0 && (await wf.condition(() => state.abortRequested, wait))) throw fatal('Aborted', 'aborted by an operator while the drop gate waited for its retention time');
+    }
+  }
+
+  const compensations: Compensation[] = [];
+  let report: PreflightReport | undefined;
+  try {
+    await enter('preflight');
+    report = await quick.preflight({ db: plan.database, plan, stamp: stampOf(info.startTime) });
+    state.copy.rowsTotal = report.rowsEstimate;
+    const { spec, retired } = report;
+
+    await checkpoint();
+    await enter('backup', { table: plan.backup.table });
+    if (plan.backup.table) {
+      const backup = await long.backupTable({ ...ref, source: plan.source, backup: report.backup });
+      state.backupTable = backup.table;
+      await audit('safeshift', 'backup:verified', { ...backup });
+    }
+
+    await checkpoint();
+    await enter('prepare');
+    const { targetOid } = await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: plan.createSql });
+    compensations.unshift({ name: 'dropTarget', run: () => quick.dropTarget({ ...ref, target: plan.target, targetOid }) });
+
+    await checkpoint();
+    await enter('copy', { rowsEstimate: report.rowsEstimate, chunkRows: plan.copy.chunkRows });
+    const copyStarted = Date.now();
+    let after: KeyValue = null;
+    for (;;) {
+      await checkpoint();
+      const slice: CopyProgress = await copy.copySlice({ db: plan.database, spec, after, chunkRows: plan.copy.chunkRows, maxRowsPerSecond: plan.copy.maxRowsPerSecond, sliceMs });
+      after = slice.after;
+      state.copy.rowsCopied += slice.rows;
+      state.copy.chunks += slice.chunks;
+      state.copy.throttledMs += slice.throttledMs;
+      state.copy.lastKey = after;
+      const seconds = Math.max(1, Date.now() - copyStarted) / 1000;
+      state.copy.rowsPerSecond = Math.round(state.copy.rowsCopied / seconds);
+      state.copy.etaSeconds = state.copy.rowsPerSecond > 0 ? Math.max(0, Math.round((state.copy.rowsTotal - state.copy.rowsCopied) / state.copy.rowsPerSecond)) : null;
+      touch();
+      if (slice.done) break;
+    }
+    state.copy.rowsTotal = state.copy.rowsCopied;
+    state.copy.etaSeconds = 0;
+
+    await checkpoint();
+    await enter('validate');
+    const validation = await long.validateCopy({ db: plan.database, spec });
+    state.validation = validation;
+    await audit('safeshift', validation.ok ? 'validate:ok' : 'validate:mismatch', { ...validation });
+    if (!validation.ok) throw fatal('ValidationMismatch', validation.message);
+
+    await gate('cutover');
+    await checkpoint();
+    await enter('cutover');
+    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, expected: { source: validation.source, target: validation.target }, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
+    // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
+    compensations.unshift({ name: 'swapBack', run: () => long.swapBack(swap) });
+    const swapped = await long.swapTables(swap);
+    cutoverAt = Date.now();
+    state.retiredTable = displayName(retired);
+    await audit('safeshift', 'cutover:swapped', { ...swapped });
+
+    await enter('verify');
+    await long.verifyCutover({ db: plan.database, spec, targetOid, expected: validation.target });
+
+    await gate('drop');
+    dropStarted = true;
+    compensations.length = 0; // past this point nothing is undone: the drop is the point of no return
+    await enter('drop', { retired: displayName(retired) });
+    await quick.dropRetired({ ...ref, retired, sourceOid: report.sourceOid });
+
+    touch();
+    state.outcome = { phase: 'done', reason: `${state.source} now has the new shape; ${state.copy.rowsCopied} rows moved` };
+    await enter('done', {}, { reason: state.outcome.reason });
+  } catch (err) {
+    const reason = failureMessage(err);
+    if (dropStarted) {
+      state.outcome = { phase: 'failed', reason: `drop failed after approval: ${reason}; the retired table may still exist` };
+      await wf.CancellationScope.nonCancellable(() => enter('failed', {}, { reason: state.outcome!.reason }));
+      await wf.condition(wf.allHandlersFinished);
+      throw wf.ApplicationFailure.nonRetryable(state.outcome.reason, 'Failed');
+    }
+    await wf.CancellationScope.nonCancellable(async () => {
+      await enter('rolling_back', { reason });
+      for (const c of compensations) {
+        try {
+          const message = await c.run();
+          state.compensations.push({ name: c.name, state: 'done' });
+          await audit('safeshift', `compensate:${c.name}`, { message: message ?? null });
+        } catch (cerr) {
+          state.compensations.push({ name: c.name, state: 'failed', error: failureMessage(cerr) });
+          await audit('safeshift', `compensate:${c.name}:failed`, { error: failureMessage(cerr) }).catch(() => undefined);
+        }
+      }
+      const failed = state.compensations.filter((c) => c.state === 'failed');
+      state.outcome = failed.length
+        ? { phase: 'failed', reason: `${reason}; rollback incomplete: ${failed.map((c) => `${c.name}: ${c.error}`).join('; ')}` }
+        : { phase: 'rolled_back', reason };
+      await enter(state.outcome.phase, {}, { reason: state.outcome.reason });
+    });
+    await wf.condition(wf.allHandlersFinished);
+    if (state.outcome!.phase === 'failed') throw wf.ApplicationFailure.nonRetryable(state.outcome!.reason, 'Failed');
+    return state;
+  }
+  await wf.condition(wf.allHandlersFinished);
+  return state;
+}
+
+function failureMessage(err: unknown): string {
+  let e: unknown = err;
+  // ActivityFailure wraps the activity's own ApplicationFailure: the operator wants the inner message.
+  while (e instanceof wf.ActivityFailure && e.cause) e = e.cause;
+  if (e instanceof wf.CancelledFailure) return 'the workflow was cancelled';
+  return e instanceof Error ? e.message : String(e);
+}
+
+function stampOf(d: Date): string {
+  return d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
+}
+
+function currentDetails(s: MigrationStatus): string {
+  const lines = [`**${s.phase}**${s.paused ? ' (paused)' : ''} — ${s.source} → ${s.target}`];
+  if (s.copy.rowsTotal || s.copy.rowsCopied) lines.push(`rows copied: ${s.copy.rowsCopied} / ${s.copy.rowsTotal} in ${s.copy.chunks} chunks`);
+  if (s.validation) lines.push(`validation: ${s.validation.ok ? 'equal' : 'MISMATCH'} — ${s.validation.message}`);
+  for (const g of s.gates) {
+    if (g.state === 'pending') continue;
+    lines.push(`gate ${g.name}: ${g.state} (${g.decisions.filter((d) => d.approved).length}/${g.required}; approvers ${g.approvers.join(', ')})`);
+  }
+  if (s.outcome) lines.push(`outcome: ${s.outcome.phase} — ${s.outcome.reason}`);
+  return lines.join('\n\n');
+}
