@@ -16,6 +16,7 @@ import {
   type ApproveArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
 } from '../src/messages';
 import type { KeyValue } from '../src/projection';
+import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
 
 const COPY_SLICE_MS = 30_000;
@@ -145,11 +146,13 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     g.openedAt = new Date().toISOString();
     if (cfg.timeout) g.deadline = new Date(Date.now() + cfg.timeout).toISOString();
     await enter(name === 'cutover' ? 'awaiting_cutover' : 'awaiting_drop', { approvers: cfg.approvers, required: cfg.required });
-    const decided = await wf.condition(() => g.state !== 'open' || state.abortRequested, cfg.timeout);
+    const settled = () => g.state !== 'open' || state.abortRequested;
+    // condition(fn, undefined) would time out at once: only a gate with a timeout gets one.
+    const decided = cfg.timeout === undefined ? (await wf.condition(settled), true) : await wf.condition(settled, cfg.timeout);
     if (state.abortRequested) throw fatal('Aborted', `aborted by an operator at the ${name} gate`);
     if (!decided) {
       g.state = 'timed_out';
-      throw fatal('GateTimeout', `no decision at the ${name} gate within ${cfg.timeout} ms`);
+      throw fatal('GateTimeout', `no decision at the ${name} gate within ${formatDuration(cfg.timeout!)}`);
     }
     if ((g.state as GateStatus['state']) === 'rejected') {
       const d = g.decisions.find((x) => !x.approved)!;

@@ -1,0 +1,118 @@
+/**
+ * `safeshift` command line (DESIGN.md "CLI contract"). Exit codes: 0 ok, 1 migration failed or rolled back,
+ * 2 bad input (nothing was changed). `--json` gives machine output.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { loadDevEnv } from '../config';
+import { runDev } from './dev';
+import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
+import { runWorkerCommand } from './worker';
+import { checkPlan, decide, listMigrations, showStatus, signalMigration, startMigration } from './migrations';
+
+const print = (line: string) => process.stdout.write(`${line}\n`);
+
+function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>) {
+  return async (...args: A) => {
+    try {
+      const code = await fn(...args);
+      process.exitCode = code ?? 0;
+    } catch (err) {
+      if (err instanceof CliError) {
+        process.stderr.write(`${err.message}\n`);
+        process.exitCode = err.exitCode;
+      } else {
+        process.stderr.write(`safeshift: ${(err as Error)?.stack ?? String(err)}\n`);
+        process.exitCode = EXIT_FAILED;
+      }
+    }
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('safeshift')
+    .description('Durable, zero-data-loss migrations of live PostgreSQL tables, orchestrated by Temporal')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program.command('dev')
+    .description('start the embedded stack: PostgreSQL, Temporal dev server (UI on :8233) and a worker; Ctrl-C stops all')
+    .option('--no-worker', 'do not start a worker')
+    .action(action(async (opts: { worker: boolean }) => {
+      await runDev({ worker: opts.worker });
+    }));
+
+  program.command('worker')
+    .description('run a worker on the task queue (SAFESHIFT_TASK_QUEUE, default safeshift)')
+    .action(action(async () => {
+      await runWorkerCommand();
+    }));
+
+  const plan = program.command('plan').description('work with plan files');
+  plan.command('validate <plan>')
+    .description('exit 0 if the plan is valid (file, and the live database unless --offline); else exit 2, one line per problem')
+    .option('--offline', 'check the file only; do not connect to the database')
+    .action(action(async (file: string, opts: { offline?: boolean }) => {
+      const { plan: p, hash } = await checkPlan(file, opts);
+      print(`${file}: valid (${p.name}, sha256:${hash})`);
+    }));
+
+  program.command('start <plan>')
+    .description('start a migration; prints the workflow id and the UI link')
+    .option('--wait', 'wait until the migration ends; exit 1 unless it is done')
+    .option('--auto-approve', 'approve each gate as the plan\'s approvers (demos and rehearsals); implies --wait')
+    .option('--json', 'machine output')
+    .action(action((file: string, opts: { wait?: boolean; autoApprove?: boolean; json?: boolean }) => startMigration(file, opts, print)));
+
+  program.command('status <id>')
+    .description('phase, progress, rows, rate, ETA, gates')
+    .option('--json', 'machine output')
+    .option('--watch', 'refresh every second until the migration ends')
+    .action(action((id: string, opts: { json?: boolean; watch?: boolean }) => showStatus(id, opts, print)));
+
+  program.command('approve <id>')
+    .description('say go at the open gate')
+    .requiredOption('--as <name>', 'approver name, as listed in the plan')
+    .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop']))
+    .option('--reason <text>', 'recorded in the audit log')
+    .option('--plan-hash <sha256>', 'refuse unless the migration runs exactly this plan')
+    .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop'; reason?: string; planHash?: string }) => decide(id, 'approve', opts, print)));
+
+  program.command('reject <id>')
+    .description('say no at the open gate: the migration rolls back')
+    .requiredOption('--as <name>', 'approver name, as listed in the plan')
+    .option('--reason <text>', 'recorded in the audit log')
+    .action(action((id: string, opts: { as: string; reason?: string }) => decide(id, 'reject', opts, print)));
+
+  for (const what of ['pause', 'resume', 'abort'] as const) {
+    program.command(`${what} <id>`)
+      .description({ pause: 'hold before the next chunk or phase', resume: 'go on after a pause', abort: 'roll back (until the drop has started)' }[what])
+      .option('--as <name>', 'who asks (audit log)')
+      .option('--reason <text>', 'recorded in the audit log')
+      .action(action((id: string, opts: { as?: string; reason?: string }) => signalMigration(id, what, opts, print)));
+  }
+
+  program.command('list')
+    .description('migrations known to Temporal')
+    .option('--phase <phase>', 'only those in this phase')
+    .option('--json', 'machine output')
+    .action(action((opts: { phase?: string; json?: boolean }) => listMigrations(opts, print)));
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  loadDevEnv();
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
+      return;
+    }
+    throw err;
+  }
+}
+
+if (require.main === module || process.argv[1]?.endsWith('safeshift')) {
+  void main(process.argv);
+}

@@ -1,0 +1,51 @@
+/** Bad input gets a clear error naming the field or object, exit 2, and changes nothing in the database. */
+import { basePlan, catalogSnapshot, runCli, sql, uniqueName, writePlan } from '../support/helpers';
+import { seedProfiles } from '../support/seed';
+
+let src: string;
+beforeAll(async () => {
+  src = uniqueName('profiles');
+  await seedProfiles(src, 100);
+  await sql(`CREATE TABLE public.${src}_nokey (a int, b text)`);
+});
+
+const cases: [string, () => Record<string, unknown>, RegExp][] = [
+  ['unknown key', () => ({ ...basePlan('bad-a', `public.${src}`, `public.${src}_v2`), colums: {} }), /colums: unknown field/],
+  ['unknown nested key', () => basePlan('bad-b', `public.${src}`, `public.${src}_v2`, { copy: { chunkrows: 5 } }), /copy\.chunkrows: unknown field/],
+  ['bad identifier', () => basePlan('bad-c', `public.${src}; drop table x`, `public.${src}_v2`), /^.*source: .*is not schema\.table/m],
+  ['bad duration', () => basePlan('bad-d', `public.${src}`, `public.${src}_v2`, { approvals: { cutover: { approvers: ['alice'], timeout: '3 days' }, drop: { approvers: ['alice'] } } }), /approvals\.cutover\.timeout: "3 days" is not a duration/],
+  ['secret instead of env var name', () => ({ ...basePlan('bad-e', `public.${src}`, `public.${src}_v2`), database: 'postgres://u:p@h/db' }), /database: must be the NAME of an environment variable/],
+  ['env var not set', () => ({ ...basePlan('bad-f', `public.${src}`, `public.${src}_v2`), database: 'SAFESHIFT_TEST_UNSET_URL' }), /database: environment variable SAFESHIFT_TEST_UNSET_URL is not set/],
+  ['missing source table', () => basePlan('bad-g', 'public.no_such_table', `public.${src}_v2`), /source: table public\.no_such_table does not exist/],
+  ['table without a key', () => basePlan('bad-h', `public.${src}_nokey`, `public.${src}_v2`), /key: .* has no primary key/],
+  ['mapping to a missing column', () => basePlan('bad-i', `public.${src}`, `public.${src}_v2`, { columns: { nosuch: 'full_name' } }), /columns\.nosuch: .* has no column nosuch/],
+  ['broken expression', () => basePlan('bad-j', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (id bigint primary key, n int)`, columns: { n: 'no_such_col + 1' } }), /columns\.n: no_such_col \+ 1 does not work/],
+  ['expression smuggling a statement', () => basePlan('bad-k', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (id bigint primary key, n text)`, columns: { n: `'x')::text FROM pg_class; DROP TABLE public.${src}; SELECT ('y'` } }), /columns\.n: /],
+  ['target DDL that fails', () => basePlan('bad-l', `public.${src}`, `public.${src}_v2`, { create: 'CREATE TABLE oops (' }), /create: the target DDL fails/],
+  ['self-approval only', () => basePlan('bad-m', `public.${src}`, `public.${src}_v2`, { approvals: { cutover: { approvers: ['carol'] }, drop: { approvers: ['alice'] } } }), /approvals\.cutover\.required: needs 1 approvals but only 0/],
+  ['existing target', () => basePlan('bad-n', `public.${src}`, `public.${src}_nokey`), /target: .* already exists/],
+];
+
+describe.each(['plan validate', 'start'])('%s with a malformed plan', (command) => {
+  test.each(cases)('%s: exit 2, the field named, database unchanged, no migration started', async (_label, make, message) => {
+    const before = await catalogSnapshot();
+    const plan = make();
+    const file = writePlan(plan);
+    const result = await runCli([...command.split(' '), file]);
+    expect(result.stderr).toMatch(message);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(await catalogSnapshot()).toBe(before);
+    const status = await runCli(['status', String(plan.name)]);
+    expect(status.code).toBe(2);
+    expect(status.stderr).toMatch(/no migration/);
+  });
+});
+
+test('a plan that is not YAML at all is refused with exit 2', async () => {
+  const file = writePlan({});
+  require('node:fs').writeFileSync(file, 'version: [1\n');
+  const result = await runCli(['plan', 'validate', file]);
+  expect(result.code).toBe(2);
+  expect(result.stderr).toMatch(/not valid YAML/);
+});

@@ -1,0 +1,141 @@
+/**
+ * One table migrated end to end on the real stack (embedded PostgreSQL, Temporal dev server, worker), driven
+ * through the CLI as an operator would.
+ */
+import { atPhase, basePlan, fingerprint, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { PROFILES_V2_SELECT, PROFILES_V2_TARGET_SELECT, profilesV2, seedProfiles } from '../support/seed';
+
+describe('migrationWorkflow on a real database and Temporal server', () => {
+  test('happy path: reaches done, the live table holds exactly the mapped source rows, the old table is dropped', async () => {
+    const src = uniqueName('profiles');
+    const dst = `${src}_v2`;
+    await seedProfiles(src, 12_345);
+    const expected = await fingerprint(PROFILES_V2_SELECT(src), 'id');
+    const plan = writePlan(basePlan(src, `public.${src}`, `public.${dst}`, { ...profilesV2(dst), copy: { chunkRows: 1000 } }));
+    const planName = src.replace(/_/g, '-');
+
+    const started = await runCli(['start', plan, '--auto-approve', '--json']);
+    expect(started).toMatchObject({ code: 0, stderr: '' });
+
+    // The live name now has the new shape and exactly the mapped rows, by our own SQL.
+    const live = await fingerprint(PROFILES_V2_TARGET_SELECT(src), 'id');
+    expect(live).toEqual(expected);
+    expect(live.rows).toBe(12_345);
+    const [cols] = await sql<{ cols: string[] }>(
+      `SELECT array_agg(attname::text ORDER BY attnum) AS cols FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0`, [`public.${src}`]);
+    expect(cols!.cols).toContain('display_name');
+    expect(await sql(`SELECT 1 FROM pg_class WHERE relname = $1`, [dst])).toHaveLength(0);
+    expect(await sql(`SELECT 1 FROM pg_class WHERE relname LIKE $1`, [`${src}_retired_%`])).toHaveLength(0);
+
+    // The verified backup is kept, with the original rows.
+    const s = await statusOf(planName);
+    expect(s.phase).toBe('done');
+    const backup = await fingerprint(`SELECT * FROM ${s.backupTable}`, 'id');
+    expect(backup.rows).toBe(12_345);
+
+    // status --json carries what dashboards need.
+    const json = JSON.parse((await runCli(['status', planName, '--json'])).stdout);
+    expect(json).toMatchObject({ phase: 'done', copy: { rowsCopied: 12_345, chunks: 13 }, validation: { ok: true } });
+    expect(json.phaseDurationsMs).toHaveProperty('copy');
+    expect(json.gates.map((g: { state: string }) => g.state)).toEqual(['approved', 'approved']);
+    expect(json.uiUrl).toMatch(/^http:\/\/localhost:\d+\/namespaces\/default\/workflows\/migration-/);
+
+    // Every phase left an audit row, and the hash chain holds.
+    const audit = await sql<{ action: string }>(`SELECT action FROM safeshift.audit_log WHERE workflow_id = $1 ORDER BY seq`, [`migration-${planName}`]);
+    const actions = audit.map((a) => a.action);
+    for (const phase of ['preflight', 'backup', 'prepare', 'copy', 'validate', 'awaiting_cutover', 'cutover', 'verify', 'awaiting_drop', 'drop', 'done']) {
+      expect(actions).toContain(`phase:${phase}`);
+    }
+    expect(actions).toContain('approve:cutover');
+    const broken = await sql(`
+      SELECT seq FROM (SELECT seq, prev_hash, lag(hash) OVER (ORDER BY seq) AS lag_hash, lag(seq) OVER (ORDER BY seq) AS lag_seq
+                         FROM safeshift.audit_log) x
+       WHERE lag_seq IS NOT NULL AND (prev_hash IS DISTINCT FROM lag_hash OR seq <> lag_seq + 1)`);
+    expect(broken).toHaveLength(0);
+    await expect(sql(`DELETE FROM safeshift.audit_log`)).rejects.toThrow(/append-only/);
+    await expect(sql(`UPDATE safeshift.audit_log SET actor = 'x'`)).rejects.toThrow(/append-only/);
+  });
+
+  test('reject at cutover leaves the source byte-for-byte as before, removes the target, keeps the backup', async () => {
+    const src = uniqueName('profiles');
+    const dst = `${src}_v2`;
+    await seedProfiles(src, 3000);
+    const before = await fingerprint(`SELECT * FROM public.${src}`, 'id');
+    const [oidBefore] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    const planName = src.replace(/_/g, '-');
+    const plan = writePlan(basePlan(src, `public.${src}`, `public.${dst}`, profilesV2(dst)));
+
+    expect((await runCli(['start', plan])).code).toBe(0);
+    const atGate = await waitFor(planName, atPhase('awaiting_cutover'));
+    expect(atGate.validation?.ok).toBe(true);
+    const rejected = await runCli(['reject', planName, '--as', 'bob', '--reason', 'not during the sale']);
+    expect(rejected.code).toBe(0);
+
+    const end = await waitFor(planName, atPhase('rolled_back'));
+    expect(end.outcome?.reason).toMatch(/bob rejected the cutover gate: not during the sale/);
+    expect(end.compensations).toEqual([{ name: 'dropTarget', state: 'done' }]);
+    expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
+    const [oidAfter] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    expect(oidAfter).toEqual(oidBefore);
+    expect(await sql(`SELECT 1 FROM pg_class WHERE relname = $1`, [dst])).toHaveLength(0);
+    expect((await fingerprint(`SELECT * FROM ${end.backupTable}`, 'id')).md5).toBe(before.md5);
+    const [row] = await sql<{ phase: string; reason: string }>(`SELECT phase, reason FROM safeshift.migrations WHERE workflow_id = $1`, [`migration-${planName}`]);
+    expect(row).toMatchObject({ phase: 'rolled_back' });
+    expect((await runCli(['status', planName])).code).toBe(1);
+  });
+
+  test('approvals: the requester, a non-approver and a second vote are refused with clear errors', async () => {
+    const src = uniqueName('profiles');
+    await seedProfiles(src, 500);
+    const planName = src.replace(/_/g, '-');
+    const plan = writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, {
+      approvals: { cutover: { approvers: ['alice', 'bob', 'carol'], required: 2 }, drop: { approvers: ['alice'] } },
+    }));
+    expect((await runCli(['start', plan])).code).toBe(0);
+    await waitFor(planName, atPhase('awaiting_cutover'));
+
+    const self = await runCli(['approve', planName, '--as', 'carol']);
+    expect(self.code).toBe(2);
+    expect(self.stderr).toMatch(/SelfApproval.*carol requested this migration/);
+    const stranger = await runCli(['approve', planName, '--as', 'mallory']);
+    expect(stranger.code).toBe(2);
+    expect(stranger.stderr).toMatch(/NotAnApprover.*mallory is not an approver/);
+    const wrongGate = await runCli(['approve', planName, '--as', 'alice', '--gate', 'drop']);
+    expect(wrongGate.code).toBe(2);
+    expect(wrongGate.stderr).toMatch(/GateNotOpen/);
+    const wrongPlan = await runCli(['approve', planName, '--as', 'alice', '--plan-hash', 'f'.repeat(64)]);
+    expect(wrongPlan.stderr).toMatch(/PlanMismatch/);
+
+    expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+    const twice = await runCli(['approve', planName, '--as', 'alice']);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toMatch(/AlreadyDecided/);
+    // One valid approval of the two required: the gate is still open.
+    const s = await statusOf(planName);
+    expect(s.phase).toBe('awaiting_cutover');
+    expect(s.gates[0]).toMatchObject({ state: 'open', decisions: [{ approver: 'alice', approved: true }] });
+
+    expect((await runCli(['abort', planName, '--as', 'carol', '--reason', 'test over'])).code).toBe(0);
+    const end = await waitFor(planName, atPhase('rolled_back'));
+    expect(end.outcome?.reason).toMatch(/aborted/);
+    const refusedAudit = await sql(`SELECT 1 FROM safeshift.audit_log WHERE workflow_id = $1 AND action = 'approve:cutover'`, [`migration-${planName}`]);
+    expect(refusedAudit).toHaveLength(1);
+  });
+
+  test('a write to the source after validation refuses the cutover and rolls back with the reason', async () => {
+    const src = uniqueName('profiles');
+    await seedProfiles(src, 800);
+    const planName = src.replace(/_/g, '-');
+    const plan = writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`));
+    expect((await runCli(['start', plan])).code).toBe(0);
+    await waitFor(planName, atPhase('awaiting_cutover'));
+    await sql(`UPDATE public.${src} SET full_name = 'changed while waiting' WHERE id = 42`);
+    const before = await fingerprint(`SELECT * FROM public.${src}`, 'id');
+
+    expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+    const end = await waitFor(planName, atPhase('rolled_back'));
+    expect(end.outcome?.reason).toMatch(/changed after validation/);
+    expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
+    expect(await sql(`SELECT 1 FROM pg_class WHERE relname = $1`, [`${src}_v2`])).toHaveLength(0);
+  });
+});

@@ -1,0 +1,53 @@
+/**
+ * Starts `safeshift dev` once for the integration tests, on free ports and a fresh SAFESHIFT_HOME, and waits for
+ * its `ready` line. The variables it wrote to dev.env are put into process.env, which the test workers inherit.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseEnvFile } from '../../src/config';
+import { freePort } from './ports';
+
+export const ROOT = resolve(__dirname, '../..');
+export const STACK_FILE = join(tmpdir(), 'safeshift-test-stack.json');
+
+export default async function globalSetup(): Promise<void> {
+  const home = mkdtempSync(join(tmpdir(), 'safeshift-test-'));
+  chmodSync(home, 0o755); // initdb runs as the postgres user when we are root: it must reach its data dir
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    SAFESHIFT_HOME: home,
+    SAFESHIFT_PG_PORT: String(await freePort()),
+    SAFESHIFT_TEMPORAL_PORT: String(await freePort()),
+    SAFESHIFT_UI_PORT: String(await freePort()),
+  };
+  delete env.DATABASE_URL;
+  delete env.TEMPORAL_ADDRESS;
+  const child = spawn(process.execPath, [join(ROOT, 'bin/safeshift'), 'dev'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  await new Promise<void>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`safeshift dev not ready after 180 s:\n${output}`)), 180_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (/^ready$/m.test(output)) {
+        clearTimeout(timer);
+        ok();
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`safeshift dev exited with ${code} before ready:\n${output}`));
+    });
+  });
+  child.removeAllListeners('exit');
+  // Keep draining its output so a full pipe never blocks the stack.
+  child.stdout.resume();
+  child.stderr.resume();
+  const devEnv = parseEnvFile(readFileSync(join(home, 'dev.env'), 'utf8'));
+  Object.assign(process.env, devEnv, { SAFESHIFT_HOME: home });
+  writeFileSync(STACK_FILE, JSON.stringify({ pid: child.pid, home, env: devEnv }));
+  (globalThis as { __SAFESHIFT_DEV__?: unknown }).__SAFESHIFT_DEV__ = child;
+}

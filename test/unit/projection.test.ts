@@ -1,0 +1,40 @@
+import { checksumSql, copyInSql, copyOutSql, deleteRangeSql, keyRange, type CopySpec } from '../../src/projection';
+
+const spec: CopySpec = {
+  source: { schema: 'public', name: 'profiles' },
+  target: { schema: 'public', name: 'profiles_v2' },
+  columns: [
+    { target: 'id', expr: '"id"', type: 'bigint' },
+    { target: 'display_name', expr: 'full_name -- a comment', type: 'text' },
+  ],
+  key: [{ name: 'id', type: 'bigint' }],
+};
+
+describe('projection SQL', () => {
+  test('key ranges are half-open (lo, hi] with typed literals; open ends drop the condition', () => {
+    expect(keyRange(spec.key, ['10'], ['20'])).toBe(`"id" > '10'::bigint AND "id" <= '20'::bigint`);
+    expect(keyRange(spec.key, null, ['20'])).toBe(`"id" <= '20'::bigint`);
+    expect(keyRange(spec.key, null, null)).toBe('true');
+  });
+
+  test('composite keys compare as rows, and key text is quoted as a literal', () => {
+    const key = [{ name: 'tenant', type: 'uuid' }, { name: 'slug', type: 'text' }];
+    expect(keyRange(key, ['0000', "o'brien"], null)).toBe(`("tenant", "slug") > ROW('0000'::uuid, 'o''brien'::text)`);
+  });
+
+  test('a -- comment in a mapping expression cannot swallow the rest of the statement', () => {
+    const sql = copyOutSql(spec, ['1'], ['2']);
+    expect(sql).toContain('(\nfull_name -- a comment\n)::text');
+    expect(sql.split('\n').find((l) => l.includes('--'))).toBe('full_name -- a comment');
+  });
+
+  test('copy in names target columns, delete covers the same range as copy out', () => {
+    expect(copyInSql(spec)).toBe('COPY "public"."profiles_v2" ("id", "display_name") FROM STDIN');
+    expect(deleteRangeSql(spec, ['1'], null)).toBe(`DELETE FROM "public"."profiles_v2" WHERE "id" > '1'::bigint`);
+  });
+
+  test('both sides are hashed in the same row shape: mapped and cast on the source, as stored on the target', () => {
+    expect(checksumSql(spec, 'source')).toContain('ROW((\n"id"\n)::bigint, (\nfull_name -- a comment\n)::text)');
+    expect(checksumSql(spec, 'target')).toContain('ROW("id", "display_name")');
+  });
+});

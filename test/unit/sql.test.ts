@@ -1,0 +1,34 @@
+import { displayName, parseIdent, parseTableRef, quoteIdent, quoteLiteral } from '../../src/sql';
+
+describe('identifiers', () => {
+  test('quoteIdent doubles embedded quotes and refuses names PostgreSQL would truncate', () => {
+    expect(quoteIdent('profiles')).toBe('"profiles"');
+    expect(quoteIdent('we"ird')).toBe('"we""ird"');
+    expect(() => quoteIdent('x'.repeat(64))).toThrow(/longer than 63 bytes/);
+    expect(() => quoteIdent('é'.repeat(32))).toThrow(/longer than 63 bytes/); // 64 bytes in UTF-8
+    expect(() => quoteIdent('')).toThrow(/empty/);
+  });
+
+  test('parseTableRef takes plain or quoted parts and defaults the schema to public', () => {
+    expect(parseTableRef('profiles')).toEqual({ schema: 'public', name: 'profiles' });
+    expect(parseTableRef('shared.profiles')).toEqual({ schema: 'shared', name: 'profiles' });
+    expect(parseTableRef('"My Schema"."Odd""Name"')).toEqual({ schema: 'My Schema', name: 'Odd"Name' });
+    expect(parseTableRef('"a.b".c')).toEqual({ schema: 'a.b', name: 'c' });
+  });
+
+  test.each(['Profiles', 'public.profiles; drop table x', 'a.b.c', '', '"unterminated', 'public.', '1abc'])('parseTableRef refuses %j', (text) => {
+    expect(parseTableRef(text)).toBeUndefined();
+  });
+
+  test('parseIdent accepts only the folded lower-case form unquoted', () => {
+    expect(parseIdent('display_name')).toBe('display_name');
+    expect(parseIdent('DisplayName')).toBeUndefined();
+    expect(parseIdent('"DisplayName"')).toBe('DisplayName');
+  });
+
+  test('displayName quotes only where needed; literals escape quotes', () => {
+    expect(displayName({ schema: 'public', name: 'profiles' })).toBe('public.profiles');
+    expect(displayName({ schema: 'public', name: 'Profiles' })).toBe('public."Profiles"');
+    expect(quoteLiteral("it's")).toBe("'it''s'");
+  });
+});
