@@ -24,7 +24,7 @@ export interface MigrationInput {
   plan: Plan;
   planHash: string;
   /** Activity timeouts; tests shorten them so a killed worker is noticed quickly. */
-  timeouts?: { heartbeat?: string; copySlice?: string };
+  timeouts?: { heartbeat?: string; copySliceMs?: number };
 }
 
 export interface ApproveArgs {

@@ -32,7 +32,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const ref = { db: plan.database, workflowId: info.workflowId, runId: info.runId };
   const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
   const heartbeatTimeout = input.timeouts?.heartbeat ?? '30s';
-  const sliceMs = input.timeouts?.copySlice ? Number(input.timeouts.copySlice) : COPY_SLICE_MS;
+  const sliceMs = input.timeouts?.copySliceMs ?? COPY_SLICE_MS;
   const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
   const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '12h', heartbeatTimeout, retry });
   const copy = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '30m', heartbeatTimeout, retry: { ...retry, maximumAttempts: 50 } });

@@ -2,6 +2,9 @@
  * One table migrated end to end on the real stack (embedded PostgreSQL, Temporal dev server, worker), driven
  * through the CLI as an operator would.
  */
+import { connectClient } from '../../src/config';
+import { abort, migrationWorkflowId, pause, resume } from '../../src/messages';
+import { loadPlan } from '../../src/plan/load';
 import { atPhase, basePlan, fingerprint, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
 import { PROFILES_V2_SELECT, PROFILES_V2_TARGET_SELECT, profilesV2, seedProfiles } from '../support/seed';
 
@@ -138,4 +141,82 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
     expect(await sql(`SELECT 1 FROM pg_class WHERE relname = $1`, [`${src}_v2`])).toHaveLength(0);
   });
+});
+
+describe('after cutover', () => {
+  test('reject at the drop gate swaps back: the original table is live again, unchanged, and the new one is gone', async () => {
+    const src = uniqueName('profiles');
+    const dst = `${src}_v2`;
+    await seedProfiles(src, 2000);
+    const before = await fingerprint(`SELECT * FROM public.${src}`, 'id');
+    const [oidBefore] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    const planName = src.replace(/_/g, '-');
+    expect((await runCli(['start', writePlan(basePlan(src, `public.${src}`, `public.${dst}`, profilesV2(dst)))])).code).toBe(0);
+    await waitFor(planName, atPhase('awaiting_cutover'));
+    expect((await runCli(['approve', planName, '--as', 'bob', '--gate', 'cutover'])).code).toBe(0);
+    const atDrop = await waitFor(planName, atPhase('awaiting_drop'));
+    // Cut over: the live name is the new shape now.
+    const [live] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    expect(live!.oid).not.toBe(oidBefore!.oid);
+    expect(atDrop.retiredTable).toMatch(new RegExp(`^public\\.${src}_retired_\\d{14}$`));
+
+    expect((await runCli(['reject', planName, '--as', 'alice', '--reason', 'app errors after cutover'])).code).toBe(0);
+    const end = await waitFor(planName, atPhase('rolled_back'));
+    expect(end.compensations).toEqual([{ name: 'swapBack', state: 'done' }, { name: 'dropTarget', state: 'done' }]);
+    const [oidAfter] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    expect(oidAfter).toEqual(oidBefore);
+    expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
+    expect(await sql(`SELECT 1 FROM pg_class WHERE relname IN ($1, $2)`, [dst, end.retiredTable!.split('.')[1]])).toHaveLength(0);
+  });
+
+  test('a write after cutover makes the swap back refuse: nothing is lost, the migration ends failed and says what is where', async () => {
+    const src = uniqueName('profiles');
+    const dst = `${src}_v2`;
+    await seedProfiles(src, 1000);
+    const planName = src.replace(/_/g, '-');
+    expect((await runCli(['start', writePlan(basePlan(src, `public.${src}`, `public.${dst}`, profilesV2(dst)))])).code).toBe(0);
+    await waitFor(planName, atPhase('awaiting_cutover'));
+    expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+    const atDrop = await waitFor(planName, atPhase('awaiting_drop'));
+    await sql(`INSERT INTO public.${src} (id, display_name, created_at) VALUES (1000001, 'written after cutover', now())`);
+
+    expect((await runCli(['reject', planName, '--as', 'alice'])).code).toBe(0);
+    const end = await waitFor(planName, atPhase('failed'));
+    expect(end.outcome?.reason).toMatch(/swapping back would lose those writes/);
+    // The write is still there, in the live table; the original table is kept under its retired name.
+    expect(await sql(`SELECT 1 FROM public.${src} WHERE id = 1000001`)).toHaveLength(1);
+    expect(await sql(`SELECT 1 FROM ${atDrop.retiredTable}`)).toHaveLength(1000);
+  });
+});
+
+test('pause holds the copy between slices; resume goes on', async () => {
+  const src = uniqueName('profiles');
+  await seedProfiles(src, 20_000);
+  const { plan, hash } = loadPlan(writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, { copy: { chunkRows: 500, maxRowsPerSecond: 5000 } })));
+  const client = await connectClient();
+  try {
+    const handle = await client.workflow.start('migrationWorkflow', {
+      taskQueue: process.env.SAFESHIFT_TASK_QUEUE ?? 'safeshift',
+      workflowId: migrationWorkflowId(plan.name),
+      args: [{ plan, planHash: hash, timeouts: { copySliceMs: 300 } }],
+    });
+    await waitFor(plan.name, (s) => s.phase === 'copy' && s.copy.rowsCopied > 0);
+    await handle.signal(pause, { by: 'carol' });
+    await waitFor(plan.name, (s) => s.paused);
+    await new Promise((r) => setTimeout(r, 1500)); // let the slice in flight finish
+    const held = (await statusOf(plan.name)).copy.rowsCopied;
+    await new Promise((r) => setTimeout(r, 2000));
+    const still = await statusOf(plan.name);
+    expect(still).toMatchObject({ phase: 'copy', paused: true });
+    expect(still.copy.rowsCopied).toBe(held);
+    expect(held).toBeLessThan(20_000);
+    await handle.signal(resume, { by: 'carol' });
+    await waitFor(plan.name, atPhase('awaiting_cutover'));
+    await handle.signal(abort, { by: 'carol' });
+    await waitFor(plan.name, atPhase('rolled_back'));
+    const audit = await sql<{ action: string; actor: string }>(`SELECT action, actor FROM safeshift.audit_log WHERE workflow_id = $1 AND action IN ('pause', 'resume', 'abort') ORDER BY seq`, [handle.workflowId]);
+    expect(audit).toEqual([{ action: 'pause', actor: 'carol' }, { action: 'resume', actor: 'carol' }, { action: 'abort', actor: 'carol' }]);
+  } finally {
+    await client.connection.close();
+  }
 });

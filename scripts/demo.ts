@@ -1,0 +1,147 @@
+/**
+ * `npm run demo`: the Empathy Ledger case end to end on the embedded stack. Seeds a legacy-shaped
+ * `public.profiles` (300,000 rows by default, DEMO_ROWS to change), runs examples/empathy-ledger/profiles-v2.yaml,
+ * approves each gate as a named approver, and prints the Temporal UI link and a summary.
+ *
+ * Uses a running `safeshift dev` if there is one (its dev.env answers), else starts the stack itself; then, in a
+ * terminal, it keeps the stack up so the run can be browsed in the UI until Ctrl-C.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SingleBar } from 'cli-progress';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import pg from 'pg';
+import { connectClient, devEnvPath, loadDevEnv, temporalConfig, workflowUiUrl } from '../src/config';
+import { renderStatus } from '../src/cli/render';
+import { startDevStack, type DevStack } from '../src/dev/stack';
+import { approve, FINAL_PHASES, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, status, type MigrationStatus } from '../src/messages';
+import { loadPlan } from '../src/plan/load';
+
+const EXAMPLE = resolve(__dirname, '../examples/empathy-ledger');
+const ROWS = Number(process.env.DEMO_ROWS ?? 300_000);
+const GATE_PAUSE_MS = Number(process.env.DEMO_GATE_PAUSE_SECONDS ?? 3) * 1000;
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+async function runningStack(): Promise<boolean> {
+  if (!existsSync(devEnvPath())) return false;
+  loadDevEnv();
+  try {
+    const client = await connectClient();
+    await client.connection.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Replace the demo's own profiles table; refuse to touch one that is not marked as demo data. */
+async function seed(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ comment: string | null }>(
+      `SELECT obj_description(to_regclass('public.profiles'), 'pg_class') AS comment WHERE to_regclass('public.profiles') IS NOT NULL`);
+    if (rows[0] && rows[0].comment !== 'safeshift demo seed' && rows[0].comment !== null) {
+      throw new Error('public.profiles exists and is not demo data (no "safeshift demo seed" comment): the demo will not replace it');
+    }
+    if (rows[0] && rows[0].comment === null) {
+      // After a demo run the live profiles is the migrated table (comment not carried): still ours if the ledger says so.
+      const ours = await client.query(`SELECT 1 FROM information_schema.tables WHERE table_schema = 'safeshift' AND table_name = 'migrations'`);
+      const migrated = ours.rowCount ? await client.query(`SELECT 1 FROM safeshift.migrations WHERE name = 'empathy-ledger-profiles-v2' AND phase = 'done'`) : { rowCount: 0 };
+      if (!migrated.rowCount) throw new Error('public.profiles exists and is not demo data: the demo will not replace it');
+    }
+    await client.query('DROP TABLE IF EXISTS public.profiles_v2');
+    await client.query('DROP TABLE IF EXISTS public.profiles');
+    await client.query(readFileSync(resolve(EXAMPLE, 'sql/seed-profiles.sql'), 'utf8').replace('$1::int', String(Math.trunc(ROWS))));
+  } finally {
+    await client.end();
+  }
+}
+
+async function main(): Promise<void> {
+  const began = Date.now();
+  let stack: DevStack | undefined;
+  if (await runningStack()) {
+    say(`using the running stack (${devEnvPath()})`);
+  } else {
+    say('starting the embedded stack: PostgreSQL, Temporal dev server with UI, worker ...');
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    stack = await startDevStack({ log: () => undefined });
+  }
+  const config = temporalConfig();
+  try {
+    say(`seeding public.profiles with ${ROWS} legacy-shaped rows ...`);
+    const seeded = Date.now();
+    await seed(process.env.DATABASE_URL!);
+    say(`  seeded in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
+
+    const { plan, hash } = loadPlan(resolve(EXAMPLE, 'profiles-v2.yaml'));
+    const workflowId = migrationWorkflowId(plan.name);
+    const client = await connectClient(config);
+    const handle = await client.workflow.start('migrationWorkflow', {
+      taskQueue: config.taskQueue,
+      workflowId,
+      workflowIdConflictPolicy: 'FAIL',
+      args: [{ plan, planHash: hash }],
+      typedSearchAttributes: [{ key: MIGRATION_PHASE, value: 'preflight' }, { key: MIGRATION_TABLE, value: 'public.profiles' }],
+      staticSummary: `safeshift ${plan.name}: public.profiles -> public.profiles_v2 (demo)`,
+      staticDetails: `Empathy Ledger demo: ${ROWS} profiles reshaped for the application; approvals by alice.`,
+    });
+    const uiUrl = workflowUiUrl(config, workflowId);
+    say(`started ${workflowId}`);
+    if (uiUrl) say(`watch it: ${uiUrl}`);
+
+    const bar = new SingleBar({ format: 'copy [{bar}] {percentage}% | {value}/{total} rows | {rate} rows/s', hideCursor: true });
+    let barStarted = false;
+    const approved = new Set<string>();
+    let s: MigrationStatus;
+    for (;;) {
+      s = await handle.query(status);
+      if (s.phase === 'copy' || (barStarted && s.copy.rowsCopied)) {
+        if (!barStarted) { bar.start(Math.max(s.copy.rowsTotal, 1), 0, { rate: 0 }); barStarted = true; }
+        bar.setTotal(Math.max(s.copy.rowsTotal, s.copy.rowsCopied, 1));
+        bar.update(s.copy.rowsCopied, { rate: s.copy.rowsPerSecond });
+      }
+      if (barStarted && s.phase !== 'copy') { bar.stop(); barStarted = false; }
+      const open = s.gates.find((g) => g.state === 'open');
+      if (open && !approved.has(open.name)) {
+        approved.add(open.name);
+        if (open.name === 'cutover') say(`validation: ${s.validation?.message}`);
+        say(`gate ${open.name} is open (approvers ${open.approvers.join(', ')}); approving as alice in ${GATE_PAUSE_MS / 1000} s ...`);
+        await sleep(GATE_PAUSE_MS);
+        say(`  ${await handle.executeUpdate(approve, { args: [{ approver: 'alice', gate: open.name, reason: 'demo', planHash: hash }] })}`);
+      }
+      if (FINAL_PHASES.includes(s.phase)) break;
+      await sleep(200);
+    }
+    await handle.result().catch(() => undefined);
+    s = await handle.query(status);
+    await client.connection.close();
+
+    say('');
+    say(renderStatus(workflowId, s, uiUrl));
+    const copySeconds = (s.phaseDurationsMs.copy ?? 0) / 1000;
+    say('');
+    say(`demo wall time ${((Date.now() - began) / 1000).toFixed(1)} s; copy phase ${copySeconds.toFixed(1)} s = ` +
+      `${copySeconds > 0 ? Math.round(s.copy.rowsCopied / copySeconds) : 0} rows/s`);
+    if (s.phase !== 'done') {
+      process.exitCode = 1;
+      return;
+    }
+    if (stack && process.stdin.isTTY && !process.env.CI) {
+      say(`the stack stays up so you can browse the run: ${config.uiUrl ?? ''}  (Ctrl-C stops it)`);
+      await new Promise<void>((ok) => {
+        process.once('SIGINT', ok);
+        process.once('SIGTERM', ok);
+      });
+    }
+  } finally {
+    await stack?.stop();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
