@@ -3,14 +3,13 @@
  * its `ready` line. The variables it wrote to dev.env are put into process.env, which the test workers inherit.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseEnvFile } from '../../src/config';
 import { freePort } from './ports';
 
-export const ROOT = resolve(__dirname, '../..');
-export const STACK_FILE = join(tmpdir(), 'safeshift-test-stack.json');
+const ROOT = resolve(__dirname, '../..');
 
 export default async function globalSetup(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), 'safeshift-test-'));
@@ -48,6 +47,5 @@ export default async function globalSetup(): Promise<void> {
   child.stderr.resume();
   const devEnv = parseEnvFile(readFileSync(join(home, 'dev.env'), 'utf8'));
   Object.assign(process.env, devEnv, { SAFESHIFT_HOME: home });
-  writeFileSync(STACK_FILE, JSON.stringify({ pid: child.pid, home, env: devEnv }));
   (globalThis as { __SAFESHIFT_DEV__?: unknown }).__SAFESHIFT_DEV__ = child;
 }

@@ -65,8 +65,9 @@ export async function catalogSnapshot(): Promise<string> {
   return r!.md5;
 }
 
+/** Plans go under the test stack's home, which global teardown removes. */
 export function writePlan(plan: Record<string, unknown>, ext: 'yaml' | 'json' = 'yaml'): string {
-  const dir = mkdtempSync(join(tmpdir(), 'safeshift-plan-'));
+  const dir = mkdtempSync(join(process.env.SAFESHIFT_HOME ?? tmpdir(), 'plan-'));
   const file = join(dir, `plan.${ext}`);
   writeFileSync(file, ext === 'json' ? JSON.stringify(plan, null, 2) : stringify(plan));
   return file;

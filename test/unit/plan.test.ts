@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDuration } from '../../src/plan/duration';
@@ -27,8 +27,11 @@ approvals:
   drop:    { approvers: [alice], required: 1, notBefore: 7d }
 `;
 
+const scratch = mkdtempSync(join(tmpdir(), 'plan-unit-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
 function file(text: string, name = 'plan.yaml'): string {
-  const dir = mkdtempSync(join(tmpdir(), 'plan-unit-'));
+  const dir = mkdtempSync(join(scratch, 'p-'));
   const path = join(dir, name);
   writeFileSync(path, text);
   return path;
