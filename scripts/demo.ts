@@ -6,77 +6,34 @@
  * Uses a running `safeshift dev` if there is one (its dev.env answers), else starts the stack itself; then, in a
  * terminal, it keeps the stack up so the run can be browsed in the UI until Ctrl-C.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SingleBar } from 'cli-progress';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import pg from 'pg';
-import { connectClient, devEnvPath, loadDevEnv, temporalConfig, workflowUiUrl } from '../src/config';
+import { DEMO_PLAN, seedDemoProfiles } from '../examples/empathy-ledger/seed';
+import { connectClient, devEnvPath, temporalConfig, workflowUiUrl } from '../src/config';
 import { renderStatus } from '../src/cli/render';
-import { startDevStack, type DevStack } from '../src/dev/stack';
+import { attachOrStartDevStack } from '../src/dev/stack';
 import { approve, FINAL_PHASES, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, status, type MigrationStatus } from '../src/messages';
 import { loadPlan } from '../src/plan/load';
 
-const EXAMPLE = resolve(__dirname, '../examples/empathy-ledger');
 const ROWS = Number(process.env.DEMO_ROWS ?? 300_000);
 const GATE_PAUSE_MS = Number(process.env.DEMO_GATE_PAUSE_SECONDS ?? 3) * 1000;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-async function runningStack(): Promise<boolean> {
-  if (!existsSync(devEnvPath())) return false;
-  loadDevEnv();
-  try {
-    const client = await connectClient();
-    await client.connection.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Replace the demo's own profiles table; refuse to touch one that is not marked as demo data. */
-async function seed(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ comment: string | null }>(
-      `SELECT obj_description(to_regclass('public.profiles'), 'pg_class') AS comment WHERE to_regclass('public.profiles') IS NOT NULL`);
-    if (rows[0] && rows[0].comment !== 'safeshift demo seed' && rows[0].comment !== null) {
-      throw new Error('public.profiles exists and is not demo data (no "safeshift demo seed" comment): the demo will not replace it');
-    }
-    if (rows[0] && rows[0].comment === null) {
-      // After a demo run the live profiles is the migrated table (comment not carried): still ours if the ledger says so.
-      const ours = await client.query(`SELECT 1 FROM information_schema.tables WHERE table_schema = 'safeshift' AND table_name = 'migrations'`);
-      const migrated = ours.rowCount ? await client.query(`SELECT 1 FROM safeshift.migrations WHERE name = 'empathy-ledger-profiles-v2' AND phase = 'done'`) : { rowCount: 0 };
-      if (!migrated.rowCount) throw new Error('public.profiles exists and is not demo data: the demo will not replace it');
-    }
-    await client.query('DROP TABLE IF EXISTS public.profiles_v2');
-    await client.query('DROP TABLE IF EXISTS public.profiles');
-    await client.query(readFileSync(resolve(EXAMPLE, 'sql/seed-profiles.sql'), 'utf8').replace('$1::int', String(Math.trunc(ROWS))));
-  } finally {
-    await client.end();
-  }
-}
-
 async function main(): Promise<void> {
   const began = Date.now();
-  let stack: DevStack | undefined;
-  if (await runningStack()) {
-    say(`using the running stack (${devEnvPath()})`);
-  } else {
-    say('starting the embedded stack: PostgreSQL, Temporal dev server with UI, worker ...');
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-    stack = await startDevStack({ log: () => undefined });
-  }
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  say('starting the embedded stack (PostgreSQL, Temporal dev server with UI, worker), or using a running one ...');
+  const stack = await attachOrStartDevStack({ log: () => undefined });
+  if (!stack) say(`  using the running stack (${devEnvPath()})`);
   const config = temporalConfig();
   try {
     say(`seeding public.profiles with ${ROWS} legacy-shaped rows ...`);
     const seeded = Date.now();
-    await seed(process.env.DATABASE_URL!);
+    await seedDemoProfiles(process.env.DATABASE_URL!, ROWS);
     say(`  seeded in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
 
-    const { plan, hash } = loadPlan(resolve(EXAMPLE, 'profiles-v2.yaml'));
+    const { plan, hash } = loadPlan(DEMO_PLAN);
     const workflowId = migrationWorkflowId(plan.name);
     const client = await connectClient(config);
     const handle = await client.workflow.start('migrationWorkflow', {

@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import type { NativeConnection, Worker } from '@temporalio/worker';
-import { connectWorker, parseEnvFile, safeshiftHome, temporalConfig, type TemporalConfig } from '../config';
+import { connectWorker, devEnvPath, loadDevEnv, parseEnvFile, safeshiftHome, temporalConfig, type TemporalConfig } from '../config';
 import { SEARCH_ATTRIBUTES } from '../messages';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './postgres';
 import { canConnect, commandLine, isAlive, portInUse, readPidFile, readTail, terminate } from './processes';
@@ -418,4 +418,27 @@ export async function startDevStack(opts: DevStackOptions = {}): Promise<DevStac
     await stop();
     throw e;
   }
+}
+
+/**
+ * For scripts (demo, bench): use the stack a running `safeshift dev` wrote to dev.env if it answers, else start
+ * one in this process. Returns the stack only when this process started it (the caller stops it).
+ */
+export async function attachOrStartDevStack(opts: DevStackOptions = {}): Promise<DevStack | undefined> {
+  const file = devEnvPath();
+  if (existsSync(file)) {
+    const written = parseEnvFile(readFileSync(file, 'utf8'));
+    const address = process.env.TEMPORAL_ADDRESS || written.TEMPORAL_ADDRESS;
+    if (address) {
+      try {
+        const connection = await Connection.connect({ address, connectTimeout: '2s' });
+        await connection.close();
+        loadDevEnv();
+        return undefined;
+      } catch {
+        // dev.env of a stack that is gone: start our own.
+      }
+    }
+  }
+  return startDevStack(opts);
 }
