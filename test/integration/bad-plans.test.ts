@@ -7,6 +7,7 @@ beforeAll(async () => {
   src = uniqueName('profiles');
   await seedProfiles(src, 100);
   await sql(`CREATE TABLE public.${src}_nokey (a int, b text)`);
+  await sql(`CREATE TABLE public.${src}_ckey (k text COLLATE "C" PRIMARY KEY, v int)`);
 });
 
 const cases: [string, () => Record<string, unknown>, RegExp][] = [
@@ -21,9 +22,16 @@ const cases: [string, () => Record<string, unknown>, RegExp][] = [
   ['mapping to a missing column', () => basePlan('bad-i', `public.${src}`, `public.${src}_v2`, { columns: { nosuch: 'full_name' } }), /columns\.nosuch: .* has no column nosuch/],
   ['broken expression', () => basePlan('bad-j', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (id bigint primary key, n int)`, columns: { n: 'no_such_col + 1' } }), /columns\.n: no_such_col \+ 1 does not work/],
   ['expression smuggling a statement', () => basePlan('bad-k', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (id bigint primary key, n text)`, columns: { n: `'x')::text FROM pg_class; DROP TABLE public.${src}; SELECT ('y'` } }), /columns\.n: /],
-  ['target DDL that fails', () => basePlan('bad-l', `public.${src}`, `public.${src}_v2`, { create: 'CREATE TABLE oops (' }), /create: the target DDL fails/],
+  ['target DDL that does not parse', () => basePlan('bad-l', `public.${src}`, `public.${src}_v2`, { create: 'CREATE TABLE oops (' }), /create: the target DDL does not parse: syntax error/],
+  ['target DDL that fails when run', () => basePlan('bad-u', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (id bigint PRIMARY KEY REFERENCES public.no_such_table)` }), /create: the target DDL fails: relation "public.no_such_table" does not exist/],
   ['self-approval only', () => basePlan('bad-m', `public.${src}`, `public.${src}_v2`, { approvals: { cutover: { approvers: ['carol'] }, drop: { approvers: ['alice'] } } }), /approvals\.cutover\.required: needs 1 approvals but only 0/],
   ['existing target', () => basePlan('bad-n', `public.${src}`, `public.${src}_nokey`), /target: .* already exists/],
+  ['DDL that commits behind a comment', () => basePlan('bad-o', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (LIKE public.${src}); /**/ COMMIT; CREATE TABLE public.${src}_evil (x int)` }), /create: statement 2 \(TransactionStmt\) is not allowed/],
+  ['DDL that creates another object', () => basePlan('bad-p', `public.${src}`, `public.${src}_v2`, { create: `CREATE TYPE public.${src}_mood AS ENUM ('ok'); CREATE TABLE public.${src}_v2 (LIKE public.${src})` }), /create: statement 1 \(CreateEnumStmt\) is not allowed/],
+  ['DDL that creates another table', () => basePlan('bad-q', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (LIKE public.${src}); CREATE TABLE public.${src}_other (x int)` }), /create: the DDL also creates table public\.\S+_other/],
+  ['key collation differs', () => basePlan('bad-r', `public.${src}_ckey`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (k text PRIMARY KEY, v int)` }), /key: key column k has collation "C" in the source but "default" in the target/],
+  ['parallel copy not available yet', () => basePlan('bad-s', `public.${src}`, `public.${src}_v2`, { copy: { parallel: 4 } }), /copy\.parallel: parallel copy is not available yet/],
+  ['gate timeout of zero', () => basePlan('bad-t', `public.${src}`, `public.${src}_v2`, { approvals: { cutover: { approvers: ['alice'], timeout: '0s' }, drop: { approvers: ['alice'] } } }), /approvals\.cutover\.timeout: must be at least 1s/],
 ];
 
 describe.each(['plan validate', 'start'])('%s with a malformed plan', (command) => {
