@@ -6,7 +6,9 @@
  */
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
-import { connect, databaseUrl } from '../src/db';
+import { connect, databaseUrl, pgErrorCode } from '../src/db';
+import { fatal } from '../src/errors';
+import { displayName } from '../src/sql';
 import { copyChunk, nextChunkBound } from '../src/copy';
 import type { CopySpec, KeyValue } from '../src/projection';
 import type { MigrationRef } from './support';
@@ -30,9 +32,22 @@ export interface CopyProgress {
   attempt: number;
 }
 
+/**
+ * Data exceptions (SQLSTATE class 22: too long, out of range, bad input) and integrity violations (class 23) are
+ * the same on every retry: fail the migration with the chunk named instead of retrying.
+ */
+function dataRejected(err: unknown, spec: CopySpec, lo: KeyValue, hi: KeyValue) {
+  const code = pgErrorCode(err);
+  if (!code || !/^2[23]/.test(code)) return undefined;
+  const range = `(${lo ? lo.join(', ') : '-inf'}, ${hi ? hi.join(', ') : '+inf'}]`;
+  return fatal('DataRejected', `${displayName(spec.target)} refused a row of key range ${range}: ${(err as Error).message} (SQLSTATE ${code})`);
+}
+
 export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
   const ctx = Context.current();
   const resumed = ctx.info.heartbeatDetails as CopyProgress | undefined;
+  // The slice finished but its completion was lost: `after: null` here means "done", not "from the start".
+  if (resumed?.done) return resumed;
   const progress: CopyProgress = resumed
     ? { ...resumed, attempt: ctx.info.attempt }
     : { after: input.after, rows: 0, chunks: 0, done: false, throttledMs: 0, attempt: ctx.info.attempt };
@@ -49,7 +64,9 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
       if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
       const chunkStarted = Date.now();
       const hi = await nextChunkBound(src, input.spec, progress.after, input.chunkRows);
-      const rows = await copyChunk(src, dst, input.spec, progress.after, hi);
+      const rows = await copyChunk(src, dst, input.spec, progress.after, hi).catch((err: unknown) => {
+        throw dataRejected(err, input.spec, progress.after, hi) ?? err;
+      });
       progress.rows += rows;
       progress.chunks += 1;
       progress.after = hi;

@@ -16,7 +16,7 @@ import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, type TableRef } from '../src/sql';
 import { advanceOwnedSequences, lockAgainstWrites, lockExclusive, moveSharedSequences, moveTable, setLockTimeout } from '../src/swap';
-import { withDatabase, type MigrationRef } from './support';
+import { heartbeating, withDatabase, type MigrationRef } from './support';
 
 export interface SwapInput extends MigrationRef {
   spec: CopySpec;
@@ -35,7 +35,10 @@ export interface SwapResult {
   message: string;
 }
 
-const LOCK_NOT_AVAILABLE = '55P03';
+/** Lock timeout and deadlock (a writer that read then wrote while we upgraded our lock): both worth retrying. */
+const RETRY_CODES = new Set(['55P03', '40P01']);
+/** Kept well under the heartbeat timeout: the activity must keep heartbeating while it backs off. */
+const MAX_BACKOFF_MS = 10_000;
 
 function same(a: TableRef | undefined, b: TableRef): boolean {
   return a !== undefined && a.schema === b.schema && a.name === b.name;
@@ -45,22 +48,25 @@ function same(a: TableRef | undefined, b: TableRef): boolean {
 async function underLock(client: pg.Client, lockTimeoutMs: number, attempts: number, fn: () => Promise<string>): Promise<SwapResult> {
   const ctx = Context.current();
   for (let attempt = 1; ; attempt++) {
-    ctx.heartbeat({ attempt });
     await client.query('BEGIN');
     const began = Date.now();
     try {
-      await setLockTimeout(client, lockTimeoutMs);
-      const message = await fn();
+      // Heartbeats go on while the statements under the lock run (a checksum scan can take a while), so the
+      // server never starts a second attempt that would fight this one for the same locks.
+      const message = await heartbeating(async () => {
+        await setLockTimeout(client, lockTimeoutMs);
+        return fn();
+      }, () => ({ attempt }));
       await client.query('COMMIT');
       return { attempts: attempt, lockHeldMs: Date.now() - began, message };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
-      if (pgErrorCode(err) !== LOCK_NOT_AVAILABLE) throw err;
+      if (!RETRY_CODES.has(pgErrorCode(err) ?? '')) throw err;
       if (attempt >= attempts) {
-        throw fatal('Unsupported', `could not take the locks within ${lockTimeoutMs} ms in ${attempts} attempts: long transactions hold the table (see pg_stat_activity); raise cutover.lockTimeoutMs or attempts, or retry later`);
+        throw fatal('Unsupported', `could not take the locks within ${lockTimeoutMs} ms in ${attempts} attempts (last: ${(err as Error).message}): long transactions hold the table (see pg_stat_activity); raise cutover.lockTimeoutMs or attempts, or retry later`);
       }
-      const backoff = Math.min(30_000, 100 * 2 ** attempt) * (0.5 + Math.random());
-      await ctx.sleep(backoff);
+      ctx.heartbeat({ attempt, backingOff: true });
+      await ctx.sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt) * (0.5 + Math.random()));
     }
   }
 }
@@ -80,6 +86,10 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
           'writes made during a migration are not captured yet (issue 3), so cutover is refused and the migration rolled back; run it again when writes to the table are stopped');
       }
       await lockExclusive(client, spec.target);
+      const target = await checksum(client, spec, 'target');
+      if (!sameChecksum(target, input.expected.target)) {
+        throw fatal('ValidationMismatch', `${displayName(spec.target)} changed after validation (${input.expected.target.rows} rows then, ${target.rows} now); cutover refused`);
+      }
       await lockExclusive(client, spec.source);
       await moveTable(client, spec.source, retired);
       await moveTable(client, spec.target, spec.source);

@@ -3,6 +3,7 @@
  * later phases could not finish safely. Read-only: the target DDL is tried inside a transaction that is always
  * rolled back. No compensation: nothing is changed.
  */
+import { parse as parseSql } from 'libpg-query';
 import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
 import { accessControl, dependentsBoundToOid, estimatedRowCount, tableInfo, tableOid, type TableInfo } from '../src/catalog';
@@ -46,7 +47,32 @@ export function nameWithSuffix(base: string, suffix: string): string {
   return b + suffix;
 }
 
-const TRANSACTION_CONTROL = /(^|;)\s*(begin|commit|end|rollback|abort|start\s+transaction|savepoint|release|prepare\s+transaction)\b/i;
+/**
+ * Statements target DDL may contain: the target table and what belongs to it. Anything else (transaction
+ * control, other objects, DML) would escape the dry run or outlive a rollback, so preflight refuses it.
+ */
+const TARGET_DDL_STATEMENTS = new Set([
+  'CreateStmt', 'IndexStmt', 'AlterTableStmt', 'CommentStmt', 'GrantStmt', 'CreatePolicyStmt', 'CreateTrigStmt',
+]);
+
+/** Parse the DDL with PostgreSQL's own parser (libpg-query) and list what is not allowed, by statement number. */
+export async function targetDdlProblems(ddl: string, field: string): Promise<string[]> {
+  let stmts: { stmt?: Record<string, unknown> }[];
+  try {
+    stmts = (await parseSql(ddl)).stmts ?? [];
+  } catch (err) {
+    return [`${field}: the target DDL does not parse: ${(err as Error).message}`];
+  }
+  const problems: string[] = [];
+  stmts.forEach((s, i) => {
+    const kind = Object.keys(s.stmt ?? {})[0] ?? 'unknown';
+    if (!TARGET_DDL_STATEMENTS.has(kind)) {
+      problems.push(`${field}: statement ${i + 1} (${kind}) is not allowed in target DDL: only CREATE TABLE of the target and its indexes, constraints, comments, grants, policies and triggers (create anything else before the migration)`);
+    }
+  });
+  if (stmts.length === 0) problems.push(`${field}: the target DDL is empty`);
+  return problems;
+}
 
 /**
  * The checks, collecting every problem rather than stopping at the first, so `plan validate` can list them all.
@@ -80,9 +106,10 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   for (const dep of await dependentsBoundToOid(client, source.oid)) {
     problems.push(`source: ${dep.kind} ${dep.name} is bound to ${displayName(plan.source)} and would keep pointing at the retired table after cutover; moving it arrives with issue 3 — drop and recreate it around the migration`);
   }
-  if (plan.createSql && TRANSACTION_CONTROL.test(plan.createSql)) {
-    problems.push('create: the target DDL must not contain transaction control (BEGIN, COMMIT, ROLLBACK, ...)');
-  }
+  const ddlField = plan.createFile ? 'createFile' : 'create';
+  if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, ddlField)));
+  if (plan.copy.parallel > 1) problems.push('copy.parallel: parallel copy is not available yet (issue 4); use 1');
+  if (plan.cutover.compatView) problems.push('cutover.compatView: a compatibility view is not available yet (issue 3); use false');
 
   const retired = { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, `_retired_${stamp}`) };
   const backup = { schema: 'safeshift_backup', name: nameWithSuffix(`${plan.source.schema}_${plan.source.name}`, `_${stamp}`) };
@@ -157,6 +184,9 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL ran but did not create ${displayName(plan.target)}`);
       return [];
     }
+    for (const other of await relationsCreatedBesides(client, target.oid)) {
+      problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL also creates ${other}; only the target and what belongs to it may be created`);
+    }
     const columns: MappedColumn[] = [];
     for (const [name] of Object.entries(plan.columns)) {
       const col = target.columns.find((c) => c.name === name);
@@ -172,7 +202,7 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
         }
         continue;
       }
-      columns.push({ target: col.name, expr, type: col.type });
+      columns.push({ target: col.name, expr, type: col.type, copyType: col.baseType });
     }
     for (const k of key) {
       const mapped = columns.find((c) => c.target === k.name);
@@ -181,7 +211,10 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
       } else {
         mapped.expr = quoteIdent(k.name);
         const tcol = target.columns.find((c) => c.name === k.name)!;
+        const scol = source.columns.find((c) => c.name === k.name)!;
         if (tcol.type !== k.type) problems.push(`key: key column ${k.name} is ${k.type} in the source but ${tcol.type} in the target`);
+        // Chunk ranges are cut in the source's order and deleted in the target's: the orders must be the same.
+        else if (tcol.collation !== scol.collation) problems.push(`key: key column ${k.name} has collation "${scol.collation}" in the source but "${tcol.collation}" in the target`);
       }
     }
     // Each expression on its own, so the problem names the column that is wrong.
@@ -201,6 +234,21 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }
+}
+
+/** Relations created in this transaction that are neither the target nor its indexes, TOAST or sequences. */
+async function relationsCreatedBesides(client: pg.Client, targetOid: number): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT format('%s %I.%I', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                   WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' ELSE 'relation' END, n.nspname, c.relname) AS name
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.xmin = pg_current_xact_id()::xid AND c.oid <> $1 AND n.nspname <> 'pg_toast'
+        AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid = $1)
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.refobjid = $1 AND d.deptype IN ('a', 'i'))
+      ORDER BY 1`,
+    [targetOid],
+  );
+  return rows.map((r) => r.name);
 }
 
 export function createLikeSql(source: TableRef, target: TableRef): string {

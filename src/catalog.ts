@@ -6,6 +6,10 @@ export interface ColumnInfo {
   name: string;
   /** format_type() output: a type name PostgreSQL itself produced, safe to use in a cast. */
   type: string;
+  /** The type without length / precision (format_type(oid, NULL)): casting to it never truncates or rounds. */
+  baseType: string;
+  /** Collation name, or null for types without one. */
+  collation: string | null;
   notNull: boolean;
   generated: boolean;
   identity: boolean;
@@ -50,7 +54,9 @@ export async function tableInfo(client: pg.Client, ref: TableRef): Promise<Table
   const row = rel.rows[0];
   if (!row) return undefined;
   const cols = await client.query<ColumnInfo>(
-    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS "notNull",
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, format_type(a.atttypid, NULL) AS "baseType",
+            CASE WHEN a.attcollation <> 0 THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END AS collation,
+            a.attnotnull AS "notNull",
             a.attgenerated <> '' AS generated, a.attidentity <> '' AS identity, a.atthasdef AS "hasDefault"
        FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
     [row.oid],

@@ -15,6 +15,7 @@ export const SESSION_SETTINGS: ReadonlyArray<[string, string]> = [
   ['statement_timeout', '0'],
   ['idle_in_transaction_session_timeout', '0'],
   ['client_encoding', 'UTF8'],
+  ['standard_conforming_strings', 'on'],
 ];
 
 /** The plan names an environment variable; the worker resolves it, so secrets never enter workflow history. */

@@ -14,6 +14,7 @@ export const FATAL = {
   PermissionDenied: 'the database role lacks a privilege the migration needs',
   BackupMismatch: 'the backup does not match the source',
   ValidationMismatch: 'the target does not match the source',
+  DataRejected: 'the target refused a value of the source (type, length, constraint)',
   SourceChanged: 'the source changed after validation',
   SwapBackUnsafe: 'swapping back would lose writes made after cutover',
   NotOurs: 'an object the migration would touch was not created by it',

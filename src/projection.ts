@@ -11,6 +11,11 @@ export interface MappedColumn {
   expr: string;
   /** Target column type (format_type output from the catalog). */
   type: string;
+  /**
+   * The same type without length or precision. COPY sends values cast to this, so the target's own input rules
+   * apply: a value too long for varchar(n) is refused, where an explicit cast to varchar(n) would cut it.
+   */
+  copyType: string;
 }
 
 export interface KeyColumn {
@@ -34,15 +39,17 @@ export function targetColumnList(spec: CopySpec): string {
 }
 
 /**
- * Each target column computed from the source and cast to the target type, in target column order. Each
- * expression stands on lines of its own, so a `--` comment in operator SQL cannot swallow what follows.
+ * Each target column computed from the source, in target column order. Each expression stands on lines of its
+ * own, so a `--` comment in operator SQL cannot swallow what follows. `as: 'copy'` casts to the base type (the
+ * target then applies length and precision as it would to any input); `as: 'stored'` casts to the full target
+ * type, which is what the target holds once the copy succeeded.
  */
-export function sourceProjection(spec: CopySpec): string {
-  return spec.columns.map((c) => mappedExpression(c)).join(', ');
+export function sourceProjection(spec: CopySpec, as: 'copy' | 'stored' = 'copy'): string {
+  return spec.columns.map((c) => mappedExpression(c, as)).join(', ');
 }
 
-export function mappedExpression(c: MappedColumn): string {
-  return `(\n${c.expr}\n)::${c.type}`;
+export function mappedExpression(c: MappedColumn, as: 'copy' | 'stored' = 'copy'): string {
+  return `(\n${c.expr}\n)::${as === 'copy' ? c.copyType : c.type}`;
 }
 
 function keyTuple(key: KeyColumn[]): string {
@@ -94,7 +101,7 @@ export function deleteRangeSql(spec: CopySpec, lo: KeyValue, hi: KeyValue): stri
  * cannot overflow) paired with the count.
  */
 export function checksumSql(spec: CopySpec, side: 'source' | 'target', lo: KeyValue = null, hi: KeyValue = null): string {
-  const row = side === 'source' ? sourceProjection(spec) : spec.columns.map((c) => quoteIdent(c.target)).join(', ');
+  const row = side === 'source' ? sourceProjection(spec, 'stored') : spec.columns.map((c) => quoteIdent(c.target)).join(', ');
   const table = side === 'source' ? spec.source : spec.target;
   return `SELECT count(*)::bigint::text AS rows,
                  coalesce(sum(hashtextextended(ROW(${row})::text, 0)::numeric), 0)::text AS checksum

@@ -84,8 +84,13 @@ export function parseTableRef(text: string): TableRef | undefined {
   return undefined;
 }
 
-/** A SQL string literal (for the few statements that take no parameters, such as SET and COPY options). */
+/**
+ * A SQL string literal, for the few statements that cannot take parameters (COPY). A value with a backslash is
+ * written as an escape string (E'...', backslashes doubled), which reads the same whatever
+ * standard_conforming_strings says, so row data can never end the literal early.
+ */
 export function quoteLiteral(value: string): string {
   if (value.includes('\u0000')) throw new IdentifierError('literal contains NUL');
-  return `'${value.replace(/'/g, "''")}'`;
+  const quoted = value.replace(/'/g, "''");
+  return value.includes('\\') ? `E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }

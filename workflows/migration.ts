@@ -33,9 +33,12 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
   const heartbeatTimeout = input.timeouts?.heartbeat ?? '30s';
   const sliceMs = input.timeouts?.copySliceMs ?? COPY_SLICE_MS;
+  // WAIT_CANCELLATION_COMPLETED: on a cancel, compensations start only once the running activity has stopped,
+  // so a swap cannot commit behind the back of the swap back that is meant to undo it.
+  const cancellationType = wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED;
   const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
-  const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '12h', heartbeatTimeout, retry });
-  const copy = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '30m', heartbeatTimeout, retry: { ...retry, maximumAttempts: 50 } });
+  const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '12h', heartbeatTimeout, retry, cancellationType });
+  const copy = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '30m', heartbeatTimeout, retry: { ...retry, maximumAttempts: 50 }, cancellationType });
 
   const startedAt = Date.now();
   const state: MigrationStatus = {
@@ -227,9 +230,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await audit('safeshift', 'cutover:swapped', { ...swapped });
 
     await enter('verify');
-    await long.verifyCutover({ db: plan.database, spec, targetOid, expected: validation.target });
+    await long.verifyCutover({ db: plan.database, spec, targetOid });
 
     await gate('drop');
+    await checkpoint();
     dropStarted = true;
     compensations.length = 0; // past this point nothing is undone: the drop is the point of no return
     await enter('drop', { retired: displayName(retired) });
@@ -242,12 +246,15 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     const reason = failureMessage(err);
     if (dropStarted) {
       state.outcome = { phase: 'failed', reason: `drop failed after approval: ${reason}; the retired table may still exist` };
-      await wf.CancellationScope.nonCancellable(() => enter('failed', {}, { reason: state.outcome!.reason }));
-      await wf.condition(wf.allHandlersFinished);
+      await wf.CancellationScope.nonCancellable(async () => {
+        await enter('failed', {}, { reason: state.outcome!.reason }).catch(() => undefined);
+        await wf.condition(wf.allHandlersFinished);
+      });
       throw wf.ApplicationFailure.nonRetryable(state.outcome.reason, 'Failed');
     }
     await wf.CancellationScope.nonCancellable(async () => {
-      await enter('rolling_back', { reason });
+      // The ledger may be what failed (database down): an audit row that cannot be written must not stop the undo.
+      await enter('rolling_back', { reason }).catch(() => undefined);
       for (const c of compensations) {
         try {
           const message = await c.run();
@@ -262,9 +269,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       state.outcome = failed.length
         ? { phase: 'failed', reason: `${reason}; rollback incomplete: ${failed.map((c) => `${c.name}: ${c.error}`).join('; ')}` }
         : { phase: 'rolled_back', reason };
-      await enter(state.outcome.phase, {}, { reason: state.outcome.reason });
+      await enter(state.outcome.phase, {}, { reason: state.outcome.reason }).catch(() => undefined);
+      // Inside the scope: after a Temporal cancel this wait must not throw, the rollback has finished.
+      await wf.condition(wf.allHandlersFinished);
     });
-    await wf.condition(wf.allHandlersFinished);
     if (state.outcome!.phase === 'failed') throw wf.ApplicationFailure.nonRetryable(state.outcome!.reason, 'Failed');
     return state;
   }

@@ -116,22 +116,30 @@ export async function startMigration(file: string, options: StartOptions, print:
   });
 }
 
-/** Approve each gate as it opens, as the plan's approvers other than the requester (demo and CI use). */
+/**
+ * Approve each gate as it opens, as the plan's approvers other than the requester (demo and CI use). Ends when
+ * the workflow closes, however it closes; a refused approval (the gate closed meanwhile) is reported, not fatal.
+ */
 async function autoApprove(handle: WorkflowHandle, requestedBy: string, print: Print): Promise<void> {
+  let closed = false;
+  const result = handle.result().then(() => undefined, () => undefined).finally(() => { closed = true; });
   const done = new Set<GateName>();
-  for (;;) {
+  while (!closed) {
     const s = await handle.query(status).catch(() => undefined);
-    if (s && FINAL_PHASES.includes(s.phase)) return;
+    if (s && FINAL_PHASES.includes(s.phase)) break;
     const open = s?.gates.find((g) => g.state === 'open');
     if (s && open && !done.has(open.name)) {
-      const eligible = open.approvers.filter((a) => a !== requestedBy).slice(0, open.required);
-      for (const approver of eligible) {
-        await handle.executeUpdate(approve, { args: [{ approver, gate: open.name, reason: 'auto-approve', planHash: s.planHash }] });
-        print(`approved the ${open.name} gate as ${approver} (--auto-approve)`);
-      }
       done.add(open.name);
+      for (const approver of open.approvers.filter((a) => a !== requestedBy).slice(0, open.required)) {
+        try {
+          await handle.executeUpdate(approve, { args: [{ approver, gate: open.name, reason: 'auto-approve', planHash: s.planHash }] });
+          print(`approved the ${open.name} gate as ${approver} (--auto-approve)`);
+        } catch (err) {
+          print(`could not approve the ${open.name} gate as ${approver}: ${(refusal(err) ?? (err as Error)).message}`);
+        }
+      }
     }
-    await sleep(300);
+    await Promise.race([sleep(300), result]);
   }
 }
 

@@ -49,7 +49,7 @@ const sqlText = z.string().trim().min(1, 'must not be empty');
 const cutoverGate = z.strictObject({
   approvers: z.array(personName).min(1, 'needs at least one approver'),
   required: z.number().int().min(1).default(1),
-  timeout: duration.optional(),
+  timeout: duration.refine((ms) => ms >= 1000, 'must be at least 1s').optional(),
   onTimeout: z.enum(['rollback']).default('rollback'),
 });
 /** The drop gate also waits for a retention time after cutover (`notBefore`). */

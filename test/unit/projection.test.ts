@@ -4,8 +4,8 @@ const spec: CopySpec = {
   source: { schema: 'public', name: 'profiles' },
   target: { schema: 'public', name: 'profiles_v2' },
   columns: [
-    { target: 'id', expr: '"id"', type: 'bigint' },
-    { target: 'display_name', expr: 'full_name -- a comment', type: 'text' },
+    { target: 'id', expr: '"id"', type: 'bigint', copyType: 'bigint' },
+    { target: 'display_name', expr: 'full_name -- a comment', type: 'character varying(40)', copyType: 'character varying' },
   ],
   key: [{ name: 'id', type: 'bigint' }],
 };
@@ -24,8 +24,13 @@ describe('projection SQL', () => {
 
   test('a -- comment in a mapping expression cannot swallow the rest of the statement', () => {
     const sql = copyOutSql(spec, ['1'], ['2']);
-    expect(sql).toContain('(\nfull_name -- a comment\n)::text');
+    expect(sql).toContain('(\nfull_name -- a comment\n)::character varying FROM');
     expect(sql.split('\n').find((l) => l.includes('--'))).toBe('full_name -- a comment');
+  });
+
+  test('COPY sends values cast to the base type, so the target refuses what does not fit instead of a cast cutting it', () => {
+    expect(copyOutSql(spec, null, null)).not.toContain('varying(40)');
+    expect(checksumSql(spec, 'source')).toContain('varying(40)');
   });
 
   test('copy in names target columns, delete covers the same range as copy out', () => {
@@ -34,7 +39,7 @@ describe('projection SQL', () => {
   });
 
   test('both sides are hashed in the same row shape: mapped and cast on the source, as stored on the target', () => {
-    expect(checksumSql(spec, 'source')).toContain('ROW((\n"id"\n)::bigint, (\nfull_name -- a comment\n)::text)');
+    expect(checksumSql(spec, 'source')).toContain('ROW((\n"id"\n)::bigint, (\nfull_name -- a comment\n)::character varying(40))');
     expect(checksumSql(spec, 'target')).toContain('ROW("id", "display_name")');
   });
 });

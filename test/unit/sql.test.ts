@@ -30,5 +30,7 @@ describe('identifiers', () => {
     expect(displayName({ schema: 'public', name: 'profiles' })).toBe('public.profiles');
     expect(displayName({ schema: 'public', name: 'Profiles' })).toBe('public."Profiles"');
     expect(quoteLiteral("it's")).toBe("'it''s'");
+    // An escape string whatever standard_conforming_strings is: a backslash cannot end the literal early.
+    expect(quoteLiteral("\\'; DROP TABLE x; --")).toBe("E'\\\\''; DROP TABLE x; --'");
   });
 });
