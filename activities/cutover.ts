@@ -1,21 +1,24 @@
 /**
- * Phase 9, cutover: in one short transaction (lock_timeout, retried with backoff and jitter) the source is
- * renamed to its retired name and the target takes the live name. Until change capture exists (issue 3), writes
- * made after validation cannot be carried over, so under the lock the source's count and checksum are compared
- * with what was validated, and any difference refuses the cutover.
+ * Phase 9, cutover: captured changes are drained, then in one short transaction (lock_timeout, retried with
+ * backoff and jitter) writers are locked out, the last captured changes replayed, the capture triggers dropped,
+ * the source renamed to its retired name and the target given the live name. Blocked writers then find the new
+ * table under the name they asked for (PostgreSQL looks the name up again after waiting for the lock).
  *
- * Compensation, swapBack: the reverse renames, only while the live table still equals what was validated, so
+ * Compensation, swapBack: the reverse renames, only while the reverse capture on the new table is empty, so
  * that no write made after cutover is thrown away silently.
  */
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { checksum, sameChecksum, type Checksum } from '../src/checksum';
 import { relationName } from '../src/catalog';
-import { pgErrorCode } from '../src/db';
+import { backlog, dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } from '../src/capture';
+import { inTransaction, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, type TableRef } from '../src/sql';
 import { advanceOwnedSequences, lockAgainstWrites, lockExclusive, moveSharedSequences, moveTable, setLockTimeout } from '../src/swap';
+
+const REPLAY_BATCH = 5000;
 import { heartbeating, withDatabase, type MigrationRef } from './support';
 
 export interface SwapInput extends MigrationRef {
@@ -77,25 +80,28 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     if (same(await relationName(client, input.targetOid), spec.source) && same(await relationName(client, input.sourceOid), retired)) {
       return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)' };
     }
+    // Outside the lock first, so what is left for the lock is a handful of changes at most.
+    while ((await inTransaction(client, () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH))).changes > 0) {
+      Context.current().heartbeat({ draining: true });
+    }
     return underLock(client, input.lockTimeoutMs, input.attempts, async () => {
-      await lockAgainstWrites(client, spec.source);
-      const now = await checksum(client, spec, 'source');
-      if (!sameChecksum(now, input.expected.source)) {
-        throw fatal('SourceChanged',
-          `${displayName(spec.source)} changed after validation (${input.expected.source.rows} rows then, ${now.rows} now, checksum ${now.checksum === input.expected.source.checksum ? 'equal' : 'different'}); ` +
-          'writes made during a migration are not captured yet (issue 3), so cutover is refused and the migration rolled back; run it again when writes to the table are stopped');
-      }
       await lockExclusive(client, spec.target);
-      const target = await checksum(client, spec, 'target');
-      if (!sameChecksum(target, input.expected.target)) {
-        throw fatal('ValidationMismatch', `${displayName(spec.target)} changed after validation (${input.expected.target.rows} rows then, ${target.rows} now); cutover refused`);
-      }
       await lockExclusive(client, spec.source);
+      // Writers wait from here: every change they committed before is in the change table. Drain it all.
+      let drained = 0;
+      for (let done = await replayBatch(client, spec, input.sourceOid, REPLAY_BATCH); done.changes > 0; done = await replayBatch(client, spec, input.sourceOid, REPLAY_BATCH)) {
+        drained += done.changes;
+      }
+      await dropCaptureTriggers(client, spec.source);
       await moveTable(client, spec.source, retired);
       await moveTable(client, spec.target, spec.source);
       const moved = await moveSharedSequences(client, input.sourceOid, input.targetOid, spec.source);
       await advanceOwnedSequences(client, spec.source, input.targetOid);
-      return `${displayName(spec.target)} is now ${displayName(spec.source)}; the old table is ${displayName(retired)}` +
+      // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
+      // whether it would lose something.
+      await installCapture(client, { source: spec.source, sourceOid: input.targetOid }, spec.key);
+      return `${displayName(spec.target)} is now ${displayName(spec.source)}; the old table is ${displayName(retired)}; ` +
+        `${drained} captured changes replayed under the lock` +
         (moved.length ? `; sequences ${moved.join(', ')} now belong to the new table` : '');
     });
   });
@@ -111,20 +117,20 @@ export async function swapBack(input: SwapInput): Promise<string> {
     if (!same(sourceAt, retired) || !same(targetAt, spec.source)) {
       throw fatal('NotOurs', `cannot swap back: the original table is at ${sourceAt ? displayName(sourceAt) : '(gone)'} and the new one at ${targetAt ? displayName(targetAt) : '(gone)'}`);
     }
-    const live: CopySpec = { ...spec, target: spec.source };
     const result = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
-      await lockAgainstWrites(client, spec.source);
-      const now = await checksum(client, live, 'target');
-      if (!sameChecksum(now, input.expected.target)) {
+      await lockExclusive(client, spec.source);
+      const written = await backlog(client, input.targetOid);
+      if (written.rows > 0) {
         throw fatal('SwapBackUnsafe',
-          `${displayName(spec.source)} was written after cutover (${input.expected.target.rows} rows at cutover, ${now.rows} now); swapping back would lose those writes, ` +
+          `${displayName(spec.source)} was written after cutover (${written.rows} captured changes); swapping back would lose those writes, ` +
           `so both tables are left as they are: the new table is live at ${displayName(spec.source)}, the original is ${displayName(retired)}`);
       }
-      await lockExclusive(client, spec.source);
+      await dropCaptureTriggers(client, spec.source);
       await lockExclusive(client, retired);
       await moveTable(client, spec.source, spec.target);
       await moveTable(client, retired, spec.source);
       await moveSharedSequences(client, input.targetOid, input.sourceOid, spec.source);
+      await dropCaptureObjects(client, input.targetOid);
       return `swapped back: ${displayName(spec.source)} is the original table again`;
     });
     return result.message;

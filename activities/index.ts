@@ -2,8 +2,9 @@
 export { recordEvent } from './ledger';
 export { preflight } from './preflight';
 export { backupTable } from './backup';
-export { createTarget, dropTarget } from './prepare';
+export { createTarget, dropTarget, installChangeCapture, removeChangeCapture } from './prepare';
 export { copySlice } from './copy';
+export { catchUp, type CatchUpInput } from './catch-up';
 export { validateCopy } from './validate';
 export { swapTables, swapBack } from './cutover';
 export { verifyCutover } from './verify';

@@ -1,8 +1,12 @@
 /**
- * Phase 3, prepare: create the target table (plan DDL, or LIKE source INCLUDING ALL). Compensation: drop it —
- * but only the very table this run created (matched by OID in the ledger), and only while it is not live.
+ * Phase 3, prepare: create the target table (plan DDL, or LIKE source INCLUDING ALL) and install change capture
+ * on the source. Compensations: remove the capture; drop the target — but only the very table this run created
+ * (matched by OID in the ledger), and only while it is not live.
  */
+import { changeTable, dropCaptureObjects, dropCaptureTriggers, installCapture } from '../src/capture';
 import { createdByRun, recordCreatedObject } from '../src/ledger';
+import type { CopySpec } from '../src/projection';
+import { setLockTimeout } from '../src/swap';
 import { relationName, tableOid } from '../src/catalog';
 import { inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
@@ -53,4 +57,38 @@ export async function dropTarget(input: DropTargetInput): Promise<string> {
     await client.query(`DROP TABLE ${qualified(input.target)}`);
     return `dropped target ${displayName(input.target)}`;
   });
+}
+
+export interface CaptureInput extends MigrationRef {
+  source: TableRef;
+  sourceOid: number;
+  key: CopySpec['key'];
+  lockTimeoutMs: number;
+}
+
+/**
+ * Install change capture on the source before the copy reads anything, so every write the copy might miss is
+ * recorded. CREATE TRIGGER waits for in-flight writers: bounded by lock_timeout, retried by Temporal.
+ */
+export async function installChangeCapture(input: CaptureInput): Promise<string> {
+  return withDatabase(input, (client) =>
+    inTransaction(client, async () => {
+      await setLockTimeout(client, input.lockTimeoutMs);
+      await installCapture(client, { source: input.source, sourceOid: input.sourceOid }, input.key);
+      return `capturing changes of ${displayName(input.source)} into ${displayName(changeTable(input.sourceOid))}`;
+    }),
+  );
+}
+
+/** Compensation of installChangeCapture (and the last step of a finished migration). Idempotent. */
+export async function removeChangeCapture(input: Pick<CaptureInput, 'db' | 'sourceOid' | 'lockTimeoutMs'>): Promise<string> {
+  return withDatabase(input, (client) =>
+    inTransaction(client, async () => {
+      await setLockTimeout(client, input.lockTimeoutMs);
+      const at = await relationName(client, input.sourceOid);
+      if (at) await dropCaptureTriggers(client, at);
+      await dropCaptureObjects(client, input.sourceOid);
+      return `change capture removed${at ? ` from ${displayName(at)}` : ''}`;
+    }),
+  );
 }

@@ -24,7 +24,7 @@ export interface MigrationInput {
   plan: Plan;
   planHash: string;
   /** Activity timeouts; tests shorten them so a killed worker is noticed quickly. */
-  timeouts?: { heartbeat?: string; copySliceMs?: number };
+  timeouts?: { heartbeat?: string; copySliceMs?: number; followSliceMs?: number };
 }
 
 export interface ApproveArgs {
@@ -64,7 +64,17 @@ export interface ValidationResult {
   ok: boolean;
   source: { rows: number; checksum: string };
   target: { rows: number; checksum: string };
+  /** Keys with captured changes not yet replayed when the snapshot was taken: left out on both sides. */
+  inFlightKeys: number;
   message: string;
+}
+
+export interface CatchUpStatus {
+  /** Captured changes waiting to be replayed, and the age of the oldest, as of the last report. */
+  backlogRows: number;
+  lagSeconds: number;
+  replayedChanges: number;
+  updatedAt?: string;
 }
 
 export interface CopyStatus {
@@ -87,6 +97,7 @@ export interface MigrationStatus {
   paused: boolean;
   abortRequested: boolean;
   copy: CopyStatus;
+  catchUp: CatchUpStatus;
   validation?: ValidationResult;
   gates: GateStatus[];
   /** ms spent in each phase so far, by phase name, in the order entered. */

@@ -24,5 +24,7 @@ export async function createWorker(config: WorkerConfig): Promise<Worker> {
     activities,
     // A SIGTERM'd worker lets in-flight chunk transactions finish or roll back before it exits.
     shutdownGraceTime: '10s',
+    // Heartbeats (and so cancellations, e.g. of the catch-up follower when a gate settles) reach us within ~1 s.
+    maxHeartbeatThrottleInterval: '1s',
   });
 }

@@ -8,6 +8,7 @@
  */
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
+import type { CatchUpResult } from '../activities/catch-up';
 import type { CopyProgress } from '../activities/copy';
 import type { PreflightReport } from '../activities/preflight';
 import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
@@ -20,6 +21,11 @@ import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
 
 const COPY_SLICE_MS = 30_000;
+/** How long one follow-the-source activity runs while a gate waits; each adds a few history events. */
+const FOLLOW_SLICE_MS = 120_000;
+/** Catch-up is done (validation may start) once no more than this many changes wait. */
+const SMALL_BACKLOG = 1000;
+const REPLAY_BATCH = 5000;
 
 interface Compensation {
   name: string;
@@ -51,6 +57,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     paused: false,
     abortRequested: false,
     copy: { rowsCopied: 0, rowsTotal: 0, chunks: 0, lastKey: null, rowsPerSecond: 0, etaSeconds: null, throttledMs: 0 },
+    catchUp: { backlogRows: 0, lagSeconds: 0, replayedChanges: 0 },
     gates: (['cutover', 'drop'] as const).map((name) => ({
       name, approvers: plan.approvals[name].approvers, required: plan.approvals[name].required, state: 'pending', decisions: [],
     })),
@@ -141,17 +148,54 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await audit(args.by ?? 'operator', 'abort', { reason: args.reason ?? null });
   });
 
-  /** Wait at a gate until enough approvals, a reject, an abort or the timeout. */
-  async function gate(name: GateName): Promise<void> {
+  function noteCatchUp(r: CatchUpResult): void {
+    state.catchUp = {
+      backlogRows: r.rows, lagSeconds: Math.round(r.lagSeconds * 10) / 10,
+      replayedChanges: state.catchUp.replayedChanges + r.replayedChanges, updatedAt: new Date().toISOString(),
+    };
+    touch();
+  }
+
+  /**
+   * While a gate waits (an approver may take days), keep replaying captured changes so the backlog stays small.
+   * One activity runs per FOLLOW_SLICE_MS, so history grows by a few events per slice, not per change.
+   */
+  async function followSource(replay: Omit<activities.CatchUpInput, 'mode' | 'sliceMs'>, settled: () => boolean): Promise<void> {
+    const followMs = input.timeouts?.followSliceMs ?? FOLLOW_SLICE_MS;
+    while (!settled()) {
+      const scope = new wf.CancellationScope();
+      const follow = scope.run(() => long.catchUp({ ...replay, mode: 'follow', sliceMs: followMs }));
+      // A failing follower (say, the target refuses a replayed value) fails the gate: no catch here.
+      const first = await Promise.race([follow, wf.condition(settled).then(() => 'settled' as const)]);
+      if (first === 'settled') {
+        scope.cancel();
+        const last = await follow.catch(() => undefined);
+        if (last) noteCatchUp(last);
+        return;
+      }
+      noteCatchUp(first);
+    }
+  }
+
+  /** Wait at a gate until enough approvals, a reject, an abort or the timeout; `meanwhile` runs until then. */
+  async function gate(name: GateName, meanwhile?: (settled: () => boolean) => Promise<void>): Promise<void> {
     const cfg = plan.approvals[name];
     const g = state.gates.find((x) => x.name === name)!;
     g.state = 'open';
     g.openedAt = new Date().toISOString();
     if (cfg.timeout) g.deadline = new Date(Date.now() + cfg.timeout).toISOString();
     await enter(name === 'cutover' ? 'awaiting_cutover' : 'awaiting_drop', { approvers: cfg.approvers, required: cfg.required });
-    const settled = () => g.state !== 'open' || state.abortRequested;
+    let timedOut = false;
+    let backgroundFailure: unknown;
+    const settled = () => g.state !== 'open' || state.abortRequested || timedOut || backgroundFailure !== undefined;
+    // Caught at once: a rejection nobody awaits would fail the workflow task, not the migration.
+    const background = meanwhile ? meanwhile(settled).catch((err: unknown) => { backgroundFailure = err; }) : Promise.resolve();
     // condition(fn, undefined) would time out at once: only a gate with a timeout gets one.
     const decided = cfg.timeout === undefined ? (await wf.condition(settled), true) : await wf.condition(settled, cfg.timeout);
+    timedOut = !decided;
+    await background;
+    if (backgroundFailure !== undefined && !wf.isCancellation(backgroundFailure)) throw backgroundFailure;
+    if (backgroundFailure !== undefined) timedOut = false;
     if (state.abortRequested) throw fatal('Aborted', `aborted by an operator at the ${name} gate`);
     if (!decided) {
       g.state = 'timed_out';
@@ -189,6 +233,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await enter('prepare');
     const { targetOid } = await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: plan.createSql });
     compensations.unshift({ name: 'dropTarget', run: () => quick.dropTarget({ ...ref, target: plan.target, targetOid }) });
+    const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, lockTimeoutMs: plan.cutover.lockTimeoutMs };
+    // Registered first: the trigger may be in place even if the reply is lost.
+    compensations.unshift({ name: 'removeChangeCapture', run: () => quick.removeChangeCapture(capture) });
+    await audit('safeshift', 'capture:installed', { message: await quick.installChangeCapture(capture) });
 
     await checkpoint();
     await enter('copy', { rowsEstimate: report.rowsEstimate, chunkRows: plan.copy.chunkRows });
@@ -212,13 +260,23 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     state.copy.etaSeconds = 0;
 
     await checkpoint();
+    await enter('catch_up');
+    const replay = { db: plan.database, spec, sourceOid: report.sourceOid, smallBacklog: SMALL_BACKLOG, batch: REPLAY_BATCH, maxRowsPerSecond: plan.copy.maxRowsPerSecond };
+    for (;;) {
+      await checkpoint();
+      const r: CatchUpResult = await long.catchUp({ ...replay, mode: 'drain', sliceMs });
+      noteCatchUp(r);
+      if (r.caughtUp) break;
+    }
+
+    await checkpoint();
     await enter('validate');
-    const validation = await long.validateCopy({ db: plan.database, spec });
+    const validation = await long.validateCopy({ db: plan.database, spec, sourceOid: report.sourceOid });
     state.validation = validation;
     await audit('safeshift', validation.ok ? 'validate:ok' : 'validate:mismatch', { ...validation });
     if (!validation.ok) throw fatal('ValidationMismatch', validation.message);
 
-    await gate('cutover');
+    await gate('cutover', (settled) => followSource(replay, settled));
     await checkpoint();
     await enter('cutover');
     const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, expected: { source: validation.source, target: validation.target }, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
@@ -238,6 +296,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     compensations.length = 0; // past this point nothing is undone: the drop is the point of no return
     await enter('drop', { retired: displayName(retired) });
     await quick.dropRetired({ ...ref, retired, sourceOid: report.sourceOid });
+    await quick.removeChangeCapture(capture);
+    await quick.removeChangeCapture({ ...capture, sourceOid: targetOid }); // the reverse capture on the live table
 
     touch();
     state.outcome = { phase: 'done', reason: `${state.source} now has the new shape; ${state.copy.rowsCopied} rows moved` };

@@ -76,7 +76,8 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
 
     const end = await waitFor(planName, atPhase('rolled_back'));
     expect(end.outcome?.reason).toMatch(/bob rejected the cutover gate: not during the sale/);
-    expect(end.compensations).toEqual([{ name: 'dropTarget', state: 'done' }]);
+    expect(end.compensations).toEqual([{ name: 'removeChangeCapture', state: 'done' }, { name: 'dropTarget', state: 'done' }]);
+    expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [`public.${src}`])).toEqual([]);
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
     const [oidAfter] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
     expect(oidAfter).toEqual(oidBefore);
@@ -125,21 +126,33 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
     expect(refusedAudit).toHaveLength(1);
   });
 
-  test('a write to the source after validation refuses the cutover and rolls back with the reason', async () => {
+  test('writes to the source while the cutover gate waits are carried into the new table', async () => {
     const src = uniqueName('profiles');
     await seedProfiles(src, 800);
     const planName = src.replace(/_/g, '-');
     const plan = writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`));
     expect((await runCli(['start', plan])).code).toBe(0);
     await waitFor(planName, atPhase('awaiting_cutover'));
+    const [sourceOid] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
     await sql(`UPDATE public.${src} SET full_name = 'changed while waiting' WHERE id = 42`);
+    await sql(`DELETE FROM public.${src} WHERE id = 43`);
+    await sql(`UPDATE public.${src} SET id = 5000 WHERE id = 44`);
+    await sql(`INSERT INTO public.${src} (id, full_name) VALUES (6000, 'new while waiting')`);
     const before = await fingerprint(`SELECT * FROM public.${src}`, 'id');
 
     expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
-    const end = await waitFor(planName, atPhase('rolled_back'));
-    expect(end.outcome?.reason).toMatch(/changed after validation/);
+    const s = await waitFor(planName, atPhase('awaiting_drop'));
+    expect(s.retiredTable).toBeDefined();
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
-    expect(await sql(`SELECT 1 FROM pg_class WHERE relname = $1`, [`${src}_v2`])).toHaveLength(0);
+    expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [s.retiredTable])).toEqual([]);
+    expect((await runCli(['approve', planName, '--as', 'alice', '--gate', 'drop'])).code).toBe(0);
+    await waitFor(planName, atPhase('done'));
+    expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
+    // Nothing of the capture is left behind.
+    expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [`public.${src}`])).toEqual([]);
+    const [live] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    expect(await sql(`SELECT to_regclass($1) AS t, to_regclass($2) AS u`, [`safeshift.changes_${sourceOid!.oid}`, `safeshift.changes_${live!.oid}`]))
+      .toEqual([{ t: null, u: null }]);
   });
 });
 
@@ -162,7 +175,8 @@ describe('after cutover', () => {
 
     expect((await runCli(['reject', planName, '--as', 'alice', '--reason', 'app errors after cutover'])).code).toBe(0);
     const end = await waitFor(planName, atPhase('rolled_back'));
-    expect(end.compensations).toEqual([{ name: 'swapBack', state: 'done' }, { name: 'dropTarget', state: 'done' }]);
+    expect(end.compensations).toEqual([{ name: 'swapBack', state: 'done' }, { name: 'removeChangeCapture', state: 'done' }, { name: 'dropTarget', state: 'done' }]);
+    expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [`public.${src}`])).toEqual([]);
     const [oidAfter] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
     expect(oidAfter).toEqual(oidBefore);
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
