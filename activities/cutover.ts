@@ -16,7 +16,8 @@ import { inTransaction, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, type TableRef } from '../src/sql';
-import { advanceOwnedSequences, lockAgainstWrites, lockExclusive, moveSharedSequences, moveTable, setLockTimeout } from '../src/swap';
+import { captureBoundObjects, moveBoundObjects, validateForeignKeys } from '../src/bound-objects';
+import { lockExclusive, moveTable, setLockTimeout } from '../src/swap';
 
 const REPLAY_BATCH = 5000;
 import { heartbeating, withDatabase, type MigrationRef } from './support';
@@ -36,6 +37,8 @@ export interface SwapResult {
   attempts: number;
   lockHeldMs: number;
   message: string;
+  /** SQL run to move the objects bound to the table (audit log). */
+  statements: string[];
 }
 
 /** Lock timeout and deadlock (a writer that read then wrote while we upgraded our lock): both worth retrying. */
@@ -48,7 +51,7 @@ function same(a: TableRef | undefined, b: TableRef): boolean {
 }
 
 /** Run `fn` in a transaction with lock_timeout, retrying lock timeouts with exponential backoff and jitter. */
-async function underLock(client: pg.Client, lockTimeoutMs: number, attempts: number, fn: () => Promise<string>): Promise<SwapResult> {
+async function underLock<T extends { message: string }>(client: pg.Client, lockTimeoutMs: number, attempts: number, fn: () => Promise<T>): Promise<T & { attempts: number; lockHeldMs: number }> {
   const ctx = Context.current();
   for (let attempt = 1; ; attempt++) {
     await client.query('BEGIN');
@@ -56,12 +59,12 @@ async function underLock(client: pg.Client, lockTimeoutMs: number, attempts: num
     try {
       // Heartbeats go on while the statements under the lock run (a checksum scan can take a while), so the
       // server never starts a second attempt that would fight this one for the same locks.
-      const message = await heartbeating(async () => {
+      const result = await heartbeating(async () => {
         await setLockTimeout(client, lockTimeoutMs);
         return fn();
       }, () => ({ attempt }));
       await client.query('COMMIT');
-      return { attempts: attempt, lockHeldMs: Date.now() - began, message };
+      return { ...result, attempts: attempt, lockHeldMs: Date.now() - began };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (!RETRY_CODES.has(pgErrorCode(err) ?? '')) throw err;
@@ -78,13 +81,13 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
   const { spec, retired } = input;
   return withDatabase(input, async (client) => {
     if (same(await relationName(client, input.targetOid), spec.source) && same(await relationName(client, input.sourceOid), retired)) {
-      return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)' };
+      return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)', statements: [] };
     }
     // Outside the lock first, so what is left for the lock is a handful of changes at most.
     while ((await inTransaction(client, () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH))).changes > 0) {
       Context.current().heartbeat({ draining: true });
     }
-    return underLock(client, input.lockTimeoutMs, input.attempts, async () => {
+    const swapped = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
       await lockExclusive(client, spec.target);
       await lockExclusive(client, spec.source);
       // Writers wait from here: every change they committed before is in the change table. Drain it all.
@@ -93,17 +96,26 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         drained += done.changes;
       }
       await dropCaptureTriggers(client, spec.source);
+      const bound = await captureBoundObjects(client, input.sourceOid, spec.source);
       await moveTable(client, spec.source, retired);
       await moveTable(client, spec.target, spec.source);
-      const moved = await moveSharedSequences(client, input.sourceOid, input.targetOid, spec.source);
-      await advanceOwnedSequences(client, spec.source, input.targetOid);
+      const moved = await moveBoundObjects(client, bound, input.sourceOid, { ref: spec.source, oid: input.targetOid });
+      if (moved.problems.length) {
+        // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
+        throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
+      }
       // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
       // whether it would lose something.
       await installCapture(client, { source: spec.source, sourceOid: input.targetOid }, spec.key);
-      return `${displayName(spec.target)} is now ${displayName(spec.source)}; the old table is ${displayName(retired)}; ` +
-        `${drained} captured changes replayed under the lock` +
-        (moved.length ? `; sequences ${moved.join(', ')} now belong to the new table` : '');
+      return {
+        message: `${displayName(spec.target)} is now ${displayName(spec.source)}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
+        statements: moved.statements,
+        foreignKeys: moved.notValidForeignKeys,
+      };
     });
+    // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile.
+    await heartbeating(() => validateForeignKeys(client, swapped.foreignKeys));
+    return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements };
   });
 }
 
@@ -127,12 +139,15 @@ export async function swapBack(input: SwapInput): Promise<string> {
       }
       await dropCaptureTriggers(client, spec.source);
       await lockExclusive(client, retired);
+      const bound = await captureBoundObjects(client, input.targetOid, spec.source);
       await moveTable(client, spec.source, spec.target);
       await moveTable(client, retired, spec.source);
-      await moveSharedSequences(client, input.targetOid, input.sourceOid, spec.source);
+      const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid });
+      if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);
       await dropCaptureObjects(client, input.targetOid);
-      return `swapped back: ${displayName(spec.source)} is the original table again`;
+      return { message: `swapped back: ${displayName(spec.source)} is the original table again`, foreignKeys: moved.notValidForeignKeys };
     });
+    await heartbeating(() => validateForeignKeys(client, result.foreignKeys));
     return result.message;
   });
 }

@@ -6,7 +6,9 @@
 import { parse as parseSql } from 'libpg-query';
 import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
-import { accessControl, dependentsBoundToOid, estimatedRowCount, tableInfo, tableOid, type TableInfo } from '../src/catalog';
+import { captureBoundObjects, describeBoundObjects, moveBoundObjects } from '../src/bound-objects';
+import { accessControl, estimatedRowCount, tableInfo, tableOid, type TableInfo } from '../src/catalog';
+import { moveTable, setLockTimeout } from '../src/swap';
 import { fatal } from '../src/errors';
 import { pgErrorCode } from '../src/db';
 import { mappedExpression, type CopySpec, type MappedColumn } from '../src/projection';
@@ -22,7 +24,7 @@ export interface PreflightReport {
   retired: TableRef;
   /** Backup table in `safeshift_backup`, free at preflight time. */
   backup: TableRef;
-  /** Not errors, but things an approver should see: the target lacks what the source has. */
+  /** Not errors, but what an approver should know: what the cutover will move to the new table. */
   warnings: string[];
   snapshot: {
     columns: { name: string; type: string; notNull: boolean }[];
@@ -103,9 +105,6 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   }
 
   const key = resolveKey(plan, source, problems);
-  for (const dep of await dependentsBoundToOid(client, source.oid)) {
-    problems.push(`source: ${dep.kind} ${dep.name} is bound to ${displayName(plan.source)} and would keep pointing at the retired table after cutover; moving it arrives with issue 3 — drop and recreate it around the migration`);
-  }
   const ddlField = plan.createFile ? 'createFile' : 'create';
   if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, ddlField)));
   if (plan.copy.parallel > 1) problems.push('copy.parallel: parallel copy is not available yet (issue 4); use 1');
@@ -117,14 +116,12 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   if (await tableOid(client, backup)) problems.push(`backup: the backup name ${displayName(backup)} is taken`);
 
   let columns: MappedColumn[] = [];
-  if (problems.length === 0) columns = await tryTargetDdl(client, plan, source, key, problems);
+  const moves: string[] = [];
+  if (problems.length === 0) columns = await tryTargetDdl(client, plan, source, key, problems, moves);
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
-  const warnings: string[] = [];
-  if (acl.grants.length) warnings.push(`source has grants (${acl.grants.join(', ')}); the target gets only what its DDL grants`);
-  if (acl.rls) warnings.push(`source has row-level security enabled${acl.policies.length ? ` with policies ${acl.policies.join(', ')}` : ''}; the target gets only what its DDL sets`);
-  if (acl.triggers.length) warnings.push(`source has triggers (${acl.triggers.join(', ')}); the target gets only what its DDL creates`);
+  const warnings = moves.map((m) => `at cutover: ${m}`);
   const size = await client.query<{ bytes: string }>(`SELECT pg_total_relation_size($1::oid)::text AS bytes`, [source.oid]);
 
   return {
@@ -170,7 +167,7 @@ function sameSet(a: string[], b: string[]): boolean {
  * made: every mapped column exists, every expression compiles over the source and casts to the target type,
  * the key is carried unchanged.
  */
-async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[]): Promise<MappedColumn[]> {
+async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[], moves: string[]): Promise<MappedColumn[]> {
   await client.query('BEGIN');
   try {
     try {
@@ -230,9 +227,35 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
       }
     }
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
+    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, problems, moves);
     return columns;
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
+  }
+}
+
+/**
+ * The cutover, rehearsed: renames and the move of every object bound to the source (views, foreign keys,
+ * grants, policies, triggers, publications, ...), inside a savepoint that is always rolled back. What would not
+ * move is a problem now, with the object named, instead of a failed cutover later. Bounded by the plan's
+ * lock_timeout: a busy table is reported, never waited on indefinitely.
+ */
+async function rehearseCutover(client: pg.Client, plan: Plan, sourceOid: number, targetOid: number, problems: string[], moves: string[]): Promise<void> {
+  await client.query('SAVEPOINT rehearsal');
+  try {
+    await setLockTimeout(client, plan.cutover.lockTimeoutMs);
+    const captured = await captureBoundObjects(client, sourceOid, plan.source);
+    moves.push(...describeBoundObjects(captured));
+    await moveTable(client, plan.source, { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_retired_rehearsal') });
+    await moveTable(client, plan.target, plan.source);
+    const result = await moveBoundObjects(client, captured, sourceOid, { ref: plan.source, oid: targetOid }, { dryRun: true });
+    problems.push(...result.problems.map((p) => `cutover: ${p}`));
+  } catch (err) {
+    problems.push(pgErrorCode(err) === '55P03'
+      ? `cutover: could not rehearse the cutover: ${displayName(plan.source)} is locked by another transaction for longer than cutover.lockTimeoutMs (${plan.cutover.lockTimeoutMs} ms); retry when it is free`
+      : `cutover: the rehearsal failed: ${(err as Error).message}`);
+  } finally {
+    await client.query('ROLLBACK TO SAVEPOINT rehearsal');
   }
 }
 
