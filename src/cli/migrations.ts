@@ -108,10 +108,12 @@ export async function startMigration(file: string, options: StartOptions, print:
       print(JSON.stringify({ workflowId, runId: handle.firstExecutionRunId, planHash: hash, uiUrl }));
       return EXIT_OK;
     }
-    print(`started ${workflowId} (plan sha256:${hash.slice(0, 16)})`);
-    if (uiUrl) print(`watch: ${uiUrl}`);
+    // With --json, stdout carries only the final JSON document; progress lines are for people.
+    const say: Print = options.json ? () => undefined : print;
+    say(`started ${workflowId} (plan sha256:${hash.slice(0, 16)})`);
+    if (uiUrl) say(`watch: ${uiUrl}`);
     if (!options.wait && !options.autoApprove) return EXIT_OK;
-    if (options.autoApprove) await autoApprove(handle, plan.requestedBy, print);
+    if (options.autoApprove) await autoApprove(handle, plan.requestedBy, say);
     return finish(handle, options.json ?? false, uiUrl, print);
   });
 }

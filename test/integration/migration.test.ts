@@ -19,6 +19,7 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
 
     const started = await runCli(['start', plan, '--auto-approve', '--json']);
     expect(started).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(started.stdout)).toMatchObject({ phase: 'done' }); // --json: stdout is one JSON document
 
     // The live name now has the new shape and exactly the mapped rows, by our own SQL.
     const live = await fingerprint(PROFILES_V2_TARGET_SELECT(src), 'id');
