@@ -4,8 +4,9 @@
  * the source renamed to its retired name and the target given the live name. Blocked writers then find the new
  * table under the name they asked for (PostgreSQL looks the name up again after waiting for the lock).
  *
- * Compensation, swapBack: the reverse renames, only while the reverse capture on the new table is empty, so
- * that no write made after cutover is thrown away silently.
+ * Compensation, swapBack: writes made to the new table after cutover (reverse capture) are replayed into the
+ * retired table through the inverse mapping, the last of them under the lock, then the renames are reversed.
+ * Nothing written after cutover is lost; a write that cannot go back fails the swap back, leaving both tables.
  */
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
@@ -27,8 +28,8 @@ export interface SwapInput extends MigrationRef {
   retired: TableRef;
   sourceOid: number;
   targetOid: number;
-  /** Validated figures: the source (mapped) and the target must still show these. */
-  expected: { source: Checksum; target: Checksum };
+  /** The inverse mapping (preflight): how writes made after cutover go back into the retired table. */
+  reverse: CopySpec;
   lockTimeoutMs: number;
   attempts: number;
 }
@@ -129,23 +130,31 @@ export async function swapBack(input: SwapInput): Promise<string> {
     if (!same(sourceAt, retired) || !same(targetAt, spec.source)) {
       throw fatal('NotOurs', `cannot swap back: the original table is at ${sourceAt ? displayName(sourceAt) : '(gone)'} and the new one at ${targetAt ? displayName(targetAt) : '(gone)'}`);
     }
+    // Writes made after cutover flow back through the inverse mapping; outside the lock first, then the rest.
+    const replayBack = () => replayBatch(client, input.reverse, input.targetOid, REPLAY_BATCH, 'upsert').catch((err: unknown) => {
+      const code = pgErrorCode(err);
+      if (code && /^2[23]/.test(code)) {
+        throw fatal('SwapBackUnsafe', `a write made after cutover cannot go back into ${displayName(retired)}: ${(err as Error).message}; ` +
+          `both tables are left as they are: the new table is live at ${displayName(spec.source)}, the original is ${displayName(retired)}`);
+      }
+      throw err;
+    });
+    let replayedBack = 0;
+    for (let n = (await inTransaction(client, replayBack)).changes; n > 0; n = (await inTransaction(client, replayBack)).changes) {
+      replayedBack += n;
+      Context.current().heartbeat({ replayedBack });
+    }
     const result = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
       await lockExclusive(client, spec.source);
-      const written = await backlog(client, input.targetOid);
-      if (written.rows > 0) {
-        throw fatal('SwapBackUnsafe',
-          `${displayName(spec.source)} was written after cutover (${written.rows} captured changes); swapping back would lose those writes, ` +
-          `so both tables are left as they are: the new table is live at ${displayName(spec.source)}, the original is ${displayName(retired)}`);
-      }
-      await dropCaptureTriggers(client, spec.source);
       await lockExclusive(client, retired);
+      for (let done = await replayBack(); done.changes > 0; done = await replayBack()) replayedBack += done.changes;
       const bound = await captureBoundObjects(client, input.targetOid, spec.source);
       await moveTable(client, spec.source, spec.target);
       await moveTable(client, retired, spec.source);
       const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid });
       if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);
       await dropCaptureObjects(client, input.targetOid);
-      return { message: `swapped back: ${displayName(spec.source)} is the original table again`, foreignKeys: moved.notValidForeignKeys };
+      return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys };
     });
     await heartbeating(() => validateForeignKeys(client, result.foreignKeys));
     return result.message;

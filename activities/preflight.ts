@@ -26,6 +26,12 @@ export interface PreflightReport {
   backup: TableRef;
   /** Not errors, but what an approver should know: what the cutover will move to the new table. */
   warnings: string[];
+  /**
+   * How writes made after cutover flow back into the retired table on rollback: the inverse of the mapping
+   * (source = the live name, which is then the new table; target = the retired table), and the source columns
+   * it cannot give back (their values stay as they were for updated rows; new rows get defaults).
+   */
+  reverse: { spec: CopySpec; notInvertible: string[] };
   snapshot: {
     columns: { name: string; type: string; notNull: boolean }[];
     primaryKey: string[];
@@ -116,12 +122,19 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   if (await tableOid(client, backup)) problems.push(`backup: the backup name ${displayName(backup)} is taken`);
 
   let columns: MappedColumn[] = [];
+  let reverse: { columns: MappedColumn[]; notInvertible: string[] } = { columns: [], notInvertible: [] };
   const moves: string[] = [];
-  if (problems.length === 0) columns = await tryTargetDdl(client, plan, source, key, problems, moves);
+  if (problems.length === 0) ({ columns, reverse } = await tryTargetDdl(client, plan, source, key, problems, moves));
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
   const warnings = moves.map((m) => `at cutover: ${m}`);
+  if (reverse.notInvertible.length) {
+    const strict = reverse.notInvertible.filter((n) => { const c = source.columns.find((x) => x.name === n)!; return c.notNull && !c.hasDefault && !c.identity; });
+    warnings.push(`rollback after cutover: source columns ${reverse.notInvertible.join(', ')} cannot be derived from the new table (give them under reverse:); ` +
+      'rows updated after cutover keep their old values there, rows inserted after cutover get defaults' +
+      (strict.length ? `; ${strict.join(', ')} ${strict.length > 1 ? 'are' : 'is'} NOT NULL without a default, so a rollback after rows were inserted would fail` : ''));
+  }
   const size = await client.query<{ bytes: string }>(`SELECT pg_total_relation_size($1::oid)::text AS bytes`, [source.oid]);
 
   return {
@@ -132,6 +145,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
     retired,
     backup,
     warnings,
+    reverse: { spec: { source: plan.source, target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible },
     snapshot: {
       columns: source.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
       primaryKey: source.primaryKey,
@@ -167,19 +181,22 @@ function sameSet(a: string[], b: string[]): boolean {
  * made: every mapped column exists, every expression compiles over the source and casts to the target type,
  * the key is carried unchanged.
  */
-async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[], moves: string[]): Promise<MappedColumn[]> {
+type Mappings = { columns: MappedColumn[]; reverse: { columns: MappedColumn[]; notInvertible: string[] } };
+
+async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[], moves: string[]): Promise<Mappings> {
+  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] } };
   await client.query('BEGIN');
   try {
     try {
       await client.query(plan.createSql ?? createLikeSql(plan.source, plan.target));
     } catch (err) {
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the target DDL fails: ${(err as Error).message}`);
-      return [];
+      return none;
     }
     const target = await tableInfo(client, plan.target);
     if (!target) {
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL ran but did not create ${displayName(plan.target)}`);
-      return [];
+      return none;
     }
     for (const other of await relationsCreatedBesides(client, target.oid)) {
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL also creates ${other}; only the target and what belongs to it may be created`);
@@ -214,24 +231,53 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
         else if (tcol.collation !== scol.collation) problems.push(`key: key column ${k.name} has collation "${scol.collation}" in the source but "${tcol.collation}" in the target`);
       }
     }
-    // Each expression on its own, so the problem names the column that is wrong.
-    for (const c of columns) {
-      await client.query('SAVEPOINT expr');
-      try {
-        // Extended protocol: the text must be exactly one statement, so an expression cannot smuggle in a second.
-        await client.query({ text: `SELECT ${mappedExpression(c)} FROM ${qualified(plan.source)} LIMIT 0`, queryMode: 'extended' } as pg.QueryConfig);
-        await client.query('RELEASE SAVEPOINT expr');
-      } catch (err) {
-        await client.query('ROLLBACK TO SAVEPOINT expr');
-        problems.push(`columns.${c.target}: ${c.expr} does not work over ${displayName(plan.source)}: ${(err as Error).message}${pgErrorCode(err) ? ` (${pgErrorCode(err)})` : ''}`);
-      }
-    }
+    await checkExpressions(client, columns, plan.source, 'columns', problems);
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
+    const reverse = inverseMapping(plan, source, columns, problems);
+    await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems);
     if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, problems, moves);
-    return columns;
+    return { columns, reverse };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }
+}
+
+/**
+ * Each expression on its own, so the problem names the column that is wrong. Extended protocol: the text must be
+ * exactly one statement, so an expression cannot smuggle in a second.
+ */
+async function checkExpressions(client: pg.Client, columns: MappedColumn[], over: TableRef, field: string, problems: string[]): Promise<void> {
+  for (const c of columns) {
+    await client.query('SAVEPOINT expr');
+    try {
+      await client.query({ text: `SELECT ${mappedExpression(c)} FROM ${qualified(over)} LIMIT 0`, queryMode: 'extended' } as pg.QueryConfig);
+      await client.query('RELEASE SAVEPOINT expr');
+    } catch (err) {
+      await client.query('ROLLBACK TO SAVEPOINT expr');
+      problems.push(`${field}.${c.target}: ${c.expr} does not work over ${displayName(over)}: ${(err as Error).message}${pgErrorCode(err) ? ` (${pgErrorCode(err)})` : ''}`);
+    }
+  }
+}
+
+/**
+ * The mapping run backwards, for writes made after cutover: a source column copied as is or renamed comes back
+ * from its target column; `reverse:` in the plan gives the rest; what is left cannot be derived.
+ */
+export function inverseMapping(plan: Plan, source: TableInfo, forward: MappedColumn[], problems: string[]): { columns: MappedColumn[]; notInvertible: string[] } {
+  for (const name of Object.keys(plan.reverse)) {
+    if (!source.columns.some((c) => c.name === name && !c.generated)) problems.push(`reverse.${name}: ${displayName(plan.source)} has no (non-generated) column ${name}`);
+  }
+  const columns: MappedColumn[] = [];
+  const notInvertible: string[] = [];
+  for (const sc of source.columns) {
+    if (sc.generated) continue;
+    const given = plan.reverse[sc.name];
+    const carried = forward.find((f) => f.expr === quoteIdent(sc.name) || f.expr.trim() === sc.name);
+    const expr = given ?? (carried ? quoteIdent(carried.target) : undefined);
+    if (expr === undefined) notInvertible.push(sc.name);
+    else columns.push({ target: sc.name, expr, type: sc.type, copyType: sc.baseType });
+  }
+  return { columns, notInvertible };
 }
 
 /**

@@ -111,7 +111,7 @@ function keyMatch(key: CopySpec['key'], a: string, b: string): string {
  * the rows returned, so a change committed meanwhile stays for the next batch), delete those keys from the
  * target, insert the current source rows for them. Returns how many changes and distinct keys it handled.
  */
-export async function replayBatch(client: pg.Client, spec: CopySpec, sourceOid: number, limit: number): Promise<{ changes: number; keys: number }> {
+export async function replayBatch(client: pg.Client, spec: CopySpec, sourceOid: number, limit: number, how: 'replace' | 'upsert' = 'replace'): Promise<{ changes: number; keys: number }> {
   const changes = qualified(changeTable(sourceOid));
   const taken = await client.query<{ key: string[] }>({
     text: `DELETE FROM ${changes} WHERE seq IN (SELECT seq FROM ${changes} ORDER BY seq LIMIT $1) RETURNING key`,
@@ -122,14 +122,22 @@ export async function replayBatch(client: pg.Client, spec: CopySpec, sourceOid: 
   for (const r of taken.rows) distinct.set(JSON.stringify(r.key), r.key);
   const columns = spec.key.map((_, i) => [...distinct.values()].map((k) => k[i]!));
   const keys = keysFromParams(spec.key);
+  // replace: the target row becomes exactly the mapped source row. upsert (rollback into the retired table):
+  // columns the mapping cannot give back keep the values they had, so only rows gone from the source are deleted.
+  const gone = how === 'replace' ? '' : ` AND NOT EXISTS (SELECT 1 FROM ${qualified(spec.source)} s WHERE ${keyMatch(spec.key, 's', 'k')})`;
   await client.query({
-    text: `DELETE FROM ${qualified(spec.target)} t USING (${keys}) k WHERE ${keyMatch(spec.key, 't', 'k')}`,
+    text: `DELETE FROM ${qualified(spec.target)} t USING (${keys}) k WHERE ${keyMatch(spec.key, 't', 'k')}${gone}`,
     values: columns,
   });
+  const keyCols = spec.key.map((k) => quoteIdent(k.name)).join(', ');
+  const others = spec.columns.filter((c) => !spec.key.some((k) => k.name === c.target));
+  const onConflict = how === 'replace' ? '' : ` ON CONFLICT (${keyCols}) DO ${others.length
+    ? `UPDATE SET ${others.map((c) => `${quoteIdent(c.target)} = EXCLUDED.${quoteIdent(c.target)}`).join(', ')}`
+    : 'NOTHING'}`;
   await client.query({
     text: `INSERT INTO ${qualified(spec.target)} (${targetColumnList(spec)}) OVERRIDING SYSTEM VALUE
              SELECT ${sourceProjection(spec)} FROM ${qualified(spec.source)} s
-              WHERE EXISTS (SELECT 1 FROM (${keys}) k WHERE ${keyMatch(spec.key, 's', 'k')})`,
+              WHERE EXISTS (SELECT 1 FROM (${keys}) k WHERE ${keyMatch(spec.key, 's', 'k')})${onConflict}`,
     values: columns,
   });
   return { changes: taken.rows.length, keys: distinct.size };

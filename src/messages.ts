@@ -102,6 +102,8 @@ export interface MigrationStatus {
   gates: GateStatus[];
   /** ms spent in each phase so far, by phase name, in the order entered. */
   phaseDurationsMs: Record<string, number>;
+  /** From preflight, for approvers: what cutover moves, what a rollback after cutover cannot give back. */
+  warnings: string[];
   backupTable?: string;
   retiredTable?: string;
   compensations: { name: string; state: 'done' | 'failed'; error?: string }[];
@@ -115,6 +117,8 @@ export const reject = defineUpdate<string, [RejectArgs]>('reject');
 export const pause = defineSignal<[OperatorArgs]>('pause');
 export const resume = defineSignal<[OperatorArgs]>('resume');
 export const abort = defineSignal<[OperatorArgs]>('abort');
+/** After cutover, before the drop: carry writes back, swap the names back. An Update: refused outside that window. */
+export const rollback = defineUpdate<string, [OperatorArgs]>('rollback');
 export const status = defineQuery<MigrationStatus>('status');
 
 export const DEFAULT_TASK_QUEUE = 'safeshift';

@@ -13,8 +13,8 @@ import type { CopyProgress } from '../activities/copy';
 import type { PreflightReport } from '../activities/preflight';
 import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
 import {
-  abort, approve, MIGRATION_PHASE, pause, reject, resume, status,
-  type ApproveArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
+  abort, approve, MIGRATION_PHASE, pause, reject, resume, rollback, status,
+  type ApproveArgs, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
 } from '../src/messages';
 import type { KeyValue } from '../src/projection';
 import { formatDuration } from '../src/plan/duration';
@@ -62,6 +62,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       name, approvers: plan.approvals[name].approvers, required: plan.approvals[name].required, state: 'pending', decisions: [],
     })),
     phaseDurationsMs: {},
+    warnings: [],
     compensations: [],
     startedAt: new Date(startedAt).toISOString(),
     updatedAt: new Date(startedAt).toISOString(),
@@ -138,6 +139,17 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     state.paused = false;
     touch();
     await audit(args.by ?? 'operator', 'resume', { reason: args.reason ?? null });
+  });
+  wf.setHandler(rollback, async (args: OperatorArgs) => {
+    state.abortRequested = true;
+    await audit(args.by ?? 'operator', 'rollback', { reason: args.reason ?? null });
+    return `rolling back ${state.source}: writes made since cutover go back to the original table, then the names are swapped back`;
+  }, {
+    validator: (_args: OperatorArgs) => {
+      if (!cutoverAt || dropStarted || state.outcome) {
+        throw wf.ApplicationFailure.nonRetryable(`rollback is possible after cutover and before the drop starts; the migration is in phase ${state.phase} (before cutover, use abort)`, 'NotReversible');
+      }
+    },
   });
   wf.setHandler(abort, async (args) => {
     if (dropStarted || state.outcome) {
@@ -219,6 +231,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await enter('preflight');
     report = await quick.preflight({ db: plan.database, plan, stamp: stampOf(info.startTime) });
     state.copy.rowsTotal = report.rowsEstimate;
+    state.warnings = report.warnings;
     const { spec, retired } = report;
 
     await checkpoint();
@@ -279,7 +292,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await gate('cutover', (settled) => followSource(replay, settled));
     await checkpoint();
     await enter('cutover');
-    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, expected: { source: validation.source, target: validation.target }, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
+    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
     // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
     compensations.unshift({ name: 'swapBack', run: () => long.swapBack(swap) });
     const swapped = await long.swapTables(swap);
@@ -355,11 +368,13 @@ function stampOf(d: Date): string {
 function currentDetails(s: MigrationStatus): string {
   const lines = [`**${s.phase}**${s.paused ? ' (paused)' : ''} — ${s.source} → ${s.target}`];
   if (s.copy.rowsTotal || s.copy.rowsCopied) lines.push(`rows copied: ${s.copy.rowsCopied} / ${s.copy.rowsTotal} in ${s.copy.chunks} chunks`);
+  if (s.catchUp.updatedAt) lines.push(`catch-up: ${s.catchUp.backlogRows} changes waiting, lag ${s.catchUp.lagSeconds}s, ${s.catchUp.replayedChanges} replayed`);
   if (s.validation) lines.push(`validation: ${s.validation.ok ? 'equal' : 'MISMATCH'} — ${s.validation.message}`);
   for (const g of s.gates) {
     if (g.state === 'pending') continue;
     lines.push(`gate ${g.name}: ${g.state} (${g.decisions.filter((d) => d.approved).length}/${g.required}; approvers ${g.approvers.join(', ')})`);
   }
+  for (const w of s.warnings) lines.push(`note: ${w}`);
   if (s.outcome) lines.push(`outcome: ${s.outcome.phase} — ${s.outcome.reason}`);
   return lines.join('\n\n');
 }

@@ -7,7 +7,7 @@ import { loadDevEnv } from '../config';
 import { runDev } from './dev';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
 import { runWorkerCommand } from './worker';
-import { checkPlan, decide, listMigrations, showStatus, signalMigration, startMigration } from './migrations';
+import { checkPlan, decide, listMigrations, rollbackMigration, showStatus, signalMigration, startMigration } from './migrations';
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -90,6 +90,12 @@ export function buildProgram(): Command {
       .option('--reason <text>', 'recorded in the audit log')
       .action(action((id: string, opts: { as?: string; reason?: string }) => signalMigration(id, what, opts, print)));
   }
+
+  program.command('rollback <id>')
+    .description('after cutover, until the drop starts: carry writes back to the original table and swap back')
+    .option('--as <name>', 'who asks (audit log)')
+    .option('--reason <text>', 'recorded in the audit log')
+    .action(action((id: string, opts: { as?: string; reason?: string }) => rollbackMigration(id, opts, print)));
 
   program.command('list')
     .description('migrations known to Temporal')

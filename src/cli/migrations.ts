@@ -9,7 +9,7 @@ import { inspectPlan, PlanCheckFailed } from '../../activities/preflight';
 import { connectClient, temporalConfig, workflowUiUrl, type TemporalConfig } from '../config';
 import { withClient } from '../db';
 import {
-  abort, approve, FINAL_PHASES, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, status,
+  abort, approve, FINAL_PHASES, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, rollback, status,
   type GateName, type MigrationInput, type MigrationStatus,
 } from '../messages';
 import { loadPlan, PlanError, type LoadedPlan } from '../plan/load';
@@ -209,6 +209,18 @@ export async function signalMigration(idOrName: string, what: 'pause' | 'resume'
       throw refusal(err) ?? err;
     }
     print(`${what} sent to ${handle.workflowId}`);
+    return EXIT_OK;
+  });
+}
+
+export async function rollbackMigration(idOrName: string, options: { as?: string; reason?: string }, print: Print): Promise<number> {
+  return withTemporal(async (client) => {
+    const handle = client.workflow.getHandle(workflowIdOf(idOrName));
+    try {
+      print(await handle.executeUpdate(rollback, { args: [{ by: options.as, reason: options.reason }] }));
+    } catch (err) {
+      throw refusal(err) ?? err;
+    }
     return EXIT_OK;
   });
 }

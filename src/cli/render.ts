@@ -27,6 +27,9 @@ export function renderStatus(workflowId: string, s: MigrationStatus, uiUrl?: str
     lines.push(`  copy ${bar(c.rowsCopied, c.rowsTotal)} ${c.rowsCopied}/${c.rowsTotal} rows, ${c.chunks} chunks, ${c.rowsPerSecond} rows/s` +
       (c.etaSeconds !== null && c.etaSeconds > 0 ? `, ETA ${c.etaSeconds}s` : '') + (c.throttledMs ? `, throttled ${c.throttledMs} ms` : ''));
   }
+  if (s.catchUp.updatedAt) {
+    lines.push(`  catch-up: ${s.catchUp.backlogRows} changes waiting, lag ${s.catchUp.lagSeconds}s, ${s.catchUp.replayedChanges} replayed (as of ${s.catchUp.updatedAt})`);
+  }
   if (s.backupTable) lines.push(`  backup ${s.backupTable} (verified)`);
   if (s.validation) lines.push(`  validation ${s.validation.ok ? 'OK' : 'MISMATCH'}: ${s.validation.message}`);
   for (const g of s.gates) {
@@ -36,6 +39,7 @@ export function renderStatus(workflowId: string, s: MigrationStatus, uiUrl?: str
       (who ? ` — ${who}` : '') + (g.deadline ? `, deadline ${g.deadline}` : '') + (g.notBefore ? `, not before ${g.notBefore}` : ''));
   }
   if (s.retiredTable) lines.push(`  retired table ${s.retiredTable}`);
+  for (const w of s.warnings) lines.push(`  note: ${w}`);
   const durations = Object.entries(s.phaseDurationsMs).map(([p, ms]) => `${p} ${(ms / 1000).toFixed(1)}s`).join(', ');
   if (durations) lines.push(`  phases: ${durations}`);
   for (const c2 of s.compensations) lines.push(`  compensation ${c2.name}: ${c2.state}${c2.error ? ` — ${c2.error}` : ''}`);

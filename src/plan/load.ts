@@ -56,9 +56,10 @@ export function loadPlan(file: string, env: NodeJS.ProcessEnv | null = process.e
   const hash = createHash('sha256').update(bytes);
   let plan: Plan | undefined;
   if (parsed.success) {
-    const { create, createFile, columns, ...rest } = parsed.data;
-    plan = { ...rest, createFile, columns: {} };
+    const { create, createFile, columns, reverse, ...rest } = parsed.data;
+    plan = { ...rest, createFile, columns: {}, reverse: {} };
     for (const [column, expr] of Object.entries(columns)) plan.columns[parseIdent(column) ?? column] = expr;
+    for (const [column, expr] of Object.entries(reverse)) plan.reverse[parseIdent(column) ?? column] = expr;
     if (create !== undefined) plan.createSql = create;
     if (createFile !== undefined) {
       const ddlPath = resolve(dirname(path), createFile);

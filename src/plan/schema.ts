@@ -67,6 +67,8 @@ export const planSchema = z
     create: sqlText.optional(),
     createFile: z.string().min(1).optional(),
     columns: z.record(z.string(), sqlText).default({}),
+    /** Source column -> SQL expression over target columns: how writes after cutover flow back on rollback. */
+    reverse: z.record(z.string(), sqlText).default({}),
     copy: z
       .strictObject({
         chunkRows: z.number().int().min(1).max(10_000_000).default(50_000),
@@ -100,9 +102,11 @@ export const planSchema = z
     if (plan.source.schema === plan.target.schema && plan.source.name === plan.target.name) {
       ctx.addIssue({ code: 'custom', path: ['target'], message: 'must differ from source' });
     }
-    for (const column of Object.keys(plan.columns)) {
-      if (parseIdent(column) === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['columns', column], message: `"${column}" is not an identifier` });
+    for (const field of ['columns', 'reverse'] as const) {
+      for (const column of Object.keys(plan[field])) {
+        if (parseIdent(column) === undefined) {
+          ctx.addIssue({ code: 'custom', path: [field, column], message: `"${column}" is not an identifier` });
+        }
       }
     }
     for (const g of ['cutover', 'drop'] as const) {
@@ -128,8 +132,9 @@ type ParsedPlan = z.output<typeof planSchema>;
  * A plan ready to run: `createSql` holds the target DDL (inline or read from createFile), `columns` maps target
  * column (as stored) -> SQL expression over source columns.
  */
-export type Plan = Omit<ParsedPlan, 'create' | 'createFile' | 'columns'> & {
+export type Plan = Omit<ParsedPlan, 'create' | 'createFile' | 'columns' | 'reverse'> & {
   createSql?: string;
   createFile?: string;
   columns: Record<string, string>;
+  reverse: Record<string, string>;
 };

@@ -184,23 +184,36 @@ describe('after cutover', () => {
     expect(await sql(`SELECT 1 FROM pg_class WHERE relname IN ($1, $2)`, [dst, end.retiredTable!.split('.')[1]])).toHaveLength(0);
   });
 
-  test('a write after cutover makes the swap back refuse: nothing is lost, the migration ends failed and says what is where', async () => {
+  test('safeshift rollback after cutover carries inserts, updates and deletes made since back to the original table', async () => {
     const src = uniqueName('profiles');
     const dst = `${src}_v2`;
     await seedProfiles(src, 1000);
     const planName = src.replace(/_/g, '-');
     expect((await runCli(['start', writePlan(basePlan(src, `public.${src}`, `public.${dst}`, profilesV2(dst)))])).code).toBe(0);
-    await waitFor(planName, atPhase('awaiting_cutover'));
+    const atGate = await waitFor(planName, atPhase('awaiting_cutover'));
+    // The mapping's lower(email) cannot be run backwards: approvers are told before they say go.
+    expect(atGate.warnings.join('\n')).toMatch(/rollback after cutover: source columns email cannot be derived/);
+    expect((await runCli(['rollback', planName, '--as', 'carol'])).stderr).toMatch(/NotReversible/);
     expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
     const atDrop = await waitFor(planName, atPhase('awaiting_drop'));
-    await sql(`INSERT INTO public.${src} (id, display_name, created_at) VALUES (1000001, 'written after cutover', now())`);
+    const before = await fingerprint(`SELECT * FROM ${atDrop.retiredTable} WHERE id NOT IN (6, 7)`, 'id');
+    await sql(`INSERT INTO public.${src} (id, display_name, created_at) VALUES (1000001, 'written after cutover', '2025-01-01Z')`);
+    await sql(`UPDATE public.${src} SET display_name = 'renamed after cutover', bio = NULL WHERE id = 7`);
+    await sql(`DELETE FROM public.${src} WHERE id = 6`);
 
-    expect((await runCli(['reject', planName, '--as', 'alice'])).code).toBe(0);
-    const end = await waitFor(planName, atPhase('failed'));
-    expect(end.outcome?.reason).toMatch(/swapping back would lose those writes/);
-    // The write is still there, in the live table; the original table is kept under its retired name.
-    expect(await sql(`SELECT 1 FROM public.${src} WHERE id = 1000001`)).toHaveLength(1);
-    expect(await sql(`SELECT 1 FROM ${atDrop.retiredTable}`)).toHaveLength(1000);
+    const rolled = await runCli(['rollback', planName, '--as', 'carol', '--reason', 'app errors']);
+    expect(rolled).toMatchObject({ code: 0, stderr: '' });
+    const end = await waitFor(planName, atPhase('rolled_back'));
+    expect(end.compensations[0]).toEqual({ name: 'swapBack', state: 'done' });
+    // The original table is live again, with every write made after cutover, by our own SQL.
+    expect(await fingerprint(`SELECT * FROM public.${src} WHERE id NOT IN (6, 7, 1000001)`, 'id')).toEqual(before);
+    expect(await sql(`SELECT full_name, email, created_at FROM public.${src} WHERE id = 1000001`))
+      .toEqual([{ full_name: 'written after cutover', email: null, created_at: new Date('2025-01-01Z') }]);
+    expect(await sql(`SELECT full_name, email, bio FROM public.${src} WHERE id = 7`))
+      .toEqual([{ full_name: 'renamed after cutover', email: 'User7@Example.ORG', bio: null }]); // email kept: not invertible
+    expect(await sql(`SELECT 1 FROM public.${src} WHERE id = 6`)).toHaveLength(0);
+    expect(await sql(`SELECT 1 FROM pg_class WHERE relname IN ($1, $2)`, [dst, atDrop.retiredTable!.split('.')[1]])).toHaveLength(0);
+    expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [`public.${src}`])).toEqual([]);
   });
 });
 
