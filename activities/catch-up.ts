@@ -7,11 +7,14 @@
 import { Context } from '@temporalio/activity';
 import { backlog, replayBatch, type Backlog } from '../src/capture';
 import { inTransaction } from '../src/db';
+import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
 import type { CopySpec } from '../src/projection';
 import { withDatabase } from './support';
 
 export interface CatchUpInput {
   db: string;
+  runId: string;
+  throttle: ThrottleSettings;
   spec: CopySpec;
   sourceOid: number;
   mode: 'drain' | 'follow';
@@ -27,12 +30,16 @@ export interface CatchUpResult extends Backlog {
   replayedKeys: number;
   batches: number;
   caughtUp: boolean;
+  throttledMs: number;
+  throttleReason?: string;
+  /** drain only: returned early because the migration is paused. */
+  paused: boolean;
 }
 
 export async function catchUp(input: CatchUpInput): Promise<CatchUpResult> {
   const ctx = Context.current();
   const started = Date.now();
-  const result: CatchUpResult = { rows: 0, lagSeconds: 0, replayedChanges: 0, replayedKeys: 0, batches: 0, caughtUp: false };
+  const result: CatchUpResult = { rows: 0, lagSeconds: 0, replayedChanges: 0, replayedKeys: 0, batches: 0, caughtUp: false, throttledMs: 0, paused: false };
   return withDatabase(input, async (client) => {
     for (;;) {
       Object.assign(result, await backlog(client, input.sourceOid));
@@ -43,6 +50,21 @@ export async function catchUp(input: CatchUpInput): Promise<CatchUpResult> {
         return result;
       }
       if (Date.now() - started >= input.sliceMs) return result;
+      const paused = await isPaused(client, input.runId);
+      const reason = paused ? undefined : await throttleReason(client, input.throttle);
+      if (paused && input.mode === 'drain') {
+        result.paused = true;
+        return result;
+      }
+      if (paused || reason) {
+        // Following at a gate: a paused or throttled migration simply waits here, heartbeating.
+        if (reason) {
+          result.throttleReason = reason;
+          result.throttledMs += 1000;
+        }
+        await Promise.race([ctx.sleep(1000), ctx.cancelled]).catch(() => undefined);
+        continue;
+      }
       if (result.rows === 0) {
         result.caughtUp = true;
         // Nothing to do: wake up once a second (cancellation arrives with the heartbeat reply).

@@ -11,14 +11,18 @@ import { fatal } from '../src/errors';
 import { displayName } from '../src/sql';
 import { copyChunk, nextChunkBound } from '../src/copy';
 import type { CopySpec, KeyValue } from '../src/projection';
+import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
 import type { MigrationRef } from './support';
 
-export interface CopySliceInput extends Pick<MigrationRef, 'db'> {
+const QUERY_CANCELED = '57014';
+
+export interface CopySliceInput extends Pick<MigrationRef, 'db' | 'runId'> {
   spec: CopySpec;
   /** Resume after this key (null: from the start). */
   after: KeyValue;
   chunkRows: number;
   maxRowsPerSecond: number;
+  throttle: ThrottleSettings;
   sliceMs: number;
 }
 
@@ -28,6 +32,10 @@ export interface CopyProgress {
   chunks: number;
   done: boolean;
   throttledMs: number;
+  /** The last reason the copy backed off, if it did in this slice. */
+  throttleReason?: string;
+  /** The slice ended early because the migration was paused (the chunk in flight was rolled back). */
+  paused?: boolean;
   /** Attempt number of the activity that produced this progress (1 unless a worker died or a call failed). */
   attempt: number;
 }
@@ -51,22 +59,61 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
   const progress: CopyProgress = resumed
     ? { ...resumed, attempt: ctx.info.attempt }
     : { after: input.after, rows: 0, chunks: 0, done: false, throttledMs: 0, attempt: ctx.info.attempt };
+  progress.paused = false;
   const url = databaseUrl(input.db);
   const started = Date.now();
   let src: pg.Client | undefined;
   let dst: pg.Client | undefined;
+  let watcher: pg.Client | undefined;
+  let pauseRequested = false;
+  let watching = false;
   const heartbeat = setInterval(() => ctx.heartbeat(progress), 2000);
+  // A pause must take effect within a second, even in the middle of a long chunk: the watcher cancels the
+  // chunk's COPY, its transaction rolls back, and the chunk is done again after resume.
+  const watch = setInterval(() => {
+    if (watching || pauseRequested || !watcher) return;
+    watching = true;
+    isPaused(watcher, input.runId)
+      .then(async (paused) => {
+        if (!paused) return;
+        pauseRequested = true;
+        const pid = (dst as unknown as { processID?: number } | undefined)?.processID;
+        if (pid) await watcher!.query('SELECT pg_cancel_backend($1)', [pid]);
+      })
+      .catch(() => undefined)
+      .finally(() => { watching = false; });
+  }, 500);
   try {
     src = await connect(url, 'safeshift copy (read)');
     dst = await connect(url, 'safeshift copy (write)');
+    watcher = await connect(url, 'safeshift copy (watch)');
     ctx.heartbeat(progress);
     while (Date.now() - started < input.sliceMs) {
       if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+      if (pauseRequested || (await isPaused(src, input.runId))) {
+        progress.paused = true;
+        break;
+      }
+      const reason = await throttleReason(src, input.throttle);
+      if (reason) {
+        progress.throttleReason = reason;
+        progress.throttledMs += 1000;
+        ctx.heartbeat(progress);
+        await ctx.sleep(1000);
+        continue;
+      }
       const chunkStarted = Date.now();
       const hi = await nextChunkBound(src, input.spec, progress.after, input.chunkRows);
-      const rows = await copyChunk(src, dst, input.spec, progress.after, hi).catch((err: unknown) => {
+      let rows: number;
+      try {
+        rows = await copyChunk(src, dst, input.spec, progress.after, hi);
+      } catch (err) {
+        if (pauseRequested && pgErrorCode(err) === QUERY_CANCELED) {
+          progress.paused = true;
+          break;
+        }
         throw dataRejected(err, input.spec, progress.after, hi) ?? err;
-      });
+      }
       progress.rows += rows;
       progress.chunks += 1;
       progress.after = hi;
@@ -86,7 +133,8 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
     return progress;
   } finally {
     clearInterval(heartbeat);
+    clearInterval(watch);
     // After a failed COPY the read client can be wedged mid-stream: never reuse, always end both.
-    await Promise.all([src?.end().catch(() => undefined), dst?.end().catch(() => undefined)]);
+    await Promise.all([src, dst, watcher].map((c) => c?.end().catch(() => undefined)));
   }
 }

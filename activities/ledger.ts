@@ -1,6 +1,6 @@
 /** Audit trail and migration bookkeeping, written by the workflow at every phase change and decision. */
 import { inTransaction } from '../src/db';
-import { appendAudit, ensureLedger, setMigrationPhase, upsertMigration, type MigrationRecord } from '../src/ledger';
+import { appendAudit, ensureLedger, setMigrationPhase, setPaused, upsertMigration, type MigrationRecord } from '../src/ledger';
 import { withDatabase, type MigrationRef } from './support';
 
 export interface RecordEventInput extends MigrationRef {
@@ -13,6 +13,8 @@ export interface RecordEventInput extends MigrationRef {
   migration?: Omit<MigrationRecord, 'runId' | 'workflowId'>;
   /** Given when the migration reaches a final phase. */
   outcome?: { reason: string };
+  /** Given with pause / resume: the flag copy and catch-up read. */
+  paused?: boolean;
 }
 
 export async function recordEvent(input: RecordEventInput): Promise<void> {
@@ -23,6 +25,7 @@ export async function recordEvent(input: RecordEventInput): Promise<void> {
     }
     await inTransaction(client, async () => {
       await setMigrationPhase(client, input.runId, input.phase, input.outcome);
+      if (input.paused !== undefined) await setPaused(client, input.runId, input.paused);
       await appendAudit(client, {
         eventKey: input.eventKey,
         workflowId: input.workflowId,

@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS safeshift.migrations (
   reason       text
 );
 CREATE INDEX IF NOT EXISTS migrations_workflow_id ON safeshift.migrations (workflow_id);
+-- Read by copy and catch-up between chunks: a pause reaches them within a second, not at the next phase.
+ALTER TABLE safeshift.migrations ADD COLUMN IF NOT EXISTS paused boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS safeshift.audit_log (
   seq         bigint PRIMARY KEY,
   event_key   text NOT NULL UNIQUE,
@@ -130,6 +132,10 @@ export async function setMigrationPhase(client: pg.Client, runId: string, phase:
       WHERE run_id = $1`,
     [runId, phase, outcome !== undefined, outcome?.reason ?? null],
   );
+}
+
+export async function setPaused(client: pg.Client, runId: string, paused: boolean): Promise<void> {
+  await client.query(`UPDATE safeshift.migrations SET paused = $2, updated_at = now() WHERE run_id = $1`, [runId, paused]);
 }
 
 export async function appendAudit(client: pg.Client, e: AuditEvent): Promise<void> {

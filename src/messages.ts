@@ -102,6 +102,8 @@ export interface MigrationStatus {
   gates: GateStatus[];
   /** ms spent in each phase so far, by phase name, in the order entered. */
   phaseDurationsMs: Record<string, number>;
+  /** The last time copy or catch-up backed off, and why (replication lag, throttle query). */
+  throttle?: { reason: string; at: string };
   /** From preflight, for approvers: what cutover moves, what a rollback after cutover cannot give back. */
   warnings: string[];
   backupTable?: string;

@@ -133,12 +133,12 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   wf.setHandler(pause, async (args) => {
     state.paused = true;
     touch();
-    await audit(args.by ?? 'operator', 'pause', { reason: args.reason ?? null });
+    await audit(args.by ?? 'operator', 'pause', { reason: args.reason ?? null }, { paused: true });
   });
   wf.setHandler(resume, async (args) => {
     state.paused = false;
     touch();
-    await audit(args.by ?? 'operator', 'resume', { reason: args.reason ?? null });
+    await audit(args.by ?? 'operator', 'resume', { reason: args.reason ?? null }, { paused: false });
   });
   wf.setHandler(rollback, async (args: OperatorArgs) => {
     state.abortRequested = true;
@@ -161,6 +161,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   });
 
   function noteCatchUp(r: CatchUpResult): void {
+    if (r.throttleReason) state.throttle = { reason: r.throttleReason, at: new Date().toISOString() };
+    state.copy.throttledMs += r.throttledMs;
     state.catchUp = {
       backlogRows: r.rows, lagSeconds: Math.round(r.lagSeconds * 10) / 10,
       replayedChanges: state.catchUp.replayedChanges + r.replayedChanges, updatedAt: new Date().toISOString(),
@@ -225,6 +227,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
   }
 
+  const throttle = { maxReplicationLagMs: plan.copy.maxReplicationLag, throttleQuery: plan.copy.throttleQuery };
   const compensations: Compensation[] = [];
   let report: PreflightReport | undefined;
   try {
@@ -257,7 +260,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     let after: KeyValue = null;
     for (;;) {
       await checkpoint();
-      const slice: CopyProgress = await copy.copySlice({ db: plan.database, spec, after, chunkRows: plan.copy.chunkRows, maxRowsPerSecond: plan.copy.maxRowsPerSecond, sliceMs });
+      const slice: CopyProgress = await copy.copySlice({ db: plan.database, runId: info.runId, spec, after, chunkRows: plan.copy.chunkRows, maxRowsPerSecond: plan.copy.maxRowsPerSecond, throttle, sliceMs });
+      if (slice.throttleReason) state.throttle = { reason: slice.throttleReason, at: new Date().toISOString() };
       after = slice.after;
       state.copy.rowsCopied += slice.rows;
       state.copy.chunks += slice.chunks;
@@ -274,7 +278,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
     await checkpoint();
     await enter('catch_up');
-    const replay = { db: plan.database, spec, sourceOid: report.sourceOid, smallBacklog: SMALL_BACKLOG, batch: REPLAY_BATCH, maxRowsPerSecond: plan.copy.maxRowsPerSecond };
+    const replay = { db: plan.database, runId: info.runId, throttle, spec, sourceOid: report.sourceOid, smallBacklog: SMALL_BACKLOG, batch: REPLAY_BATCH, maxRowsPerSecond: plan.copy.maxRowsPerSecond };
     for (;;) {
       await checkpoint();
       const r: CatchUpResult = await long.catchUp({ ...replay, mode: 'drain', sliceMs });

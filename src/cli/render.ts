@@ -27,6 +27,7 @@ export function renderStatus(workflowId: string, s: MigrationStatus, uiUrl?: str
     lines.push(`  copy ${bar(c.rowsCopied, c.rowsTotal)} ${c.rowsCopied}/${c.rowsTotal} rows, ${c.chunks} chunks, ${c.rowsPerSecond} rows/s` +
       (c.etaSeconds !== null && c.etaSeconds > 0 ? `, ETA ${c.etaSeconds}s` : '') + (c.throttledMs ? `, throttled ${c.throttledMs} ms` : ''));
   }
+  if (s.throttle) lines.push(`  throttled: ${s.throttle.reason} (last at ${s.throttle.at})`);
   if (s.catchUp.updatedAt) {
     lines.push(`  catch-up: ${s.catchUp.backlogRows} changes waiting, lag ${s.catchUp.lagSeconds}s, ${s.catchUp.replayedChanges} replayed (as of ${s.catchUp.updatedAt})`);
   }

@@ -74,6 +74,10 @@ export const planSchema = z
         chunkRows: z.number().int().min(1).max(10_000_000).default(50_000),
         parallel: z.number().int().min(1).max(64).default(1),
         maxRowsPerSecond: z.number().int().min(0).default(0),
+        /** Back off while any standby lags more than this (0s: never). */
+        maxReplicationLag: duration.default(30_000),
+        /** One SQL statement; back off while its first value is true or a positive number. */
+        throttleQuery: sqlText.optional(),
       })
       .prefault({}),
     backup: z

@@ -217,29 +217,42 @@ describe('after cutover', () => {
   });
 });
 
-test('pause holds the copy between slices; resume goes on', async () => {
+async function targetRows(table: string): Promise<number> {
+  const [r] = await sql<{ n: string }>(`SELECT count(*)::text AS n FROM public.${table}`);
+  return Number(r!.n);
+}
+
+test('pause stops the copy within a second, even mid-chunk; resume goes on', async () => {
   const src = uniqueName('profiles');
-  await seedProfiles(src, 20_000);
-  const { plan, hash } = loadPlan(writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, { copy: { chunkRows: 500, maxRowsPerSecond: 5000 } })));
+  await seedProfiles(src, 12_000);
+  // Every chunk takes ~2 s (a target trigger sleeps 1 ms per row): a pause that holds within 1.2 s cut one off.
+  await sql(`CREATE FUNCTION public.${src}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.0005); RETURN NEW; END $$`);
+  const { plan, hash } = loadPlan(writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, {
+    create: `CREATE TABLE public.${src}_v2 (LIKE public.${src} INCLUDING ALL);
+             CREATE TRIGGER slow BEFORE INSERT ON public.${src}_v2 FOR EACH ROW EXECUTE FUNCTION public.${src}_slow()`,
+    copy: { chunkRows: 2000 },
+  })));
   const client = await connectClient();
   try {
     const handle = await client.workflow.start('migrationWorkflow', {
       taskQueue: process.env.SAFESHIFT_TASK_QUEUE ?? 'safeshift',
       workflowId: migrationWorkflowId(plan.name),
-      args: [{ plan, planHash: hash, timeouts: { copySliceMs: 300 } }],
+      args: [{ plan, planHash: hash }],
     });
-    await waitFor(plan.name, (s) => s.phase === 'copy' && s.copy.rowsCopied > 0);
+    while ((await targetRows(`${src}_v2`).catch(() => 0)) < 2000) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300)); // well inside the next chunk
     await handle.signal(pause, { by: 'carol' });
-    await waitFor(plan.name, (s) => s.paused);
-    await new Promise((r) => setTimeout(r, 1500)); // let the slice in flight finish
-    const held = (await statusOf(plan.name)).copy.rowsCopied;
-    await new Promise((r) => setTimeout(r, 2000));
-    const still = await statusOf(plan.name);
-    expect(still).toMatchObject({ phase: 'copy', paused: true });
-    expect(still.copy.rowsCopied).toBe(held);
-    expect(held).toBeLessThan(20_000);
+    await new Promise((r) => setTimeout(r, 1200));
+    const held = await targetRows(`${src}_v2`);
+    await new Promise((r) => setTimeout(r, 3000)); // longer than a chunk: one not cut off would have committed
+    expect(await targetRows(`${src}_v2`)).toBe(held);
+    expect(held % 2000).toBe(0); // whole chunks only: the cut-off one was rolled back
+    expect(held).toBeLessThan(12_000);
+    expect(await statusOf(plan.name)).toMatchObject({ phase: 'copy', paused: true });
     await handle.signal(resume, { by: 'carol' });
-    await waitFor(plan.name, atPhase('awaiting_cutover'));
+    const s = await waitFor(plan.name, atPhase('awaiting_cutover'));
+    expect(s.validation?.ok).toBe(true);
+    expect(await targetRows(`${src}_v2`)).toBe(12_000);
     await handle.signal(abort, { by: 'carol' });
     await waitFor(plan.name, atPhase('rolled_back'));
     const audit = await sql<{ action: string; actor: string }>(`SELECT action, actor FROM safeshift.audit_log WHERE workflow_id = $1 AND action IN ('pause', 'resume', 'abort') ORDER BY seq`, [handle.workflowId]);
@@ -247,4 +260,29 @@ test('pause holds the copy between slices; resume goes on', async () => {
   } finally {
     await client.connection.close();
   }
+});
+
+test('the copy backs off while the plan\'s throttle query says so, and status says why', async () => {
+  const src = uniqueName('profiles');
+  await seedProfiles(src, 10_000);
+  await sql(`CREATE TABLE public.${src}_hold (hold boolean NOT NULL)`);
+  await sql(`INSERT INTO public.${src}_hold VALUES (false)`);
+  const planName = src.replace(/_/g, '-');
+  const plan = writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, {
+    copy: { chunkRows: 500, maxRowsPerSecond: 5000, throttleQuery: `SELECT hold FROM public.${src}_hold` },
+  }));
+  expect((await runCli(['start', plan])).code).toBe(0);
+  while ((await targetRows(`${src}_v2`).catch(() => 0)) < 500) await new Promise((r) => setTimeout(r, 100));
+  await sql(`UPDATE public.${src}_hold SET hold = true`);
+  await new Promise((r) => setTimeout(r, 1500));
+  const held = await targetRows(`${src}_v2`);
+  await new Promise((r) => setTimeout(r, 2500));
+  expect(await targetRows(`${src}_v2`)).toBe(held);
+  await sql(`UPDATE public.${src}_hold SET hold = false`);
+  const s = await waitFor(planName, atPhase('awaiting_cutover'));
+  expect(s.throttle?.reason).toBe('the throttle query says so');
+  expect(s.copy.throttledMs).toBeGreaterThanOrEqual(2000);
+  expect((await runCli(['status', planName])).stdout).toMatch(/throttled: the throttle query says so/);
+  expect((await runCli(['abort', planName])).code).toBe(0);
+  await waitFor(planName, atPhase('rolled_back'));
 });
