@@ -15,7 +15,6 @@ export const FATAL = {
   BackupMismatch: 'the backup does not match the source',
   ValidationMismatch: 'the target does not match the source',
   DataRejected: 'the target refused a value of the source (type, length, constraint)',
-  SourceChanged: 'the source changed after validation',
   SwapBackUnsafe: 'swapping back would lose writes made after cutover',
   NotOurs: 'an object the migration would touch was not created by it',
   Rejected: 'an approver said no',

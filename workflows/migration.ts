@@ -157,7 +157,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       return;
     }
     state.abortRequested = true;
-    await audit(args.by ?? 'operator', 'abort', { reason: args.reason ?? null });
+    // The pause flag stops copy and catch-up within a second; the next checkpoint turns it into the rollback.
+    await audit(args.by ?? 'operator', 'abort', { reason: args.reason ?? null }, { paused: true });
   });
 
   function noteCatchUp(r: CatchUpResult): void {

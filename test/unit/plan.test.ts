@@ -60,7 +60,8 @@ describe('plan file', () => {
   test('defaults fill what is left out', () => {
     const minimal = good.replace(/^copy:.*\n|^backup:.*\n|^cutover:.*\n/gm, '');
     const { plan } = loadPlan(file(minimal), env);
-    expect(plan.copy).toEqual({ chunkRows: 50_000, parallel: 1, maxRowsPerSecond: 0 });
+    expect(plan.copy).toEqual({ chunkRows: 50_000, parallel: 1, maxRowsPerSecond: 0, maxReplicationLag: 30_000 });
+    expect(plan.reverse).toEqual({});
     expect(plan.backup.table).toBe(true);
     expect(plan.cutover).toEqual({ mode: 'swap', lockTimeoutMs: 2000, attempts: 10, compatView: false });
   });
@@ -82,6 +83,8 @@ describe('plan file', () => {
     ['source equals target', good.replace('target: public.profiles_v2', 'target: profiles'), 'target: must differ from source'],
     ['create and createFile', good.replace('key: [id]', 'key: [id]\ncreateFile: x.sql'), 'createFile: give either create or createFile'],
     ['too few approvers besides the requester', good.replace('approvers: [alice, bob], required: 1', 'approvers: [carol, bob], required: 2'), 'approvals.cutover.required: needs 2 approvals but only 1'],
+    ['bad reverse column name', good.replace('columns:', 'reverse:\n  Full_Name: display_name\ncolumns:'), 'reverse.Full_Name: "Full_Name" is not an identifier'],
+    ['bad replication lag', good.replace('maxRowsPerSecond: 0', 'maxRowsPerSecond: 0, maxReplicationLag: 10'), 'copy.maxReplicationLag:'],
     ['negative chunk size', good.replace('chunkRows: 50000', 'chunkRows: -1'), 'copy.chunkRows:'],
     ['missing approvals', good.replace(/approvals:[\s\S]*$/, ''), 'approvals:'],
   ])('%s is an error naming the field', (_label, text, expected) => {
