@@ -10,9 +10,8 @@
  */
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
-import { checksum, sameChecksum, type Checksum } from '../src/checksum';
 import { relationName } from '../src/catalog';
-import { backlog, dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } from '../src/capture';
+import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } from '../src/capture';
 import { inTransaction, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';

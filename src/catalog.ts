@@ -85,30 +85,6 @@ export async function tableInfo(client: pg.Client, ref: TableRef): Promise<Table
   };
 }
 
-export interface Dependent {
-  kind: 'view' | 'foreign key' | 'publication' | 'trigger' | 'policy';
-  name: string;
-}
-
-/** Objects bound to the table's OID that a rename would leave pointing at the retired table. */
-export async function dependentsBoundToOid(client: pg.Client, oid: number): Promise<Dependent[]> {
-  const { rows } = await client.query<Dependent>(
-    `SELECT DISTINCT 'view' AS kind, format('%I.%I', vn.nspname, v.relname) AS name
-       FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-       JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace vn ON vn.oid = v.relnamespace
-      WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND r.ev_class <> $1
-     UNION ALL
-     SELECT 'foreign key', format('%s on %s', c.conname, c.conrelid::regclass)
-       FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = $1 AND c.conrelid <> $1
-     UNION ALL
-     SELECT 'publication', p.pubname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
-      WHERE pr.prrelid = $1
-     ORDER BY 1, 2`,
-    [oid],
-  );
-  return rows;
-}
-
 /** Privileges and RLS settings the target will not have unless its DDL grants them: shown to approvers. */
 export async function accessControl(client: pg.Client, oid: number): Promise<{ rls: boolean; policies: string[]; grants: string[]; triggers: string[] }> {
   const rel = await client.query<{ rls: boolean; acl: string[] | null }>(

@@ -9,11 +9,6 @@ export async function setLockTimeout(client: pg.Client, ms: number): Promise<voi
   await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${ms}ms`]);
 }
 
-/** Writers wait from here on; readers keep reading until the ACCESS EXCLUSIVE lock. */
-export async function lockAgainstWrites(client: pg.Client, t: TableRef): Promise<void> {
-  await client.query(`LOCK TABLE ${qualified(t)} IN SHARE MODE`);
-}
-
 export async function lockExclusive(client: pg.Client, t: TableRef): Promise<void> {
   await client.query(`LOCK TABLE ${qualified(t)} IN ACCESS EXCLUSIVE MODE`);
 }
