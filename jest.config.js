@@ -6,6 +6,9 @@ const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
 
 module.exports = {
   testTimeout: 180_000,
+  // Integration files share one worker and one database, and bad-plans compares whole-catalog snapshots: they
+  // must not run side by side, whatever the core count of the machine (on 2 cores jest picks 1 anyway).
+  maxWorkers: 1,
   projects: [
     {
       displayName: 'unit',
