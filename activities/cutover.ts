@@ -4,23 +4,28 @@
  * the source renamed to its retired name and the target given the live name. Blocked writers then find the new
  * table under the name they asked for (PostgreSQL looks the name up again after waiting for the lock).
  *
+ * With `cutover.compatView` the new table then takes its own name back and the live name becomes a view over it
+ * (the old columns, `security_invoker`, the old grants), in the same transaction.
+ *
  * Compensation, swapBack: writes made to the new table after cutover (reverse capture) are replayed into the
- * retired table through the inverse mapping, the last of them under the lock, then the renames are reversed.
- * Nothing written after cutover is lost; a write that cannot go back fails the swap back, leaving both tables.
+ * retired table through the inverse mapping, the last of them under the lock, then the renames are reversed
+ * (the compatibility view dropped first). Nothing written after cutover is lost; a write that cannot go back
+ * fails the swap back, leaving both tables.
  */
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
-import { relationName } from '../src/catalog';
+import { relationName, tableOid } from '../src/catalog';
 import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } from '../src/capture';
 import { inTransaction, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
-import { displayName, type TableRef } from '../src/sql';
-import { captureBoundObjects, moveBoundObjects, validateForeignKeys } from '../src/bound-objects';
-import { lockExclusive, moveTable, setLockTimeout } from '../src/swap';
+import { displayName, nameWithSuffix, qualified, type TableRef } from '../src/sql';
+import { captureBoundObjects, createCompatView, isCompatViewOver, moveBoundObjects, moveReaders, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
+import { lockExclusive, moveTable, setLockTimeout, whileAt } from '../src/swap';
+import type { CompatColumn } from '../src/projection';
+import { heartbeating, withDatabase, type MigrationRef } from './support';
 
 const REPLAY_BATCH = 5000;
-import { heartbeating, withDatabase, type MigrationRef } from './support';
 
 export interface SwapInput extends MigrationRef {
   spec: CopySpec;
@@ -31,6 +36,8 @@ export interface SwapInput extends MigrationRef {
   reverse: CopySpec;
   lockTimeoutMs: number;
   attempts: number;
+  /** `cutover.compatView`: the view's columns (preflight); absent or null for a plain swap. */
+  compatView?: CompatColumn[] | null;
 }
 
 export interface SwapResult {
@@ -48,6 +55,21 @@ const MAX_BACKOFF_MS = 10_000;
 
 function same(a: TableRef | undefined, b: TableRef): boolean {
   return a !== undefined && a.schema === b.schema && a.name === b.name;
+}
+
+/** Where the new table lives after cutover: the live name, or its own name when a compatibility view has the live one. */
+export function newTableHome(input: Pick<SwapInput, 'spec' | 'compatView'>): TableRef {
+  return input.compatView ? input.spec.target : input.spec.source;
+}
+
+/** Replay batches until the change table is empty; returns how many changes were replayed. */
+async function drain(batch: () => Promise<{ changes: number }>, progress: (replayed: number) => void = () => undefined): Promise<number> {
+  let replayed = 0;
+  for (let n = (await batch()).changes; n > 0; n = (await batch()).changes) {
+    replayed += n;
+    progress(replayed);
+  }
+  return replayed;
 }
 
 /** Run `fn` in a transaction with lock_timeout, retrying lock timeouts with exponential backoff and jitter. */
@@ -80,36 +102,54 @@ async function underLock<T extends { message: string }>(client: pg.Client, lockT
 export async function swapTables(input: SwapInput): Promise<SwapResult> {
   const { spec, retired } = input;
   return withDatabase(input, async (client) => {
-    if (same(await relationName(client, input.targetOid), spec.source) && same(await relationName(client, input.sourceOid), retired)) {
+    // The source is renamed only by the commit, so its retired name alone says the swap happened.
+    if (same(await relationName(client, input.sourceOid), retired) && same(await relationName(client, input.targetOid), newTableHome(input))) {
       return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)', statements: [] };
     }
+    const replay = () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH);
     // Outside the lock first, so what is left for the lock is a handful of changes at most.
-    while ((await inTransaction(client, () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH))).changes > 0) {
-      Context.current().heartbeat({ draining: true });
-    }
+    await drain(() => inTransaction(client, replay), (draining) => Context.current().heartbeat({ draining }));
     const swapped = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
       await lockExclusive(client, spec.target);
       await lockExclusive(client, spec.source);
       // Writers wait from here: every change they committed before is in the change table. Drain it all.
-      let drained = 0;
-      for (let done = await replayBatch(client, spec, input.sourceOid, REPLAY_BATCH); done.changes > 0; done = await replayBatch(client, spec, input.sourceOid, REPLAY_BATCH)) {
-        drained += done.changes;
-      }
+      const drained = await drain(replay);
       await dropCaptureTriggers(client, spec.source);
       const bound = await captureBoundObjects(client, input.sourceOid, spec.source);
       await moveTable(client, spec.source, retired);
-      await moveTable(client, spec.target, spec.source);
-      const moved = await moveBoundObjects(client, bound, input.sourceOid, { ref: spec.source, oid: input.targetOid });
-      if (moved.problems.length) {
-        // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
-        throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
+      const moveOver = async () => {
+        const moved = await moveBoundObjects(client, bound, input.sourceOid, { ref: spec.source, oid: input.targetOid }, { readersLater: Boolean(input.compatView) });
+        if (moved.problems.length) {
+          // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
+          throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
+        }
+        // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
+        // whether it would lose something.
+        await installCapture(client, { source: spec.source, sourceOid: input.targetOid }, spec.key);
+        return moved;
+      };
+      let moved: Awaited<ReturnType<typeof moveOver>>;
+      if (input.compatView) {
+        // Everything moved while the new table has the live name follows it by OID when it takes its own back.
+        moved = await whileAt(client, input.targetOid, spec.target, spec.source, moveOver);
+      } else {
+        await moveTable(client, spec.target, spec.source);
+        moved = await moveOver();
       }
-      // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
-      // whether it would lose something.
-      await installCapture(client, { source: spec.source, sourceOid: input.targetOid }, spec.key);
+      const statements = [...moved.statements];
+      let now = `${displayName(spec.target)} is now ${displayName(spec.source)}`;
+      if (input.compatView) {
+        const view = await createCompatView(client, bound, spec.target, input.compatView);
+        if (view.problems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot be made: ${view.problems.join('; ')}`);
+        // Views, policies and functions that read the old table now read the view: the old columns are there.
+        const readers = await moveReaders(client, bound, input.sourceOid);
+        if (readers.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the compatibility view: ${readers.problems.join('; ')}`);
+        statements.push(...view.statements, ...readers.statements);
+        now = `${displayName(spec.target)} is the new table and ${displayName(spec.source)} a compatibility view over it`;
+      }
       return {
-        message: `${displayName(spec.target)} is now ${displayName(spec.source)}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
-        statements: moved.statements,
+        message: `${now}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
+        statements,
         foreignKeys: moved.notValidForeignKeys,
       };
     });
@@ -122,11 +162,12 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
 /** Compensation of swapTables. Idempotent: nothing to do when the source already has its name back. */
 export async function swapBack(input: SwapInput): Promise<string> {
   const { spec, retired } = input;
+  const home = newTableHome(input);
   return withDatabase(input, async (client) => {
     const sourceAt = await relationName(client, input.sourceOid);
     const targetAt = await relationName(client, input.targetOid);
     if (same(sourceAt, spec.source)) return `${displayName(spec.source)} is the original table; nothing to swap back`;
-    if (!same(sourceAt, retired) || !same(targetAt, spec.source)) {
+    if (!same(sourceAt, retired) || !same(targetAt, home)) {
       throw fatal('NotOurs', `cannot swap back: the original table is at ${sourceAt ? displayName(sourceAt) : '(gone)'} and the new one at ${targetAt ? displayName(targetAt) : '(gone)'}`);
     }
     // Writes made after cutover flow back through the inverse mapping; outside the lock first, then the rest.
@@ -134,28 +175,69 @@ export async function swapBack(input: SwapInput): Promise<string> {
       const code = pgErrorCode(err);
       if (code && /^2[23]/.test(code)) {
         throw fatal('SwapBackUnsafe', `a write made after cutover cannot go back into ${displayName(retired)}: ${(err as Error).message}; ` +
-          `both tables are left as they are: the new table is live at ${displayName(spec.source)}, the original is ${displayName(retired)}`);
+          `both tables are left as they are: the new table is live at ${displayName(home)}, the original is ${displayName(retired)}`);
       }
       throw err;
     });
-    let replayedBack = 0;
-    for (let n = (await inTransaction(client, replayBack)).changes; n > 0; n = (await inTransaction(client, replayBack)).changes) {
-      replayedBack += n;
-      Context.current().heartbeat({ replayedBack });
-    }
+    let replayedBack = await drain(() => inTransaction(client, replayBack), (n) => Context.current().heartbeat({ replayedBack: n }));
     const result = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
-      await lockExclusive(client, spec.source);
+      // The view first: writers through it lock the view, then the table.
+      if (input.compatView && (await tableOid(client, spec.source))) await lockExclusive(client, spec.source);
+      await lockExclusive(client, home);
       await lockExclusive(client, retired);
-      for (let done = await replayBack(); done.changes > 0; done = await replayBack()) replayedBack += done.changes;
-      const bound = await captureBoundObjects(client, input.targetOid, spec.source);
-      await moveTable(client, spec.source, spec.target);
+      replayedBack += await drain(replayBack);
+      let bound: BoundObjects;
+      let parked: ParkedView | undefined;
+      if (input.compatView) {
+        parked = await parkCompatView(client, spec.source, input.targetOid, home);
+        // Captured definitions must name the live name, where the original table is about to be again.
+        bound = await whileAt(client, input.targetOid, home, spec.source, () => captureBoundObjects(client, input.targetOid, spec.source));
+        // The parked view reads the new table too; it is dropped below, not moved.
+        bound.views = bound.views.filter((v) => v.oid !== parked?.oid);
+      } else {
+        bound = await captureBoundObjects(client, input.targetOid, spec.source);
+        await moveTable(client, spec.source, spec.target);
+      }
       await moveTable(client, retired, spec.source);
-      const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid });
+      // With a compatibility view, what reads the new table moves last: the parked view reads it until dropped.
+      const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid }, { readersLater: Boolean(input.compatView) });
       if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);
+      if (parked) {
+        const viewReaders = await moveReaders(client, parked.readers, parked.oid);
+        if (viewReaders.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these read the compatibility view and cannot move to the original table: ${viewReaders.problems.join('; ')}`);
+        await client.query(`DROP VIEW ${qualified(parked.at)} RESTRICT`);
+      }
+      if (input.compatView) {
+        const readers = await moveReaders(client, bound, input.targetOid);
+        if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${readers.problems.join('; ')}`);
+      }
       await dropCaptureObjects(client, input.targetOid);
       return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys };
     });
     await heartbeating(() => validateForeignKeys(client, result.foreignKeys));
     return result.message;
   });
+}
+
+interface ParkedView {
+  oid: number;
+  /** Where it waits until what reads it has moved to the original table. */
+  at: TableRef;
+  readers: BoundObjects;
+}
+
+/**
+ * Swap back, compat mode: the compatibility view leaves the live name (the original table needs it) but is kept
+ * until what reads it has moved back; it must still be just a view of the new table. A view already gone is fine.
+ */
+async function parkCompatView(client: pg.Client, view: TableRef, newTableOid: number, home: TableRef): Promise<ParkedView | undefined> {
+  const oid = await tableOid(client, view);
+  if (oid === undefined) return undefined;
+  if (!(await isCompatViewOver(client, view, newTableOid))) {
+    throw fatal('NotOurs', `cannot swap back: ${displayName(view)} is no longer the compatibility view over ${displayName(home)}; it was replaced after cutover`);
+  }
+  const readers = await captureBoundObjects(client, oid, view);
+  const at = { schema: view.schema, name: nameWithSuffix(view.name, '_safeshift_compat') };
+  await moveTable(client, view, at);
+  return { oid, at, readers };
 }

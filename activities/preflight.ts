@@ -6,13 +6,13 @@
 import { parse as parseSql } from 'libpg-query';
 import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
-import { captureBoundObjects, describeBoundObjects, moveBoundObjects } from '../src/bound-objects';
+import { captureBoundObjects, createCompatView, describeBoundObjects, moveBoundObjects, moveReaders } from '../src/bound-objects';
 import { accessControl, estimatedRowCount, tableInfo, tableOid, type TableInfo } from '../src/catalog';
-import { moveTable, setLockTimeout } from '../src/swap';
+import { moveTable, setLockTimeout, whileAt } from '../src/swap';
 import { fatal } from '../src/errors';
 import { pgErrorCode } from '../src/db';
-import { mappedExpression, type CopySpec, type MappedColumn } from '../src/projection';
-import { displayName, MAX_IDENT_BYTES, qualified, quoteIdent, type TableRef } from '../src/sql';
+import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
+import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { withDatabase } from './support';
 
 export interface PreflightReport {
@@ -32,6 +32,8 @@ export interface PreflightReport {
    * it cannot give back (their values stay as they were for updated rows; new rows get defaults).
    */
   reverse: { spec: CopySpec; notInvertible: string[] };
+  /** `cutover.compatView`: the columns of the view that takes the old name; null without one. */
+  compatView: CompatColumn[] | null;
   snapshot: {
     columns: { name: string; type: string; notNull: boolean }[];
     primaryKey: string[];
@@ -46,13 +48,6 @@ export class PlanCheckFailed extends Error {
   constructor(readonly problems: string[]) {
     super(problems.join('\n'));
   }
-}
-
-/** Fit `base` + `suffix` into PostgreSQL's 63-byte name limit by shortening the base. */
-export function nameWithSuffix(base: string, suffix: string): string {
-  let b = base;
-  while (Buffer.byteLength(b + suffix, 'utf8') > MAX_IDENT_BYTES) b = b.slice(0, -1);
-  return b + suffix;
 }
 
 /**
@@ -114,7 +109,10 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   const ddlField = plan.createFile ? 'createFile' : 'create';
   if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, ddlField)));
   if (plan.copy.parallel > 1) problems.push('copy.parallel: parallel copy is not available yet (issue 4); use 1');
-  if (plan.cutover.compatView) problems.push('cutover.compatView: a compatibility view is not available yet (issue 3); use false');
+  if (plan.cutover.compatView) {
+    const { rows } = await client.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`);
+    if (rows[0]!.v < 150000) problems.push('cutover.compatView: needs PostgreSQL 15 or later (security_invoker views); use false');
+  }
 
   const retired = { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, `_retired_${stamp}`) };
   const backup = { schema: 'safeshift_backup', name: nameWithSuffix(`${plan.source.schema}_${plan.source.name}`, `_${stamp}`) };
@@ -123,8 +121,9 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
 
   let columns: MappedColumn[] = [];
   let reverse: { columns: MappedColumn[]; notInvertible: string[] } = { columns: [], notInvertible: [] };
+  let compatView: CompatColumn[] | null = null;
   const moves: string[] = [];
-  if (problems.length === 0) ({ columns, reverse } = await tryTargetDdl(client, plan, source, key, problems, moves));
+  if (problems.length === 0) ({ columns, reverse, compatView } = await tryTargetDdl(client, plan, source, key, problems, moves));
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
@@ -134,6 +133,12 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
     warnings.push(`rollback after cutover: source columns ${reverse.notInvertible.join(', ')} cannot be derived from the new table (give them under reverse:); ` +
       'rows updated after cutover keep their old values there, rows inserted after cutover get defaults' +
       (strict.length ? `; ${strict.join(', ')} ${strict.length > 1 ? 'are' : 'is'} NOT NULL without a default, so a rollback after rows were inserted would fail` : ''));
+  }
+  if (compatView) {
+    const readOnly = compatView.filter((c) => !c.plain).map((c) => c.name);
+    warnings.push(`at cutover: ${displayName(plan.target)} keeps its name and ${displayName(plan.source)} becomes a view over it with the old columns ` +
+      `(security_invoker: the reader's rights and the new table's policies apply); it stays after the drop until you drop it` +
+      (readOnly.length ? `; read-only through the view (derived, not a column of the same type): ${readOnly.join(', ')}` : ''));
   }
   const size = await client.query<{ bytes: string }>(`SELECT pg_total_relation_size($1::oid)::text AS bytes`, [source.oid]);
 
@@ -145,7 +150,9 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
     retired,
     backup,
     warnings,
-    reverse: { spec: { source: plan.source, target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible },
+    // Reverse replay reads the new table where it lives after cutover: the live name, or its own with a compat view.
+    reverse: { spec: { source: plan.cutover.compatView ? plan.target : plan.source, target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible },
+    compatView,
     snapshot: {
       columns: source.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
       primaryKey: source.primaryKey,
@@ -181,10 +188,10 @@ function sameSet(a: string[], b: string[]): boolean {
  * made: every mapped column exists, every expression compiles over the source and casts to the target type,
  * the key is carried unchanged.
  */
-type Mappings = { columns: MappedColumn[]; reverse: { columns: MappedColumn[]; notInvertible: string[] } };
+type Mappings = { columns: MappedColumn[]; reverse: { columns: MappedColumn[]; notInvertible: string[] }; compatView: CompatColumn[] | null };
 
 async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[], moves: string[]): Promise<Mappings> {
-  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] } };
+  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null };
   await client.query('BEGIN');
   try {
     try {
@@ -235,8 +242,9 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
     const reverse = inverseMapping(plan, source, columns, problems);
     await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems);
-    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, problems, moves);
-    return { columns, reverse };
+    const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
+    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, compatView, problems, moves);
+    return { columns, reverse, compatView };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }
@@ -281,21 +289,54 @@ export function inverseMapping(plan: Plan, source: TableInfo, forward: MappedCol
 }
 
 /**
+ * The compatibility view's columns: every old-table column, in order, derived from the new table through the
+ * inverse mapping (a generated old column reads the new column of its name). One that cannot be derived is a
+ * problem: a view quietly missing a column would break `SELECT *` readers in ways nobody approved.
+ */
+export function compatViewColumns(source: TableInfo, target: TableInfo, reverse: MappedColumn[], problems: string[]): CompatColumn[] {
+  const out: CompatColumn[] = [];
+  for (const sc of source.columns) {
+    const expr = reverse.find((r) => r.target === sc.name)?.expr ?? (sc.generated && target.columns.some((t) => t.name === sc.name) ? quoteIdent(sc.name) : undefined);
+    if (expr === undefined) {
+      problems.push(`cutover.compatView: column ${sc.name} of ${displayName(source.ref)} cannot be derived from ${displayName(target.ref)}; give it under reverse: (or use compatView: false)`);
+      continue;
+    }
+    const column = target.columns.find((t) => expr === quoteIdent(t.name) || expr.trim() === t.name);
+    out.push(column && column.type === sc.type
+      ? { name: sc.name, expr: quoteIdent(column.name), type: sc.type, plain: true }
+      : { name: sc.name, expr, type: sc.type, plain: false });
+  }
+  return out;
+}
+
+/**
  * The cutover, rehearsed: renames and the move of every object bound to the source (views, foreign keys,
  * grants, policies, triggers, publications, ...), inside a savepoint that is always rolled back. What would not
  * move is a problem now, with the object named, instead of a failed cutover later. Bounded by the plan's
  * lock_timeout: a busy table is reported, never waited on indefinitely.
  */
-async function rehearseCutover(client: pg.Client, plan: Plan, sourceOid: number, targetOid: number, problems: string[], moves: string[]): Promise<void> {
+async function rehearseCutover(client: pg.Client, plan: Plan, sourceOid: number, targetOid: number, compatView: CompatColumn[] | null, problems: string[], moves: string[]): Promise<void> {
   await client.query('SAVEPOINT rehearsal');
   try {
     await setLockTimeout(client, plan.cutover.lockTimeoutMs);
     const captured = await captureBoundObjects(client, sourceOid, plan.source);
-    moves.push(...describeBoundObjects(captured));
+    moves.push(...describeBoundObjects(captured, { compatView: compatView !== null }));
     await moveTable(client, plan.source, { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_retired_rehearsal') });
-    await moveTable(client, plan.target, plan.source);
-    const result = await moveBoundObjects(client, captured, sourceOid, { ref: plan.source, oid: targetOid }, { dryRun: true });
+    const moveOver = () => moveBoundObjects(client, captured, sourceOid, { ref: plan.source, oid: targetOid }, { dryRun: true, readersLater: compatView !== null });
+    let result: Awaited<ReturnType<typeof moveOver>>;
+    if (compatView) {
+      result = await whileAt(client, targetOid, plan.target, plan.source, moveOver);
+    } else {
+      await moveTable(client, plan.target, plan.source);
+      result = await moveOver();
+    }
     problems.push(...result.problems.map((p) => `cutover: ${p}`));
+    if (compatView) {
+      const view = await createCompatView(client, captured, plan.target, compatView, { dryRun: true });
+      problems.push(...view.problems.map((p) => `cutover.compatView: ${p}`));
+      const readers = await moveReaders(client, captured, sourceOid, { dryRun: true });
+      problems.push(...readers.problems.map((p) => `cutover.compatView: ${p}`));
+    }
   } catch (err) {
     problems.push(pgErrorCode(err) === '55P03'
       ? `cutover: could not rehearse the cutover: ${displayName(plan.source)} is locked by another transaction for longer than cutover.lockTimeoutMs (${plan.cutover.lockTimeoutMs} ms); retry when it is free`

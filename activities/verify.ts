@@ -1,8 +1,10 @@
 /**
- * Phase 10, verify: the live name resolves to the new table and it answers a read. No checksum here: from the
+ * Phase 10, verify: the live name resolves to the new table (with `cutover.compatView`: the new table is at its
+ * own name and the live name is the compatibility view over it) and it answers a read. No checksum here: from the
  * moment the swap commits, the application writes to the new table; what was moved was checked under the
  * cutover lock (swapTables) before the commit.
  */
+import { isCompatViewOver } from '../src/bound-objects';
 import { relationName } from '../src/catalog';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
@@ -13,17 +15,24 @@ export interface VerifyInput {
   db: string;
   spec: CopySpec;
   targetOid: number;
+  compatView?: boolean;
 }
 
 export async function verifyCutover(input: VerifyInput): Promise<string> {
   const { spec } = input;
   return withDatabase(input, async (client) => {
+    const home = input.compatView ? spec.target : spec.source;
     const at = await relationName(client, input.targetOid);
-    if (!at || at.schema !== spec.source.schema || at.name !== spec.source.name) {
-      throw fatal('ValidationMismatch', `after cutover ${displayName(spec.source)} is not the new table`);
+    if (!at || at.schema !== home.schema || at.name !== home.name) {
+      throw fatal('ValidationMismatch', `after cutover ${displayName(home)} is not the new table`);
     }
+    if (input.compatView && !(await isCompatViewOver(client, spec.source, input.targetOid))) {
+      throw fatal('ValidationMismatch', `after cutover ${displayName(spec.source)} is not the compatibility view over ${displayName(home)}`);
+    }
+    // Through the live name: with a compatibility view this reads the view, which is what old code will do.
     const { rows } = await client.query<{ estimate: number }>(
       `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${qualified(spec.source)} LIMIT 1) one)::int AS estimate`);
-    return `${displayName(spec.source)} is the new table and answers reads (${rows[0]!.estimate ? 'has rows' : 'empty'})`;
+    const what = input.compatView ? `${displayName(home)} is the new table, ${displayName(spec.source)} its compatibility view,` : `${displayName(spec.source)} is the new table`;
+    return `${what} and answers reads (${rows[0]!.estimate ? 'has rows' : 'empty'})`;
   });
 }

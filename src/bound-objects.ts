@@ -15,6 +15,7 @@
  */
 import type pg from 'pg';
 import { relationName } from './catalog';
+import { compatViewSql, type CompatColumn } from './projection';
 import { displayName, qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
 import { advanceOwnedSequences, moveSharedSequences } from './swap';
 
@@ -86,6 +87,11 @@ export interface ForeignKeyRef {
 export interface MoveOptions {
   /** Preflight: every object under its own SAVEPOINT, failures collected in `problems`; no sequence is advanced. */
   dryRun?: boolean;
+  /**
+   * `cutover.compatView`: leave views, other tables' policies and SQL functions that read the table (and the
+   * proof that the old table is free) to `moveReaders`, once the compatibility view has the live name.
+   */
+  readersLater?: boolean;
 }
 
 export interface MoveResult {
@@ -105,6 +111,8 @@ const TRIGGER_STATES: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABL
 const SAVEPOINT = 'safeshift_bound_object';
 /** safeshift's own change-capture triggers: never carried to the new table. */
 const OWN_TRIGGER_PREFIX = 'safeshift_';
+/** How the compatibility view says what it is (a person reading \d+ sees it too). */
+const COMPAT_VIEW_COMMENT = 'safeshift compatibility view: the old name of';
 
 function sameRef(a: TableRef | undefined, b: TableRef): boolean {
   return a !== undefined && a.schema === b.schema && a.name === b.name;
@@ -385,32 +393,7 @@ export async function moveBoundObjects(
   }
 
   // 1. Grants on the table. The new owner holds every privilege already.
-  const byGrantee = new Map<string, { grantee: string | null; grantable: boolean; privileges: string[] }>();
-  for (const g of captured.grants) {
-    if (g.grantee === target!.owner) continue;
-    if (!PRIVILEGES.has(g.privilege)) {
-      m.problems.push(`grant ${g.privilege} to ${roleName(g.grantee)}: unknown privilege, not granted`);
-      continue;
-    }
-    const key = JSON.stringify([g.grantee, g.grantable]);
-    const entry = byGrantee.get(key) ?? { grantee: g.grantee, grantable: g.grantable, privileges: [] };
-    entry.privileges.push(g.privilege);
-    byGrantee.set(key, entry);
-  }
-  for (const g of byGrantee.values()) {
-    await m.object(`grant ${g.privileges.join(', ')} on ${shown} to ${roleName(g.grantee)}`, async (run) => {
-      await run(`GRANT ${g.privileges.join(', ')} ON TABLE ${newTable} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
-    });
-  }
-  for (const g of captured.columnGrants) {
-    const label = `column grant ${g.privilege} (${g.column}) to ${roleName(g.grantee)}`;
-    if (!PRIVILEGES.has(g.privilege)) { m.problems.push(`${label}: unknown privilege, not granted`); continue; }
-    if (!columns.has(g.column)) { m.problems.push(`${label}: ${shown} has no column ${g.column}; not granted`); continue; }
-    if (g.grantee === target!.owner) continue;
-    await m.object(label, async (run) => {
-      await run(`GRANT ${g.privilege} (${quoteIdent(g.column)}) ON TABLE ${newTable} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
-    });
-  }
+  await grantAsOnOldTable(m, captured, to.ref, target!.owner, columns);
   // Privileges the new table has and the old one had not (default privileges, target DDL): widened access.
   const had = new Set(captured.grants.map((g) => JSON.stringify([g.grantee, g.privilege])));
   const extra = await m.rows<{ grantee: string | null; privilege: string }>(
@@ -543,6 +526,42 @@ export async function moveBoundObjects(
     else m.problems.push(`self-referencing foreign key ${fk.name} of ${displayName(live)} (${fk.definition}): part of the old table, not moved; the target DDL must define its own`);
   }
 
+  // 11. Publications: membership is by OID. Row filter and column list kept; a column list naming a column the
+  // new table lacks cannot be kept safely (publishing every column could leak data), so that one is not moved.
+  const memberOf = new Set((await m.rows<{ name: string }>(
+    `SELECT p.pubname AS name FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = $1`, [to.oid])).map((r) => r.name));
+  for (const p of captured.publications) {
+    const label = `publication ${p.name}`;
+    const missing = (p.columns ?? []).filter((c) => !columns.has(c));
+    if (missing.length) {
+      m.problems.push(`${label}: its column list names ${missing.join(', ')}, which ${shown} lacks; membership not moved`);
+      continue;
+    }
+    await m.object(label, async (run) => {
+      const [still] = await m.rows<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1 AND pr.prrelid = $2`,
+        [p.name, fromOid]);
+      if (still!.n > 0) await run(`ALTER PUBLICATION ${quoteIdent(p.name)} DROP TABLE ONLY ${qualified(retired)}`);
+      if (memberOf.has(p.name)) { m.skipped.push(`${label}: ${shown} is already a member`); return; }
+      const cols = p.columns ? ` (${p.columns.map(quoteIdent).join(', ')})` : '';
+      await run(`ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLE ONLY ${newTable}${cols}${p.rowFilter !== null ? ` WHERE (${p.rowFilter})` : ''}`);
+    });
+  }
+
+  if (!options.readersLater) {
+    await moveReadersWith(m, client, captured);
+    await proveDroppable(client, retired, m.problems);
+  }
+  return { statements: m.statements, notValidForeignKeys, problems: m.problems, skipped: m.skipped };
+}
+
+/**
+ * Steps 8-10 of the move: what reads the table by OID (views, other tables' policies, SQL-standard function
+ * bodies) is recreated from its captured definition, which names the live name; whatever has the live name then
+ * is what they read from now on: the new table, or with `cutover.compatView` the compatibility view.
+ */
+async function moveReadersWith(m: Mover, client: pg.Client, captured: BoundObjects): Promise<void> {
+  const live = captured.live;
   // 8. Views: CREATE OR REPLACE keeps the view's OID (views on it, grants, owner, comments stay).
   for (const v of captured.views) {
     const label = `view ${displayName(v.ref)}`;
@@ -579,41 +598,112 @@ export async function moveBoundObjects(
   for (const what of captured.otherDependents) {
     m.problems.push(`${what}: depends on the old table (or its row type); not moved`);
   }
+}
 
-  // 11. Publications: membership is by OID. Row filter and column list kept; a column list naming a column the
-  // new table lacks cannot be kept safely (publishing every column could leak data), so that one is not moved.
-  const memberOf = new Set((await m.rows<{ name: string }>(
-    `SELECT p.pubname AS name FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = $1`, [to.oid])).map((r) => r.name));
-  for (const p of captured.publications) {
-    const label = `publication ${p.name}`;
-    const missing = (p.columns ?? []).filter((c) => !columns.has(c));
-    if (missing.length) {
-      m.problems.push(`${label}: its column list names ${missing.join(', ')}, which ${shown} lacks; membership not moved`);
-      continue;
-    }
-    await m.object(label, async (run) => {
-      const [still] = await m.rows<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1 AND pr.prrelid = $2`,
-        [p.name, fromOid]);
-      if (still!.n > 0) await run(`ALTER PUBLICATION ${quoteIdent(p.name)} DROP TABLE ONLY ${qualified(retired)}`);
-      if (memberOf.has(p.name)) { m.skipped.push(`${label}: ${shown} is already a member`); return; }
-      const cols = p.columns ? ` (${p.columns.map(quoteIdent).join(', ')})` : '';
-      await run(`ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLE ONLY ${newTable}${cols}${p.rowFilter !== null ? ` WHERE (${p.rowFilter})` : ''}`);
-    });
-  }
-
-  // 12. The proof: nothing else still holds the old table. Tried, then undone.
+/** Step 12, the proof: nothing else still holds the old table (or view). Tried, then undone. */
+async function proveDroppable(client: pg.Client, retired: TableRef, problems: string[], kind: 'TABLE' | 'VIEW' = 'TABLE'): Promise<void> {
   await client.query(`SAVEPOINT ${SAVEPOINT}`);
   try {
-    await client.query(`DROP TABLE ${qualified(retired)} RESTRICT`);
+    await client.query(`DROP ${kind} ${qualified(retired)} RESTRICT`);
   } catch (err) {
     const detail = (err as { detail?: string }).detail;
-    m.problems.push(`old table ${displayName(retired)} cannot be dropped without CASCADE: ${(err as Error).message}${detail ? ` (${detail.replace(/\n/g, '; ')})` : ''}`);
+    problems.push(`old ${kind.toLowerCase()} ${displayName(retired)} cannot be dropped without CASCADE: ${(err as Error).message}${detail ? ` (${detail.replace(/\n/g, '; ')})` : ''}`);
   }
   await client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
   await client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+}
 
-  return { statements: m.statements, notValidForeignKeys, problems: m.problems, skipped: m.skipped };
+/**
+ * `cutover.compatView`, after `createCompatView` (and in swap back, after the original table has the live name
+ * again): the readers `moveBoundObjects` left (`readersLater`) are recreated on whatever now has the live name.
+ * With the compatibility view there, they keep the old columns they were written against. Then the proof that
+ * `fromOid` (the old table, or in swap back the view) holds nothing any more.
+ */
+export async function moveReaders(client: pg.Client, captured: BoundObjects, fromOid: number, options: MoveOptions = {}): Promise<Pick<MoveResult, 'statements' | 'problems'>> {
+  const m = new Mover(client, options.dryRun ?? false);
+  await moveReadersWith(m, client, captured);
+  const from = await relationName(client, fromOid);
+  const [rel] = await m.rows<{ kind: string }>(`SELECT relkind AS kind FROM pg_class WHERE oid = $1`, [fromOid]);
+  if (!from) m.problems.push(`relation ${fromOid} is gone`);
+  else await proveDroppable(client, from, m.problems, rel?.kind === 'v' ? 'VIEW' : 'TABLE');
+  return { statements: m.statements, problems: m.problems };
+}
+
+/**
+ * The old table's grants, table and column level, given on `on` (the new table, or the compatibility view);
+ * `owner` (who holds every privilege on `on` already) is skipped, as are columns `on` lacks (a problem each).
+ */
+async function grantAsOnOldTable(m: Mover, captured: BoundObjects, on: TableRef, owner: string, columns: Set<string>): Promise<void> {
+  const shown = displayName(on);
+  const byGrantee = new Map<string, { grantee: string | null; grantable: boolean; privileges: string[] }>();
+  for (const g of captured.grants) {
+    if (g.grantee === owner) continue;
+    if (!PRIVILEGES.has(g.privilege)) {
+      m.problems.push(`grant ${g.privilege} on ${shown} to ${roleName(g.grantee)}: unknown privilege, not granted`);
+      continue;
+    }
+    const key = JSON.stringify([g.grantee, g.grantable]);
+    const entry = byGrantee.get(key) ?? { grantee: g.grantee, grantable: g.grantable, privileges: [] };
+    entry.privileges.push(g.privilege);
+    byGrantee.set(key, entry);
+  }
+  for (const g of byGrantee.values()) {
+    await m.object(`grant ${g.privileges.join(', ')} on ${shown} to ${roleName(g.grantee)}`, async (run) => {
+      await run(`GRANT ${g.privileges.join(', ')} ON TABLE ${qualified(on)} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+    });
+  }
+  for (const g of captured.columnGrants) {
+    const label = `column grant ${g.privilege} (${g.column}) on ${shown} to ${roleName(g.grantee)}`;
+    if (!PRIVILEGES.has(g.privilege)) { m.problems.push(`${label}: unknown privilege, not granted`); continue; }
+    if (!columns.has(g.column)) { m.problems.push(`${label}: ${shown} has no column ${g.column}; not granted`); continue; }
+    if (g.grantee === owner) continue;
+    await m.object(label, async (run) => {
+      await run(`GRANT ${g.privilege} (${quoteIdent(g.column)}) ON TABLE ${qualified(on)} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+    });
+  }
+}
+
+/**
+ * `cutover.compatView`, after the move: the new table has been given back its own name (`over`) and the old
+ * name becomes a view over it (`compatViewSql`) carrying the old table's grants, so code that still uses the old
+ * name keeps reading (and writing its plain columns) with the rights it had, under the new table's policies.
+ * Grants go to the view only: the new table has them already (moveBoundObjects), and with `security_invoker`
+ * the reader needs both.
+ */
+export async function createCompatView(
+  client: pg.Client,
+  captured: BoundObjects,
+  over: TableRef,
+  columns: CompatColumn[],
+  options: MoveOptions = {},
+): Promise<Pick<MoveResult, 'statements' | 'problems'>> {
+  const m = new Mover(client, options.dryRun ?? false);
+  const view = captured.live;
+  const made = await m.object(`compatibility view ${displayName(view)}`, async (run) => {
+    await run(compatViewSql(view, over, columns));
+    await run(`COMMENT ON VIEW ${qualified(view)} IS ${quoteLiteral(`${COMPAT_VIEW_COMMENT} ${displayName(over)}`)}`);
+  });
+  if (made) {
+    const [me] = await m.rows<{ owner: string }>(`SELECT current_user AS owner`, []);
+    await grantAsOnOldTable(m, captured, view, me!.owner, new Set(columns.map((c) => c.name)));
+  }
+  return { statements: m.statements, problems: m.problems };
+}
+
+/**
+ * Swap back in `compatView` mode: true when `view` is a view that reads `overOid` and nothing else, i.e. the
+ * compatibility view cutover made (or one just like it), so dropping it loses nothing.
+ */
+export async function isCompatViewOver(client: pg.Client, view: TableRef, overOid: number): Promise<boolean> {
+  const { rows } = await client.query<{ reads: number[] }>(
+    `SELECT array_agg(DISTINCT d.refobjid::int8::float8) AS reads
+       FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
+       JOIN pg_rewrite r ON r.ev_class = v.oid
+       JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+      WHERE n.nspname = $1 AND v.relname = $2 AND v.relkind = 'v'`,
+    [view.schema, view.name]);
+  const reads = rows[0]?.reads ?? [];
+  return reads.length === 1 && Number(reads[0]) === overOid;
 }
 
 /** After COMMIT: VALIDATE each NOT VALID FK (SHARE UPDATE EXCLUSIVE on the referencing table only). */
@@ -630,8 +720,9 @@ export async function validateForeignKeys(client: pg.Client, fks: ForeignKeyRef[
 }
 
 /** Human lines for preflight / the approver: what will move. */
-export function describeBoundObjects(b: BoundObjects): string[] {
+export function describeBoundObjects(b: BoundObjects, how: { compatView?: boolean } = {}): string[] {
   const live = displayName(b.live);
+  const readTarget = how.compatView ? 'the compatibility view' : 'the new table';
   const lines: string[] = [];
   for (const fk of b.foreignKeys) {
     lines.push(`foreign key ${fk.name} on ${displayName(fk.table)} (${fk.columns.join(', ')}) -> ${live} (${fk.referencedColumns.join(', ')}): ` +
@@ -639,12 +730,12 @@ export function describeBoundObjects(b: BoundObjects): string[] {
   }
   for (const fk of b.selfForeignKeys) lines.push(`self-referencing foreign key ${fk.name}: not moved, the new table must define its own`);
   for (const v of b.views) {
-    lines.push(`view ${displayName(v.ref)}${v.options.length ? ` (${v.options.map((o) => `${o.name}=${o.value}`).join(', ')})` : ''}: replaced to read the new table`);
+    lines.push(`view ${displayName(v.ref)}${v.options.length ? ` (${v.options.map((o) => `${o.name}=${o.value}`).join(', ')})` : ''}: replaced to read ${readTarget}`);
   }
   for (const v of b.materializedViews) lines.push(`materialized view ${displayName(v)}: NOT movable, must be rebuilt`);
   for (const r of b.rules) lines.push(`rule ${r.name} on ${displayName(r.table)}: NOT movable`);
-  for (const p of b.foreignPolicies) lines.push(`policy ${p.name} on ${displayName(p.table)}: re-pointed (ALTER POLICY) to the new table`);
-  for (const f of b.functions) lines.push(`function ${f.signature}: replaced to read the new table`);
+  for (const p of b.foreignPolicies) lines.push(`policy ${p.name} on ${displayName(p.table)}: re-pointed (ALTER POLICY) to ${readTarget}`);
+  for (const f of b.functions) lines.push(`function ${f.signature}: replaced to read ${readTarget}`);
   for (const o of b.otherDependents) lines.push(`${o}: NOT movable`);
   for (const s of b.sequences) {
     lines.push(`${s.identity ? 'identity' : 'owned'} sequence ${displayName(s.sequence)} (${s.column}): ` +

@@ -111,3 +111,28 @@ export function checksumSql(spec: CopySpec, side: 'source' | 'target', lo: KeyVa
                  coalesce(sum(hashtextextended(ROW(${row})::text, 0)::numeric), 0)::text AS checksum
             FROM ${qualified(table)} t WHERE ${keyRange(spec.key, lo, hi)}${settled}`;
 }
+
+/**
+ * One column of the compatibility view (`cutover.compatView`): an old-table column derived from the new table.
+ * `plain` columns are a new-table column of the same type under the old name: PostgreSQL keeps them writable
+ * through the view. Anything else (an expression, a cast) is read-only there.
+ */
+export interface CompatColumn {
+  /** Old-table column name. */
+  name: string;
+  /** SQL over the new table's columns: a quoted column name when `plain`. */
+  expr: string;
+  /** The old column's type. */
+  type: string;
+  plain: boolean;
+}
+
+/**
+ * The compatibility view: the old name, the old columns in their order, read through the new table with the
+ * reader's own rights and the new table's row-level security (`security_invoker`: a plain view would read as its
+ * owner and bypass the policies).
+ */
+export function compatViewSql(view: TableRef, over: TableRef, columns: CompatColumn[]): string {
+  const select = columns.map((c) => `${c.plain ? c.expr : `(\n${c.expr}\n)::${c.type}`} AS ${quoteIdent(c.name)}`);
+  return `CREATE VIEW ${qualified(view)} WITH (security_invoker = true) AS SELECT\n  ${select.join(',\n  ')}\nFROM ${qualified(over)}`;
+}

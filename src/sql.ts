@@ -94,3 +94,10 @@ export function quoteLiteral(value: string): string {
   const quoted = value.replace(/'/g, "''");
   return value.includes('\\') ? `E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
 }
+
+/** Fit `base` + `suffix` into PostgreSQL's 63-byte name limit by shortening the base (never mid-character). */
+export function nameWithSuffix(base: string, suffix: string): string {
+  let b = base;
+  while (utf8Bytes(b + suffix) > MAX_IDENT_BYTES) b = Array.from(b).slice(0, -1).join('');
+  return b + suffix;
+}

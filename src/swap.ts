@@ -3,7 +3,8 @@
  * while writers wait. Callers hold the transaction; these functions only issue statements.
  */
 import type pg from 'pg';
-import { qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
+import { relationName } from './catalog';
+import { displayName, nameWithSuffix, qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
 
 export async function setLockTimeout(client: pg.Client, ms: number): Promise<void> {
   await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${ms}ms`]);
@@ -25,11 +26,13 @@ export async function moveTable(client: pg.Client, from: TableRef, to: TableRef)
 
 /**
  * Sequences owned by `fromOid`'s columns that `toOid`'s column defaults use (a target made with LIKE ... INCLUDING
- * ALL shares the source's serial sequence): hand them to `to`, or dropping the retired table would drop them.
+ * ALL shares the source's serial sequence): hand them to `to`, or dropping the retired table would drop them. An
+ * owned sequence must live in its table's schema, so one elsewhere moves to `to`'s schema first (column defaults
+ * hold its OID and keep working; SQL naming it by its old schema would not).
  */
 export async function moveSharedSequences(client: pg.Client, fromOid: number, toOid: number, to: TableRef): Promise<string[]> {
-  const { rows } = await client.query<{ seq: string; col: string }>(
-    `SELECT DISTINCT format('%I.%I', sn.nspname, s.relname) AS seq, ta.attname AS col
+  const { rows } = await client.query<{ schema: string; name: string; col: string }>(
+    `SELECT DISTINCT sn.nspname AS schema, s.relname AS name, ta.attname AS col
        FROM pg_depend own
        JOIN pg_class s ON s.oid = own.objid AND s.relkind = 'S'
        JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -39,10 +42,19 @@ export async function moveSharedSequences(client: pg.Client, fromOid: number, to
       WHERE own.classid = 'pg_class'::regclass AND own.refobjid = $1 AND own.deptype = 'a'`,
     [fromOid, toOid],
   );
+  const moved: string[] = [];
   for (const r of rows) {
-    await client.query(`ALTER SEQUENCE ${r.seq} OWNED BY ${qualified(to)}.${quoteIdent(r.col)}`);
+    let seq: TableRef = { schema: r.schema, name: r.name };
+    if (seq.schema !== to.schema) {
+      // PostgreSQL moves an owned sequence only with its table: released first, owned again below.
+      await client.query(`ALTER SEQUENCE ${qualified(seq)} OWNED BY NONE`);
+      await client.query(`ALTER SEQUENCE ${qualified(seq)} SET SCHEMA ${quoteIdent(to.schema)}`);
+      seq = { schema: to.schema, name: r.name };
+    }
+    await client.query(`ALTER SEQUENCE ${qualified(seq)} OWNED BY ${qualified(to)}.${quoteIdent(r.col)}`);
+    moved.push(displayName(seq));
   }
-  return rows.map((r) => r.seq);
+  return moved;
 }
 
 /** Every sequence owned by a column of `t` (serial or identity) moved past the column's max, never backwards. */
@@ -58,4 +70,35 @@ export async function advanceOwnedSequences(client: pg.Client, t: TableRef, oid:
         WHERE m IS NOT NULL AND m > (SELECT last_value FROM ${r.seq})`,
     );
   }
+}
+
+/**
+ * Run `fn` while table `oid` stands at `at`, then move it back to `home`. `cutover.compatView` needs this: the
+ * definitions captured from the old table name the live name, so the new table visits the live name while they
+ * are recreated, then takes its own name back (what was recreated follows it by OID). Indexes and owned
+ * sequences travel with a table across schemas; any whose name is taken in `at`'s schema (the old table's
+ * `<name>_pkey`, typically) is renamed for the visit and named back afterwards.
+ */
+export async function whileAt<T>(client: pg.Client, oid: number, home: TableRef, at: TableRef, fn: () => Promise<T>): Promise<T> {
+  const { rows: clashes } = await client.query<{ oid: number; name: string; kind: string }>(
+    `SELECT c.oid::int8::float8 AS oid, c.relname AS name, c.relkind AS kind FROM pg_class c
+      WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $1)
+        AND (c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1)
+             OR (c.relkind = 'S' AND c.oid IN (SELECT objid FROM pg_depend WHERE classid = 'pg_class'::regclass AND refobjid = $1 AND deptype IN ('a', 'i'))))
+        AND EXISTS (SELECT 1 FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace WHERE n.nspname = $2 AND o.relname = c.relname)`,
+    [oid, at.schema],
+  );
+  const kindOf = (k: string) => (k === 'S' ? 'SEQUENCE' : 'INDEX');
+  for (const c of clashes) {
+    const now = (await relationName(client, c.oid))!;
+    await client.query(`ALTER ${kindOf(c.kind)} ${qualified(now)} RENAME TO ${quoteIdent(nameWithSuffix(c.name, `_safeshift_${c.oid}`))}`);
+  }
+  await moveTable(client, home, at);
+  const result = await fn();
+  await moveTable(client, at, home);
+  for (const c of clashes) {
+    const now = (await relationName(client, c.oid))!;
+    await client.query(`ALTER ${kindOf(c.kind)} ${qualified(now)} RENAME TO ${quoteIdent(c.name)}`);
+  }
+  return result;
 }

@@ -297,7 +297,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await gate('cutover', (settled) => followSource(replay, settled));
     await checkpoint();
     await enter('cutover');
-    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
+    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
     // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
     compensations.unshift({ name: 'swapBack', run: () => long.swapBack(swap) });
     const swapped = await long.swapTables(swap);
@@ -306,7 +306,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await audit('safeshift', 'cutover:swapped', { ...swapped });
 
     await enter('verify');
-    await long.verifyCutover({ db: plan.database, spec, targetOid });
+    await long.verifyCutover({ db: plan.database, spec, targetOid, compatView: report.compatView !== null });
 
     await gate('drop');
     await checkpoint();

@@ -1,4 +1,4 @@
-import { checksumSql, copyInSql, copyOutSql, deleteRangeSql, keyRange, type CopySpec } from '../../src/projection';
+import { checksumSql, compatViewSql, copyInSql, copyOutSql, deleteRangeSql, keyRange, type CopySpec } from '../../src/projection';
 
 const spec: CopySpec = {
   source: { schema: 'public', name: 'profiles' },
@@ -41,5 +41,22 @@ describe('projection SQL', () => {
   test('both sides are hashed in the same row shape: mapped and cast on the source, as stored on the target', () => {
     expect(checksumSql(spec, 'source')).toContain('ROW((\n"id"\n)::bigint, (\nfull_name -- a comment\n)::character varying(40))');
     expect(checksumSql(spec, 'target')).toContain('ROW("id", "display_name")');
+  });
+});
+
+describe('compatibility view SQL', () => {
+  test('plain columns stay bare (writable through the view); expressions are cast and read-only; security_invoker always', () => {
+    const sql = compatViewSql({ schema: 'public', name: 'profiles' }, { schema: 'shared', name: 'Profiles' }, [
+      { name: 'id', expr: '"id"', type: 'bigint', plain: true },
+      { name: 'full_name', expr: '"legal_name"', type: 'text', plain: true },
+      { name: 'elder_status', expr: "CASE WHEN is_elder THEN 'yes' END -- c", type: 'text', plain: false },
+    ]);
+    expect(sql).toBe(`CREATE VIEW "public"."profiles" WITH (security_invoker = true) AS SELECT
+  "id" AS "id",
+  "legal_name" AS "full_name",
+  (
+CASE WHEN is_elder THEN 'yes' END -- c
+)::text AS "elder_status"
+FROM "shared"."Profiles"`);
   });
 });

@@ -1,4 +1,4 @@
-import { displayName, parseIdent, parseTableRef, quoteIdent, quoteLiteral } from '../../src/sql';
+import { displayName, nameWithSuffix, parseIdent, parseTableRef, quoteIdent, quoteLiteral, utf8Bytes } from '../../src/sql';
 
 describe('identifiers', () => {
   test('quoteIdent doubles embedded quotes and refuses names PostgreSQL would truncate', () => {
@@ -7,6 +7,16 @@ describe('identifiers', () => {
     expect(() => quoteIdent('x'.repeat(64))).toThrow(/longer than 63 bytes/);
     expect(() => quoteIdent('é'.repeat(32))).toThrow(/longer than 63 bytes/); // 64 bytes in UTF-8
     expect(() => quoteIdent('')).toThrow(/empty/);
+  });
+
+  test('nameWithSuffix shortens the base to fit 63 bytes, never splitting a character', () => {
+    expect(nameWithSuffix('profiles', '_retired_20261124000000')).toBe('profiles_retired_20261124000000');
+    const long = nameWithSuffix('x'.repeat(60), '_retired_20261124000000');
+    expect([long.length, long.endsWith('_retired_20261124000000')]).toEqual([63, true]);
+    const emoji = nameWithSuffix('🙂'.repeat(20), '_retired_20261124000000');
+    expect(utf8Bytes(emoji)).toBeLessThanOrEqual(63);
+    expect(emoji).toBe(`${'🙂'.repeat(10)}_retired_20261124000000`);
+    expect(() => quoteIdent(emoji)).not.toThrow();
   });
 
   test('parseTableRef takes plain or quoted parts and defaults the schema to public', () => {

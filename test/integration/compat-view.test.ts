@@ -1,0 +1,104 @@
+/**
+ * `cutover.compatView`: the new table keeps its own name (here in another schema, as in the multi-project
+ * layout) and the old name becomes a `security_invoker` view with the old columns, the old grants and the new
+ * table's row-level security. Code still using the old name reads and writes through it; rollback removes it and
+ * brings back the original table with what was written through the view; after the drop the view stays.
+ */
+import { atPhase, basePlan, fingerprint, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+
+async function stories(): Promise<{ t: string; schema: string; plan: Record<string, unknown>; oid: number }> {
+  for (const role of ['anon', 'authenticated']) {
+    await sql(`DO $$ BEGIN CREATE ROLE ${role} NOLOGIN NOINHERIT; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+  }
+  const t = uniqueName('stories');
+  const schema = `${t}_shared`;
+  await sql(`CREATE SCHEMA ${schema}`);
+  await sql(`GRANT USAGE ON SCHEMA ${schema} TO authenticated`);
+  await sql(`CREATE TABLE public.${t} (id serial PRIMARY KEY, owner_id int NOT NULL, title text NOT NULL, status text NOT NULL DEFAULT 'active')`);
+  await sql(`INSERT INTO public.${t} (owner_id, title, status) SELECT g % 3, 'story ' || g, CASE WHEN g % 5 = 0 THEN 'inactive' ELSE 'active' END FROM generate_series(1, 300) g`);
+  await sql(`CREATE TABLE public.${t}_comments (id int PRIMARY KEY, story_id int REFERENCES public.${t} (id))`);
+  await sql(`INSERT INTO public.${t}_comments SELECT g, g FROM generate_series(1, 20) g`);
+  await sql(`CREATE VIEW public.${t}_titles AS SELECT id, title FROM public.${t}`);
+  await sql(`GRANT SELECT ON public.${t} TO anon`);
+  await sql(`GRANT SELECT, INSERT, UPDATE ON public.${t} TO authenticated`);
+  await sql(`GRANT USAGE ON SEQUENCE public.${t}_id_seq TO authenticated`);
+  await sql(`ALTER TABLE public.${t} ENABLE ROW LEVEL SECURITY`);
+  await sql(`CREATE POLICY own_stories ON public.${t} FOR ALL TO authenticated USING (owner_id = 1) WITH CHECK (owner_id = 1)`);
+  const [old] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}`]);
+  const plan = basePlan(t, `public.${t}`, `${schema}.${t}`, {
+    create: `CREATE TABLE ${schema}.${t} (id int PRIMARY KEY DEFAULT nextval('public.${t}_id_seq'), owner_id int NOT NULL, headline text NOT NULL, is_active boolean NOT NULL DEFAULT true)`,
+    columns: { headline: 'title', is_active: `status = 'active'` },
+    reverse: { status: `CASE WHEN is_active THEN 'active' ELSE 'inactive' END` },
+    cutover: { compatView: true },
+  });
+  return { t, schema, plan, oid: old!.oid };
+}
+
+beforeAll(async () => {
+  // Runs a query as `authenticated` and returns its rows as JSON: the helpers' pool has no session to SET ROLE in.
+  await sql(`CREATE OR REPLACE FUNCTION public.safeshift_as_authenticated(q text) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+    BEGIN SET LOCAL ROLE authenticated; RETURN QUERY EXECUTE format('SELECT to_jsonb(x) FROM (%s) x', q); RESET ROLE; END $$`);
+});
+
+test('compat view: new table under its own name, the old name a security_invoker view; writes through it survive rollback', async () => {
+  const { t, schema, plan, oid } = await stories();
+  const planName = String(plan.name);
+  expect((await runCli(['start', writePlan(plan)])).code).toBe(0);
+  const atGate = await waitFor(planName, atPhase('awaiting_cutover'));
+  expect(atGate.warnings.join('\n')).toMatch(new RegExp(`${schema}\\.${t} keeps its name and public\\.${t} becomes a view .*read-only through the view .*: status`));
+  expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+  const atDrop = await waitFor(planName, atPhase('awaiting_drop'));
+
+  // The foreign key moved to the new table and followed it to its own name; the dependent view, written against
+  // the old columns (title), reads the compatibility view.
+  const [fresh] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`${schema}.${t}`]);
+  const [compat] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}`]);
+  expect(await sql(`SELECT confrelid::int AS oid FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, [`public.${t}_comments`])).toEqual([fresh]);
+  const readsOf = (view: string) => sql(`SELECT DISTINCT d.refobjid::int AS oid FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid
+                     WHERE r.ev_class = $1::regclass AND d.refobjid <> r.ev_class AND d.refclassid = 'pg_class'::regclass`, [view]);
+  expect(await readsOf(`public.${t}_titles`)).toEqual([compat]);
+  const [view] = await sql<{ relkind: string; reloptions: string[] }>(`SELECT relkind, reloptions FROM pg_class WHERE oid = $1::regclass`, [`public.${t}`]);
+  expect(view).toEqual({ relkind: 'v', reloptions: ['security_invoker=true'] });
+  expect(await sql(`SELECT relkind FROM pg_class WHERE oid = $1::regclass`, [`${schema}.${t}`])).toEqual([{ relkind: 'r' }]);
+  expect((await sql<{ attname: string }>(`SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 ORDER BY attnum`, [`public.${t}`]))
+    .map((c) => c.attname)).toEqual(['id', 'owner_id', 'title', 'status']);
+  // Old code reading the old name sees the old columns and values.
+  expect(await fingerprint(`SELECT * FROM public.${t}`, 'id')).toEqual(await fingerprint(`SELECT * FROM ${atDrop.retiredTable}`, 'id'));
+  // The old grants are on the view, and the new table's policy applies to whoever reads through it.
+  expect(await sql(`SELECT has_table_privilege('anon', $1, 'SELECT') AS a, has_table_privilege('authenticated', $1, 'INSERT') AS b,
+                           has_table_privilege('anon', $1, 'INSERT') AS c`, [`public.${t}`])).toEqual([{ a: true, b: true, c: false }]);
+  const seen = await sql<{ owner_id: number }>(`SELECT DISTINCT (r ->> 'owner_id')::int AS owner_id FROM safeshift_as_authenticated($1) r`, [`SELECT owner_id FROM public.${t}`]);
+  expect(seen).toEqual([{ owner_id: 1 }]);
+
+  // Writes through the view land in the new table; a derived column is read-only there.
+  await sql(`INSERT INTO public.${t} (owner_id, title) VALUES (1, 'written through the view')`);
+  await sql(`UPDATE public.${t} SET title = 'retitled through the view' WHERE id = 7`);
+  await expect(sql(`UPDATE public.${t} SET status = 'inactive' WHERE id = 8`)).rejects.toThrow(/cannot update column "status"/);
+  expect(await sql(`SELECT headline, is_active FROM ${schema}.${t} WHERE id IN (7, 301) ORDER BY id`))
+    .toEqual([{ headline: 'retitled through the view', is_active: true }, { headline: 'written through the view', is_active: true }]);
+
+  const rolled = await runCli(['rollback', planName, '--as', 'carol', '--reason', 'old code still breaks']);
+  expect(rolled).toMatchObject({ code: 0, stderr: '' });
+  const end = await waitFor(planName, atPhase('rolled_back'));
+  expect(end.compensations[0]).toEqual({ name: 'swapBack', state: 'done' });
+  expect(await sql(`SELECT oid::int AS oid, relkind FROM pg_class WHERE oid = $1::regclass`, [`public.${t}`])).toEqual([{ oid, relkind: 'r' }]);
+  expect(await sql(`SELECT id, title, status FROM public.${t} WHERE id IN (7, 301) ORDER BY id`)).toEqual([
+    { id: 7, title: 'retitled through the view', status: 'active' },
+    { id: 301, title: 'written through the view', status: 'active' },
+  ]);
+  expect(await sql(`SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1`, [schema])).toEqual([]);
+  expect(await sql(`SELECT confrelid::int AS oid FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, [`public.${t}_comments`])).toEqual([{ oid }]);
+  expect(await readsOf(`public.${t}_titles`)).toEqual([{ oid }]);
+  expect(await sql(`SELECT count(*)::int AS n FROM public.${t}_titles`)).toEqual([{ n: 301 }]);
+});
+
+test('compat view after the drop: the view stays over the new table, the retired table is gone', async () => {
+  const { t, schema, plan } = await stories();
+  const result = await runCli(['start', writePlan(plan), '--auto-approve', '--json']);
+  expect(result).toMatchObject({ code: 0, stderr: '' });
+  expect(JSON.parse(result.stdout).phase).toBe('done');
+  expect(await sql(`SELECT relname FROM pg_class WHERE relname LIKE $1`, [`${t}_retired_%`])).toEqual([]);
+  expect(await sql(`SELECT count(*)::int AS n FROM public.${t} WHERE status = 'inactive'`)).toEqual([{ n: 60 }]);
+  expect(await sql(`SELECT count(*)::int AS n FROM ${schema}.${t}`)).toEqual([{ n: 300 }]);
+  expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`, [`${schema}.${t}`])).toEqual([]);
+});
