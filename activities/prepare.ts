@@ -51,6 +51,11 @@ export async function dropTarget(input: DropTargetInput): Promise<string> {
     if (where.schema !== input.target.schema || where.name !== input.target.name) {
       throw fatal('NotOurs', `the table created as ${displayName(input.target)} is now ${displayName(where)}; it may be live, so it is left in place`);
     }
+    // Reverse capture exists from the cutover commit until a completed swap back: the table went live and may
+    // hold writes nobody else has (with a compatibility view it is still at its own name, so the check above passes).
+    if (await tableOid(client, changeTable(input.targetOid))) {
+      throw fatal('NotOurs', `${displayName(input.target)} went live at cutover and was not swapped back; left in place`);
+    }
     if (!(await createdByRun(client, input.runId, 'target', input.targetOid))) {
       throw fatal('NotOurs', `${displayName(input.target)} is not recorded as created by this migration; left in place`);
     }

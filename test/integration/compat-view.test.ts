@@ -102,3 +102,23 @@ test('compat view after the drop: the view stays over the new table, the retired
   expect(await sql(`SELECT count(*)::int AS n FROM ${schema}.${t}`)).toEqual([{ n: 300 }]);
   expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`, [`${schema}.${t}`])).toEqual([]);
 });
+
+test('compat view: when swap back is refused, the new table, live at its own name, is never dropped by a later compensation', async () => {
+  const { t, schema, plan } = await stories();
+  const planName = String(plan.name);
+  expect((await runCli(['start', writePlan(plan)])).code).toBe(0);
+  await waitFor(planName, atPhase('awaiting_cutover'));
+  expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+  await waitFor(planName, atPhase('awaiting_drop'));
+  await sql(`INSERT INTO public.${t} (owner_id, title) VALUES (1, 'only in the new table')`);
+  // Somebody replaces the compatibility view by a table of their own: swap back must refuse to touch it.
+  await sql(`DROP VIEW public.${t} CASCADE`);
+  await sql(`CREATE TABLE public.${t} (x int)`);
+
+  expect((await runCli(['rollback', planName, '--as', 'carol'])).code).toBe(0);
+  const end = await waitFor(planName, atPhase('failed'));
+  expect(end.compensations.map((c) => [c.name, c.state])).toEqual([['swapBack', 'failed'], ['removeChangeCapture', 'done'], ['dropTarget', 'failed']]);
+  expect(end.compensations[0]!.error).toMatch(/no longer the compatibility view/);
+  expect(end.compensations[2]!.error).toMatch(/went live at cutover and was not swapped back; left in place/);
+  expect(await sql(`SELECT count(*)::int AS n FROM ${schema}.${t}`)).toEqual([{ n: 301 }]);
+});
