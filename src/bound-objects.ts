@@ -215,6 +215,8 @@ export async function captureBoundObjects(client: pg.Client, oid: number, live: 
           AND NOT (d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_class'::regclass
                    AND EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = d.objid AND p.prosqlbody IS NOT NULL))
           AND NOT (d.classid = 'pg_class'::regclass AND d.objid = $1)
+          -- The table's own column defaults and generated expressions: part of the table, like its indexes.
+          AND NOT (d.classid = 'pg_attrdef'::regclass AND EXISTS (SELECT 1 FROM pg_attrdef ad WHERE ad.oid = d.objid AND ad.adrelid = $1))
         ORDER BY 1`);
 
     const sequences = await q<{ schema: string; name: string; column: string; identity: boolean }>(

@@ -6,7 +6,10 @@ export interface ColumnInfo {
   name: string;
   /** format_type() output: a type name PostgreSQL itself produced, safe to use in a cast. */
   type: string;
-  /** The type without length / precision (format_type(oid, NULL)): casting to it never truncates or rounds. */
+  /**
+   * The type without length / precision (format_type(oid, NULL)): casting to it never truncates or rounds. Except
+   * that `character` means char(1), so char(n) (and its arrays) use the unconstrained `bpchar` instead.
+   */
   baseType: string;
   /** Collation name, or null for types without one. */
   collation: string | null;
@@ -54,7 +57,8 @@ export async function tableInfo(client: pg.Client, ref: TableRef): Promise<Table
   const row = rel.rows[0];
   if (!row) return undefined;
   const cols = await client.query<ColumnInfo>(
-    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, format_type(a.atttypid, NULL) AS "baseType",
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, CASE a.atttypid WHEN 'pg_catalog.bpchar'::regtype THEN 'bpchar' WHEN 'pg_catalog._bpchar'::regtype THEN 'bpchar[]'
+                 ELSE format_type(a.atttypid, NULL) END AS "baseType",
             CASE WHEN a.attcollation <> 0 THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END AS collation,
             a.attnotnull AS "notNull",
             a.attgenerated <> '' AS generated, a.attidentity <> '' AS identity, a.atthasdef AS "hasDefault"
