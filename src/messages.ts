@@ -60,12 +60,27 @@ export interface GateStatus {
   notBefore?: string;
 }
 
+/** A key range (lo, hi] as PostgreSQL prints the key; null is an open end. */
+export interface KeyRangeReport {
+  lo: string[] | null;
+  hi: string[] | null;
+  /** For a repaired range: the repair pass after which it was equal. */
+  pass?: number;
+}
+
 export interface ValidationResult {
   ok: boolean;
+  /** Whole-table figures of the first check, before any repair. */
   source: { rows: number; checksum: string };
   target: { rows: number; checksum: string };
   /** Keys with captured changes not yet replayed when the snapshot was taken: left out on both sides. */
   inFlightKeys: number;
+  /** Key ranges (the copy's chunk size) compared. */
+  rangesChecked: number;
+  /** Ranges that differed, were copied again and then were equal. */
+  repaired: KeyRangeReport[];
+  /** Ranges that still differed after the last repair pass: the migration fails. */
+  stillDifferent: KeyRangeReport[];
   message: string;
 }
 
