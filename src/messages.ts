@@ -75,7 +75,7 @@ export interface ValidationResult {
   target: { rows: number; checksum: string };
   /** Keys with captured changes not yet replayed when the snapshot was taken: left out on both sides. */
   inFlightKeys: number;
-  /** Key ranges (the copy's chunk size) compared. */
+  /** Key ranges compared: 1 (the whole table) when it was equal, else the copy's chunks. */
   rangesChecked: number;
   /** Ranges that differed, were copied again and then were equal. */
   repaired: KeyRangeReport[];
