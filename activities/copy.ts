@@ -10,7 +10,7 @@ import { connect, databaseUrl, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import { displayName } from '../src/sql';
 import { copyChunk, nextChunkBound } from '../src/copy';
-import type { CopySpec, KeyValue } from '../src/projection';
+import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
 import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
 import type { MigrationRef } from './support';
 
@@ -47,8 +47,7 @@ export interface CopyProgress {
 function dataRejected(err: unknown, spec: CopySpec, lo: KeyValue, hi: KeyValue) {
   const code = pgErrorCode(err);
   if (!code || !/^2[23]/.test(code)) return undefined;
-  const range = `(${lo ? lo.join(', ') : '-inf'}, ${hi ? hi.join(', ') : '+inf'}]`;
-  return fatal('DataRejected', `${displayName(spec.target)} refused a row of key range ${range}: ${(err as Error).message} (SQLSTATE ${code})`);
+  return fatal('DataRejected', `${displayName(spec.target)} refused a row of key range ${keyRangeText(lo, hi)}: ${(err as Error).message} (SQLSTATE ${code})`);
 }
 
 export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {

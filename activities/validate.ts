@@ -16,7 +16,7 @@ import { checksum, sameChecksum, type Checksum } from '../src/checksum';
 import { copyChunk, nextChunkBound } from '../src/copy';
 import { connect, databaseUrl, inTransaction } from '../src/db';
 import type { KeyRangeReport, ValidationResult } from '../src/messages';
-import type { CopySpec, KeyValue } from '../src/projection';
+import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
 import { displayName, qualified } from '../src/sql';
 import { heartbeating, withDatabase } from './support';
 
@@ -50,10 +50,6 @@ const SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 
 function add(a: Checksum, b: Checksum): Checksum {
   return { rows: a.rows + b.rows, checksum: (BigInt(a.checksum) + BigInt(b.checksum)).toString() };
-}
-
-export function rangeText(r: Range): string {
-  return `(${r.lo ? r.lo.join(', ') : '-inf'}, ${r.hi ? r.hi.join(', ') : '+inf'}]`;
 }
 
 /**
@@ -117,7 +113,7 @@ export async function validateCopy(input: ValidateInput): Promise<ValidationResu
       const stillDifferent: KeyRangeReport[] = differing.map((r) => ({ lo: r.lo, hi: r.hi }));
       const ok = stillDifferent.length === 0;
       const excluded = first.inFlightKeys ? ` (${first.inFlightKeys} keys with changes in flight left out; replayed before cutover)` : '';
-      const list = (rs: KeyRangeReport[]) => rs.slice(0, LISTED).map(rangeText).join(', ') + (rs.length > LISTED ? `, and ${rs.length - LISTED} more` : '');
+      const list = (rs: KeyRangeReport[]) => rs.slice(0, LISTED).map((r) => keyRangeText(r.lo, r.hi)).join(', ') + (rs.length > LISTED ? `, and ${rs.length - LISTED} more` : '');
       const repairedText = repaired.length ? `; ${repaired.length} differing key range(s) copied again and now equal: ${list(repaired)}` : '';
       const message = ok
         ? `${first.target.rows} rows${first.ranges > 1 ? ` in ${first.ranges} key ranges` : ''}; checksum of the mapped projection equal on ${displayName(spec.source)} and ${displayName(spec.target)}${repairedText}${excluded}`

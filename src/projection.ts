@@ -63,6 +63,11 @@ function keyLiteral(key: KeyColumn[], value: string[]): string {
   return parts.length === 1 ? parts[0]! : `ROW(${parts.join(', ')})`;
 }
 
+/** A key range as operators read it in messages: `(lo, hi]`, open ends as -inf / +inf. */
+export function keyRangeText(lo: KeyValue, hi: KeyValue): string {
+  return `(${lo ? lo.join(', ') : '-inf'}, ${hi ? hi.join(', ') : '+inf'}]`;
+}
+
 /** `key > lo AND key <= hi` (row comparison for composite keys); either end may be open. */
 export function keyRange(key: KeyColumn[], lo: KeyValue, hi: KeyValue): string {
   const conds: string[] = [];

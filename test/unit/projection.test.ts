@@ -1,4 +1,4 @@
-import { checksumSql, compatViewSql, copyInSql, copyOutSql, deleteRangeSql, keyRange, type CopySpec } from '../../src/projection';
+import { checksumSql, compatViewSql, copyInSql, copyOutSql, deleteRangeSql, keyRange, keyRangeText, type CopySpec } from '../../src/projection';
 
 const spec: CopySpec = {
   source: { schema: 'public', name: 'profiles' },
@@ -15,6 +15,11 @@ describe('projection SQL', () => {
     expect(keyRange(spec.key, ['10'], ['20'])).toBe(`"id" > '10'::bigint AND "id" <= '20'::bigint`);
     expect(keyRange(spec.key, null, ['20'])).toBe(`"id" <= '20'::bigint`);
     expect(keyRange(spec.key, null, null)).toBe('true');
+  });
+
+  test('key ranges read (lo, hi] in messages, open ends as infinities', () => {
+    expect(keyRangeText(null, ['100'])).toBe('(-inf, 100]');
+    expect(keyRangeText(['0000', "o'brien"], null)).toBe("(0000, o'brien, +inf]");
   });
 
   test('composite keys compare as rows, and key text is quoted as a literal', () => {
