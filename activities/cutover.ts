@@ -20,8 +20,8 @@ import { inTransaction, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, type TableRef } from '../src/sql';
-import { captureBoundObjects, createCompatView, isCompatViewOver, moveBoundObjects, moveReaders, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
-import { lockExclusive, moveTable, setLockTimeout, whileAt } from '../src/swap';
+import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
+import { lockExclusive, moveTable, newTableHome, setLockTimeout, whileAt } from '../src/swap';
 import type { CompatColumn } from '../src/projection';
 import { heartbeating, withDatabase, type MigrationRef } from './support';
 
@@ -55,11 +55,6 @@ const MAX_BACKOFF_MS = 10_000;
 
 function same(a: TableRef | undefined, b: TableRef): boolean {
   return a !== undefined && a.schema === b.schema && a.name === b.name;
-}
-
-/** Where the new table lives after cutover: the live name, or its own name when a compatibility view has the live one. */
-export function newTableHome(input: Pick<SwapInput, 'spec' | 'compatView'>): TableRef {
-  return input.compatView ? input.spec.target : input.spec.source;
 }
 
 /** Replay batches until the change table is empty; returns how many changes were replayed. */
@@ -103,7 +98,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
   const { spec, retired } = input;
   return withDatabase(input, async (client) => {
     // The source is renamed only by the commit, so its retired name alone says the swap happened.
-    if (same(await relationName(client, input.sourceOid), retired) && same(await relationName(client, input.targetOid), newTableHome(input))) {
+    const home = newTableHome(spec, Boolean(input.compatView));
+    if (same(await relationName(client, input.sourceOid), retired) && same(await relationName(client, input.targetOid), home)) {
       return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)', statements: [] };
     }
     const replay = () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH);
@@ -117,39 +113,19 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       await dropCaptureTriggers(client, spec.source);
       const bound = await captureBoundObjects(client, input.sourceOid, spec.source);
       await moveTable(client, spec.source, retired);
-      const moveOver = async () => {
-        const moved = await moveBoundObjects(client, bound, input.sourceOid, { ref: spec.source, oid: input.targetOid }, { readersLater: Boolean(input.compatView) });
-        if (moved.problems.length) {
-          // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
-          throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
-        }
-        // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
-        // whether it would lose something.
-        await installCapture(client, { source: spec.source, sourceOid: input.targetOid }, spec.key);
-        return moved;
-      };
-      let moved: Awaited<ReturnType<typeof moveOver>>;
-      if (input.compatView) {
-        // Everything moved while the new table has the live name follows it by OID when it takes its own back.
-        moved = await whileAt(client, input.targetOid, spec.target, spec.source, moveOver);
-      } else {
-        await moveTable(client, spec.target, spec.source);
-        moved = await moveOver();
-      }
-      const statements = [...moved.statements];
-      let now = `${displayName(spec.target)} is now ${displayName(spec.source)}`;
-      if (input.compatView) {
-        const view = await createCompatView(client, bound, spec.target, input.compatView);
-        if (view.problems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot be made: ${view.problems.join('; ')}`);
-        // Views, policies and functions that read the old table now read the view: the old columns are there.
-        const readers = await moveReaders(client, bound, input.sourceOid);
-        if (readers.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the compatibility view: ${readers.problems.join('; ')}`);
-        statements.push(...view.statements, ...readers.statements);
-        now = `${displayName(spec.target)} is the new table and ${displayName(spec.source)} a compatibility view over it`;
-      }
+      const moved = await moveToNewTable(client, bound, input.sourceOid, { oid: input.targetOid, home: spec.target }, input.compatView ?? null);
+      // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
+      if (moved.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
+      if (moved.compatProblems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot take the live name: ${moved.compatProblems.join('; ')}`);
+      // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
+      // whether it would lose something.
+      await installCapture(client, { source: home, sourceOid: input.targetOid }, spec.key);
+      const now = input.compatView
+        ? `${displayName(spec.target)} is the new table and ${displayName(spec.source)} a compatibility view over it`
+        : `${displayName(spec.target)} is now ${displayName(spec.source)}`;
       return {
         message: `${now}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
-        statements,
+        statements: moved.statements,
         foreignKeys: moved.notValidForeignKeys,
       };
     });
@@ -162,7 +138,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
 /** Compensation of swapTables. Idempotent: nothing to do when the source already has its name back. */
 export async function swapBack(input: SwapInput): Promise<string> {
   const { spec, retired } = input;
-  const home = newTableHome(input);
+  const home = newTableHome(spec, Boolean(input.compatView));
   return withDatabase(input, async (client) => {
     const sourceAt = await relationName(client, input.sourceOid);
     const targetAt = await relationName(client, input.targetOid);

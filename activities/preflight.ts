@@ -6,9 +6,9 @@
 import { parse as parseSql } from 'libpg-query';
 import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
-import { captureBoundObjects, createCompatView, describeBoundObjects, moveBoundObjects, moveReaders } from '../src/bound-objects';
+import { captureBoundObjects, describeBoundObjects, moveToNewTable } from '../src/bound-objects';
 import { accessControl, estimatedRowCount, tableInfo, tableOid, type TableInfo } from '../src/catalog';
-import { moveTable, setLockTimeout, whileAt } from '../src/swap';
+import { moveTable, newTableHome, setLockTimeout } from '../src/swap';
 import { fatal } from '../src/errors';
 import { pgErrorCode } from '../src/db';
 import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
@@ -151,7 +151,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
     backup,
     warnings,
     // Reverse replay reads the new table where it lives after cutover: the live name, or its own with a compat view.
-    reverse: { spec: { source: plan.cutover.compatView ? plan.target : plan.source, target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible },
+    reverse: { spec: { source: newTableHome(plan, plan.cutover.compatView), target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible },
     compatView,
     snapshot: {
       columns: source.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
@@ -322,21 +322,9 @@ async function rehearseCutover(client: pg.Client, plan: Plan, sourceOid: number,
     const captured = await captureBoundObjects(client, sourceOid, plan.source);
     moves.push(...describeBoundObjects(captured, { compatView: compatView !== null }));
     await moveTable(client, plan.source, { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_retired_rehearsal') });
-    const moveOver = () => moveBoundObjects(client, captured, sourceOid, { ref: plan.source, oid: targetOid }, { dryRun: true, readersLater: compatView !== null });
-    let result: Awaited<ReturnType<typeof moveOver>>;
-    if (compatView) {
-      result = await whileAt(client, targetOid, plan.target, plan.source, moveOver);
-    } else {
-      await moveTable(client, plan.target, plan.source);
-      result = await moveOver();
-    }
+    const result = await moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: plan.target }, compatView, { dryRun: true });
     problems.push(...result.problems.map((p) => `cutover: ${p}`));
-    if (compatView) {
-      const view = await createCompatView(client, captured, plan.target, compatView, { dryRun: true });
-      problems.push(...view.problems.map((p) => `cutover.compatView: ${p}`));
-      const readers = await moveReaders(client, captured, sourceOid, { dryRun: true });
-      problems.push(...readers.problems.map((p) => `cutover.compatView: ${p}`));
-    }
+    problems.push(...result.compatProblems.map((p) => `cutover.compatView: ${p}`));
   } catch (err) {
     problems.push(pgErrorCode(err) === '55P03'
       ? `cutover: could not rehearse the cutover: ${displayName(plan.source)} is locked by another transaction for longer than cutover.lockTimeoutMs (${plan.cutover.lockTimeoutMs} ms); retry when it is free`

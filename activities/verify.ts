@@ -9,6 +9,7 @@ import { relationName } from '../src/catalog';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, qualified } from '../src/sql';
+import { newTableHome } from '../src/swap';
 import { withDatabase } from './support';
 
 export interface VerifyInput {
@@ -21,7 +22,7 @@ export interface VerifyInput {
 export async function verifyCutover(input: VerifyInput): Promise<string> {
   const { spec } = input;
   return withDatabase(input, async (client) => {
-    const home = input.compatView ? spec.target : spec.source;
+    const home = newTableHome(spec, Boolean(input.compatView));
     const at = await relationName(client, input.targetOid);
     if (!at || at.schema !== home.schema || at.name !== home.name) {
       throw fatal('ValidationMismatch', `after cutover ${displayName(home)} is not the new table`);

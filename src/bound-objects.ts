@@ -17,7 +17,7 @@ import type pg from 'pg';
 import { relationName } from './catalog';
 import { compatViewSql, type CompatColumn } from './projection';
 import { displayName, qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
-import { advanceOwnedSequences, moveSharedSequences } from './swap';
+import { advanceOwnedSequences, moveSharedSequences, moveTable, whileAt } from './swap';
 
 export interface BoundGrant {
   /** Role name; null for PUBLIC. */
@@ -706,6 +706,38 @@ export async function isCompatViewOver(client: pg.Client, view: TableRef, overOi
     [view.schema, view.name]);
   const reads = rows[0]?.reads ?? [];
   return reads.length === 1 && Number(reads[0]) === overOid;
+}
+
+export interface CutoverMove extends MoveResult {
+  /** `cutover.compatView`: what could not be made (the view) or re-pointed to it (its readers). */
+  compatProblems: string[];
+}
+
+/**
+ * The cutover's move, one function for the cutover and for preflight's rehearsal, so the rehearsal proves what
+ * will run. Call once the old table (`fromOid`) has left the live name. Plain swap: the new table (`to.oid`, at
+ * `to.home`) takes the live name for good and everything captured moves to it. With `compatView`: the new table
+ * visits the live name while the same objects move (they follow it home by OID), then the compatibility view
+ * takes the live name and the old table's readers are re-pointed to it.
+ */
+export async function moveToNewTable(
+  client: pg.Client,
+  captured: BoundObjects,
+  fromOid: number,
+  to: { oid: number; home: TableRef },
+  compatView: CompatColumn[] | null,
+  options: MoveOptions = {},
+): Promise<CutoverMove> {
+  const live = captured.live;
+  const move = () => moveBoundObjects(client, captured, fromOid, { ref: live, oid: to.oid }, { ...options, readersLater: compatView !== null });
+  if (!compatView) {
+    await moveTable(client, to.home, live);
+    return { ...(await move()), compatProblems: [] };
+  }
+  const moved = await whileAt(client, to.oid, to.home, live, move);
+  const view = await createCompatView(client, captured, to.home, compatView, options);
+  const readers = await moveReaders(client, captured, fromOid, options);
+  return { ...moved, statements: [...moved.statements, ...view.statements, ...readers.statements], compatProblems: [...view.problems, ...readers.problems] };
 }
 
 /** After COMMIT: VALIDATE each NOT VALID FK (SHARE UPDATE EXCLUSIVE on the referencing table only). */

@@ -6,6 +6,11 @@ import type pg from 'pg';
 import { relationName } from './catalog';
 import { displayName, nameWithSuffix, qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
 
+/** Where the new table lives after cutover: the live name, or its own name when a compatibility view has the live one. */
+export function newTableHome(spec: { source: TableRef; target: TableRef }, compatView: boolean): TableRef {
+  return compatView ? spec.target : spec.source;
+}
+
 export async function setLockTimeout(client: pg.Client, ms: number): Promise<void> {
   await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${ms}ms`]);
 }
