@@ -161,6 +161,11 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   };
 }
 
+/** A mapping expression that is just the column `name` (quoted, or written plainly), not an expression over it. */
+function isColumn(expr: string, name: string): boolean {
+  return expr === quoteIdent(name) || expr.trim() === name;
+}
+
 function resolveKey(plan: Plan, source: TableInfo, problems: string[]): CopySpec['key'] {
   const names = plan.key ?? (source.primaryKey.length ? source.primaryKey : source.uniqueNotNullKeys[0]);
   if (!names) {
@@ -227,7 +232,7 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
     }
     for (const k of key) {
       const mapped = columns.find((c) => c.target === k.name);
-      if (!mapped || (mapped.expr !== quoteIdent(k.name) && mapped.expr.trim() !== k.name)) {
+      if (!mapped || !isColumn(mapped.expr, k.name)) {
         problems.push(`key: key column ${k.name} must be copied unchanged into a target column of the same name`);
       } else {
         mapped.expr = quoteIdent(k.name);
@@ -280,7 +285,7 @@ export function inverseMapping(plan: Plan, source: TableInfo, forward: MappedCol
   for (const sc of source.columns) {
     if (sc.generated) continue;
     const given = plan.reverse[sc.name];
-    const carried = forward.find((f) => f.expr === quoteIdent(sc.name) || f.expr.trim() === sc.name);
+    const carried = forward.find((f) => isColumn(f.expr, sc.name));
     const expr = given ?? (carried ? quoteIdent(carried.target) : undefined);
     if (expr === undefined) notInvertible.push(sc.name);
     else columns.push({ target: sc.name, expr, type: sc.type, copyType: sc.baseType });
@@ -301,7 +306,7 @@ export function compatViewColumns(source: TableInfo, target: TableInfo, reverse:
       problems.push(`cutover.compatView: column ${sc.name} of ${displayName(source.ref)} cannot be derived from ${displayName(target.ref)}; give it under reverse: (or use compatView: false)`);
       continue;
     }
-    const column = target.columns.find((t) => expr === quoteIdent(t.name) || expr.trim() === t.name);
+    const column = target.columns.find((t) => isColumn(expr, t.name));
     out.push(column && column.type === sc.type
       ? { name: sc.name, expr: quoteIdent(column.name), type: sc.type, plain: true }
       : { name: sc.name, expr, type: sc.type, plain: false });
