@@ -4,7 +4,7 @@
  */
 import pg from 'pg';
 import { captureBoundObjects, describeBoundObjects, moveBoundObjects, validateForeignKeys, type BoundObjects } from '../../src/bound-objects';
-import { catalogSnapshot, sql, uniqueName } from '../support/helpers';
+import { catalogSnapshot, relationOid, sql, uniqueName } from '../support/helpers';
 
 const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const pub = (s: string) => `public.${q(s)}`;
@@ -15,9 +15,8 @@ async function connect(): Promise<pg.Client> {
   return client;
 }
 
-async function oidOf(name: string): Promise<number> {
-  const [r] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${q(name)}`]);
-  return r!.oid;
+function oidOf(name: string): Promise<number> {
+  return relationOid(`public.${q(name)}`);
 }
 
 async function ensureRoles(): Promise<void> {
@@ -111,7 +110,7 @@ describe('objects bound to the source OID follow the live name at cutover', () =
     // A column comment the target did not copy (made after LIKE): moved; title's comment came with LIKE: kept.
     await sql(`COMMENT ON COLUMN ${pub(src)}.owner_id IS 'who owns it'`);
     await sql(`INSERT INTO ${pub(target)} (id, seq_no, owner_id, title, updated_at) SELECT id, seq_no, owner_id, title, updated_at FROM ${pub(src)}`);
-    const [v1Before] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [pub(v1)]);
+    const v1Before = await relationOid(pub(v1));
     const [countFnBefore] = await sql<{ oid: number }>(`SELECT $1::regproc::oid::int AS oid`, [pub(countFn)]);
     const policiesBefore = await sql(`SELECT policyname, permissive, roles::text[] AS roles, cmd, qual, with_check FROM pg_policies WHERE tablename = $1 ORDER BY 1`, [src]);
 
@@ -139,7 +138,7 @@ describe('objects bound to the source OID follow the live name at cutover', () =
       [sourceOid, targetOid]);
     expect(viewDeps).toEqual([{ view: v1, ref: targetOid }]);
     const [v1After] = await sql<{ oid: number; reloptions: string[] }>(`SELECT oid::int AS oid, reloptions FROM pg_class WHERE oid = $1::regclass`, [pub(v1)]);
-    expect(v1After!.oid).toBe(v1Before!.oid);
+    expect(v1After!.oid).toBe(v1Before);
     expect(v1After!.reloptions.sort()).toEqual(['security_barrier=true', 'security_invoker=true']);
 
     // Bound from elsewhere: the other table's policy and the function now depend on the new table, same OIDs.

@@ -4,7 +4,7 @@
  * table's row-level security. Code still using the old name reads and writes through it; rollback removes it and
  * brings back the original table with what was written through the view; after the drop the view stays.
  */
-import { atPhase, basePlan, fingerprint, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { atPhase, basePlan, fingerprint, relationOid, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
 
 async function stories(): Promise<{ t: string; schema: string; plan: Record<string, unknown>; oid: number }> {
   for (const role of ['anon', 'authenticated']) {
@@ -24,14 +24,14 @@ async function stories(): Promise<{ t: string; schema: string; plan: Record<stri
   await sql(`GRANT USAGE ON SEQUENCE public.${t}_id_seq TO authenticated`);
   await sql(`ALTER TABLE public.${t} ENABLE ROW LEVEL SECURITY`);
   await sql(`CREATE POLICY own_stories ON public.${t} FOR ALL TO authenticated USING (owner_id = 1) WITH CHECK (owner_id = 1)`);
-  const [old] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}`]);
+  const old = await relationOid(`public.${t}`);
   const plan = basePlan(t, `public.${t}`, `${schema}.${t}`, {
     create: `CREATE TABLE ${schema}.${t} (id int PRIMARY KEY DEFAULT nextval('public.${t}_id_seq'), owner_id int NOT NULL, headline text NOT NULL, is_active boolean NOT NULL DEFAULT true)`,
     columns: { headline: 'title', is_active: `status = 'active'` },
     reverse: { status: `CASE WHEN is_active THEN 'active' ELSE 'inactive' END` },
     cutover: { compatView: true },
   });
-  return { t, schema, plan, oid: old!.oid };
+  return { t, schema, plan, oid: old };
 }
 
 beforeAll(async () => {
@@ -51,12 +51,12 @@ test('compat view: new table under its own name, the old name a security_invoker
 
   // The foreign key moved to the new table and followed it to its own name; the dependent view, written against
   // the old columns (title), reads the compatibility view.
-  const [fresh] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`${schema}.${t}`]);
-  const [compat] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}`]);
-  expect(await sql(`SELECT confrelid::int AS oid FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, [`public.${t}_comments`])).toEqual([fresh]);
+  const fresh = await relationOid(`${schema}.${t}`);
+  const compat = await relationOid(`public.${t}`);
+  expect(await sql(`SELECT confrelid::int AS oid FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, [`public.${t}_comments`])).toEqual([{ oid: fresh }]);
   const readsOf = (view: string) => sql(`SELECT DISTINCT d.refobjid::int AS oid FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid
                      WHERE r.ev_class = $1::regclass AND d.refobjid <> r.ev_class AND d.refclassid = 'pg_class'::regclass`, [view]);
-  expect(await readsOf(`public.${t}_titles`)).toEqual([compat]);
+  expect(await readsOf(`public.${t}_titles`)).toEqual([{ oid: compat }]);
   const [view] = await sql<{ relkind: string; reloptions: string[] }>(`SELECT relkind, reloptions FROM pg_class WHERE oid = $1::regclass`, [`public.${t}`]);
   expect(view).toEqual({ relkind: 'v', reloptions: ['security_invoker=true'] });
   expect(await sql(`SELECT relkind FROM pg_class WHERE oid = $1::regclass`, [`${schema}.${t}`])).toEqual([{ relkind: 'r' }]);

@@ -4,7 +4,7 @@
  * membership. After `done` each is on the new table (checked with our own catalog SQL) and the retired table
  * dropped without CASCADE.
  */
-import { basePlan, fingerprint, runCli, sql, uniqueName, writePlan } from '../support/helpers';
+import { basePlan, fingerprint, relationOid, runCli, sql, uniqueName, writePlan } from '../support/helpers';
 
 test('cutover moves FK, view, sequences, grants, RLS, trigger, comment and publication; the old table drops cleanly', async () => {
   for (const role of ['anon', 'authenticated']) {
@@ -25,7 +25,7 @@ test('cutover moves FK, view, sequences, grants, RLS, trigger, comment and publi
   await sql(`CREATE TRIGGER touch BEFORE UPDATE ON public.${t} FOR EACH ROW EXECUTE FUNCTION public.${t}_touch()`);
   await sql(`COMMENT ON TABLE public.${t} IS 'stories told'`);
   await sql(`CREATE PUBLICATION ${t}_realtime FOR TABLE public.${t}`);
-  const [old] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}`]);
+  const old = await relationOid(`public.${t}`);
   const before = await fingerprint(`SELECT * FROM public.${t}`, 'id');
 
   // No DDL: the target is LIKE the source INCLUDING ALL, so it shares the serial sequence and has its own identity.
@@ -33,17 +33,17 @@ test('cutover moves FK, view, sequences, grants, RLS, trigger, comment and publi
   expect(result).toMatchObject({ code: 0, stderr: '' });
   expect(JSON.parse(result.stdout).phase).toBe('done');
 
-  const [live] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}`]);
-  expect(live!.oid).not.toBe(old!.oid);
+  const live = await relationOid(`public.${t}`);
+  expect(live).not.toBe(old);
   expect(await fingerprint(`SELECT * FROM public.${t}`, 'id')).toEqual(before);
   expect(await sql(`SELECT relname FROM pg_class WHERE relname LIKE $1`, [`${t}_retired_%`])).toEqual([]);
 
   const [fk] = await sql<{ confrelid: number; convalidated: boolean }>(
     `SELECT confrelid::int AS confrelid, convalidated FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, [`public.${t}_comments`]);
-  expect(fk).toEqual({ confrelid: live!.oid, convalidated: true });
+  expect(fk).toEqual({ confrelid: live, convalidated: true });
   const view = await sql<{ reloptions: string[] }>(
     `SELECT v.reloptions FROM pg_class v JOIN pg_rewrite r ON r.ev_class = v.oid JOIN pg_depend d ON d.objid = r.oid
-      WHERE v.oid = $1::regclass AND d.refobjid = $2 LIMIT 1`, [`public.${t}_titles`, live!.oid]);
+      WHERE v.oid = $1::regclass AND d.refobjid = $2 LIMIT 1`, [`public.${t}_titles`, live]);
   expect(view).toEqual([{ reloptions: ['security_invoker=true'] }]);
   const [ins] = await sql<{ id: number; seq_no: number }>(`INSERT INTO public.${t} (owner_id, title) VALUES (1, 'after') RETURNING id, seq_no`);
   expect(ins!.id).toBeGreaterThan(500);
@@ -51,12 +51,12 @@ test('cutover moves FK, view, sequences, grants, RLS, trigger, comment and publi
   expect(await sql(`SELECT pg_get_serial_sequence($1, 'id') IS NOT NULL AS owned`, [`public.${t}`])).toEqual([{ owned: true }]);
   expect(await sql(`SELECT has_table_privilege('anon', $1, 'SELECT') AS a, has_table_privilege('authenticated', $1, 'INSERT') AS b,
                            has_table_privilege('anon', $1, 'INSERT') AS c`, [`public.${t}`])).toEqual([{ a: true, b: true, c: false }]);
-  expect(await sql(`SELECT relrowsecurity FROM pg_class WHERE oid = $1`, [live!.oid])).toEqual([{ relrowsecurity: true }]);
-  expect(await sql(`SELECT polname FROM pg_policy WHERE polrelid = $1`, [live!.oid])).toEqual([{ polname: 'own_stories' }]);
-  expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal`, [live!.oid])).toEqual([{ tgname: 'touch' }]);
+  expect(await sql(`SELECT relrowsecurity FROM pg_class WHERE oid = $1`, [live])).toEqual([{ relrowsecurity: true }]);
+  expect(await sql(`SELECT polname FROM pg_policy WHERE polrelid = $1`, [live])).toEqual([{ polname: 'own_stories' }]);
+  expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal`, [live])).toEqual([{ tgname: 'touch' }]);
   const [touched] = await sql<{ updated_at: Date }>(`UPDATE public.${t} SET title = 'x' WHERE id = 1 RETURNING updated_at`);
   expect(touched!.updated_at.toISOString()).toBe('2030-01-01T00:00:00.000Z');
-  expect(await sql(`SELECT obj_description($1::oid, 'pg_class') AS c`, [live!.oid])).toEqual([{ c: 'stories told' }]);
+  expect(await sql(`SELECT obj_description($1::oid, 'pg_class') AS c`, [live])).toEqual([{ c: 'stories told' }]);
   expect(await sql(`SELECT prrelid::int AS oid FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1`,
-    [`${t}_realtime`])).toEqual([{ oid: live!.oid }]);
+    [`${t}_realtime`])).toEqual([{ oid: live }]);
 });

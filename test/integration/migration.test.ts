@@ -5,7 +5,7 @@
 import { connectClient } from '../../src/config';
 import { abort, migrationWorkflowId, pause, resume } from '../../src/messages';
 import { loadPlan } from '../../src/plan/load';
-import { atPhase, basePlan, fingerprint, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { atPhase, basePlan, fingerprint, relationOid, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
 import { PROFILES_V2_SELECT, PROFILES_V2_TARGET_SELECT, profilesV2, seedProfiles } from '../support/seed';
 
 describe('migrationWorkflow on a real database and Temporal server', () => {
@@ -65,7 +65,7 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
     const dst = `${src}_v2`;
     await seedProfiles(src, 3000);
     const before = await fingerprint(`SELECT * FROM public.${src}`, 'id');
-    const [oidBefore] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    const oidBefore = await relationOid(`public.${src}`);
     const planName = src.replace(/_/g, '-');
     const plan = writePlan(basePlan(src, `public.${src}`, `public.${dst}`, profilesV2(dst)));
 
@@ -80,7 +80,7 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
     expect(end.compensations).toEqual([{ name: 'removeChangeCapture', state: 'done' }, { name: 'dropTarget', state: 'done' }]);
     expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [`public.${src}`])).toEqual([]);
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
-    const [oidAfter] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    const oidAfter = await relationOid(`public.${src}`);
     expect(oidAfter).toEqual(oidBefore);
     expect(await sql(`SELECT 1 FROM pg_class WHERE relname = $1`, [dst])).toHaveLength(0);
     expect((await fingerprint(`SELECT * FROM ${end.backupTable}`, 'id')).md5).toBe(before.md5);
@@ -134,7 +134,7 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
     const plan = writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`));
     expect((await runCli(['start', plan])).code).toBe(0);
     await waitFor(planName, atPhase('awaiting_cutover'));
-    const [sourceOid] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    const sourceOid = await relationOid(`public.${src}`);
     await sql(`UPDATE public.${src} SET full_name = 'changed while waiting' WHERE id = 42`);
     await sql(`DELETE FROM public.${src} WHERE id = 43`);
     await sql(`UPDATE public.${src} SET id = 5000 WHERE id = 44`);
@@ -151,8 +151,8 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
     // Nothing of the capture is left behind.
     expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [`public.${src}`])).toEqual([]);
-    const [live] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
-    expect(await sql(`SELECT to_regclass($1) AS t, to_regclass($2) AS u`, [`safeshift.changes_${sourceOid!.oid}`, `safeshift.changes_${live!.oid}`]))
+    const live = await relationOid(`public.${src}`);
+    expect(await sql(`SELECT to_regclass($1) AS t, to_regclass($2) AS u`, [`safeshift.changes_${sourceOid}`, `safeshift.changes_${live}`]))
       .toEqual([{ t: null, u: null }]);
   });
 });
@@ -163,22 +163,22 @@ describe('after cutover', () => {
     const dst = `${src}_v2`;
     await seedProfiles(src, 2000);
     const before = await fingerprint(`SELECT * FROM public.${src}`, 'id');
-    const [oidBefore] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    const oidBefore = await relationOid(`public.${src}`);
     const planName = src.replace(/_/g, '-');
     expect((await runCli(['start', writePlan(basePlan(src, `public.${src}`, `public.${dst}`, profilesV2(dst)))])).code).toBe(0);
     await waitFor(planName, atPhase('awaiting_cutover'));
     expect((await runCli(['approve', planName, '--as', 'bob', '--gate', 'cutover'])).code).toBe(0);
     const atDrop = await waitFor(planName, atPhase('awaiting_drop'));
     // Cut over: the live name is the new shape now.
-    const [live] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
-    expect(live!.oid).not.toBe(oidBefore!.oid);
+    const live = await relationOid(`public.${src}`);
+    expect(live).not.toBe(oidBefore);
     expect(atDrop.retiredTable).toMatch(new RegExp(`^public\\.${src}_retired_\\d{14}$`));
 
     expect((await runCli(['reject', planName, '--as', 'alice', '--reason', 'app errors after cutover'])).code).toBe(0);
     const end = await waitFor(planName, atPhase('rolled_back'));
     expect(end.compensations).toEqual([{ name: 'swapBack', state: 'done' }, { name: 'removeChangeCapture', state: 'done' }, { name: 'dropTarget', state: 'done' }]);
     expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [`public.${src}`])).toEqual([]);
-    const [oidAfter] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${src}`]);
+    const oidAfter = await relationOid(`public.${src}`);
     expect(oidAfter).toEqual(oidBefore);
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
     expect(await sql(`SELECT 1 FROM pg_class WHERE relname IN ($1, $2)`, [dst, end.retiredTable!.split('.')[1]])).toHaveLength(0);

@@ -50,6 +50,12 @@ export async function fingerprint(select: string, orderBy: string): Promise<{ ro
   return { rows: Number(r!.rows), md5: r!.md5 };
 }
 
+/** The OID of a relation named as in SQL (`public.t`, `"Odd"."Name"`); fails if there is none. */
+export async function relationOid(ref: string): Promise<number> {
+  const [r] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [ref]);
+  return r!.oid;
+}
+
 /** Everything the catalog says about user objects: equal before and after means nothing was created or changed. */
 export async function catalogSnapshot(): Promise<string> {
   const [r] = await sql<{ md5: string }>(`
