@@ -1,15 +1,20 @@
 /**
- * Phase 4, copy: key-range chunks streamed with COPY, one target transaction per chunk (delete range + copy), so
- * a chunk that is redone never leaves a duplicate. The activity copies for at most `sliceMs` and returns, so the
- * workflow can pause or abort between slices; it heartbeats the last finished key, and a retried attempt (worker
- * crash, lost connection) resumes from there. No compensation of its own: dropping the target (prepare) undoes it.
+ * Phase 4, copy: key-range chunks streamed with COPY, `parallel` lanes at once. Chunks are cut in key order by one
+ * dispenser and copied by whichever lane is free; each is one target transaction (delete the range, COPY it in,
+ * record it in `safeshift.copy_chunks`), so a chunk done twice never duplicates a row and a committed chunk is
+ * never lost. The activity copies for at most `sliceMs` and returns, so the workflow can pause or abort between
+ * slices. Every chunk is recorded when a lane is handed it and marked in its own transaction, so a retried attempt
+ * (worker killed, connection lost) knows from the records, not from its last heartbeat, which chunks were in
+ * flight: it copies exactly those again, then goes on. No compensation of its own: dropping the
+ * target (prepare) undoes it.
  */
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { connect, databaseUrl, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
+import { chunkRecords, recordCopiedChunk, recordHandedChunk } from '../src/ledger';
 import { displayName } from '../src/sql';
-import { copyChunk, nextChunkBound } from '../src/copy';
+import { copyChunk, nextChunkBound, resumePoint, tuneChunkRows, type ChunkSizing } from '../src/copy';
 import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
 import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
 import type { MigrationRef } from './support';
@@ -18,26 +23,42 @@ const QUERY_CANCELED = '57014';
 
 export interface CopySliceInput extends Pick<MigrationRef, 'db' | 'runId'> {
   spec: CopySpec;
-  /** Resume after this key (null: from the start). */
-  after: KeyValue;
+  targetOid: number;
+  /** Rows in the next chunk: the plan's chunkRows at first, then what the tuner arrived at in the last slice. */
   chunkRows: number;
+  sizing: ChunkSizing;
+  parallel: number;
   maxRowsPerSecond: number;
   throttle: ThrottleSettings;
   sliceMs: number;
 }
 
 export interface CopyProgress {
-  after: KeyValue;
+  /** Rows and chunks committed by the whole copy so far (from the chunk records: exact after any crash). */
   rows: number;
   chunks: number;
+  /** Chunks are cut up to here. */
+  lastKey: KeyValue;
   done: boolean;
+  /** Rows this slice copied again: chunks an earlier attempt had in flight when it died or was paused. */
+  rowsRedone: number;
+  /** The tuned chunk size to start the next slice with. */
+  chunkRows: number;
   throttledMs: number;
   /** The last reason the copy backed off, if it did in this slice. */
   throttleReason?: string;
-  /** The slice ended early because the migration was paused (the chunk in flight was rolled back). */
+  /** The slice ended early because the migration was paused (the chunks in flight were rolled back). */
   paused?: boolean;
   /** Attempt number of the activity that produced this progress (1 unless a worker died or a call failed). */
   attempt: number;
+}
+
+interface Work {
+  seq: number;
+  lo: KeyValue;
+  hi: KeyValue;
+  /** A chunk an earlier attempt had in flight. */
+  redo: boolean;
 }
 
 /**
@@ -52,88 +73,148 @@ function dataRejected(err: unknown, spec: CopySpec, lo: KeyValue, hi: KeyValue) 
 
 export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
   const ctx = Context.current();
-  const resumed = ctx.info.heartbeatDetails as CopyProgress | undefined;
-  // The slice finished but its completion was lost: `after: null` here means "done", not "from the start".
-  if (resumed?.done) return resumed;
-  const progress: CopyProgress = resumed
-    ? { ...resumed, attempt: ctx.info.attempt }
-    : { after: input.after, rows: 0, chunks: 0, done: false, throttledMs: 0, attempt: ctx.info.attempt };
-  progress.paused = false;
   const url = databaseUrl(input.db);
+  const { spec } = input;
   const started = Date.now();
-  let src: pg.Client | undefined;
-  let dst: pg.Client | undefined;
-  let watcher: pg.Client | undefined;
+  // Dispenses chunks (cuts the next bound), reads pause and throttle, cancels lanes on pause.
+  const control = await connect(url, 'safeshift copy (control)');
+  const lanes = new Set<pg.Client>();
   let pauseRequested = false;
+  let stopping = false;
   let watching = false;
+  const progress: CopyProgress = {
+    rows: 0, chunks: 0, lastKey: null, done: false, rowsRedone: 0, chunkRows: input.chunkRows, throttledMs: 0, attempt: ctx.info.attempt, paused: false,
+  };
   const heartbeat = setInterval(() => ctx.heartbeat(progress), 2000);
-  // A pause must take effect within a second, even in the middle of a long chunk: the watcher cancels the
-  // chunk's COPY, its transaction rolls back, and the chunk is done again after resume.
+  // A pause takes effect within a second, even in the middle of long chunks: every lane's COPY is cancelled,
+  // its transaction rolls back, and those chunks are done again after resume.
   const watch = setInterval(() => {
-    if (watching || pauseRequested || !watcher) return;
+    if (watching || pauseRequested) return;
     watching = true;
-    isPaused(watcher, input.runId)
+    isPaused(control, input.runId)
       .then(async (paused) => {
         if (!paused) return;
         pauseRequested = true;
-        const pid = (dst as unknown as { processID?: number } | undefined)?.processID;
-        if (pid) await watcher!.query('SELECT pg_cancel_backend($1)', [pid]);
+        stopping = true;
+        for (const dst of lanes) {
+          const pid = (dst as unknown as { processID?: number }).processID;
+          if (pid) await control.query('SELECT pg_cancel_backend($1)', [pid]);
+        }
       })
       .catch(() => undefined)
       .finally(() => { watching = false; });
   }, 500);
+
   try {
-    src = await connect(url, 'safeshift copy (read)');
-    dst = await connect(url, 'safeshift copy (write)');
-    watcher = await connect(url, 'safeshift copy (watch)');
+    const before = resumePoint(await chunkRecords(control, input.runId, input.targetOid));
+    Object.assign(progress, { rows: before.rows, chunks: before.chunks, lastKey: before.frontier });
+    if (before.finished && before.inFlight.length === 0) return { ...progress, done: true };
+    const inFlight = before.inFlight;
+    let frontier = before.frontier;
+    let nextSeq = before.nextSeq;
+    let exhausted = before.finished;
+    let nextStartAt = Date.now();
     ctx.heartbeat(progress);
-    while (Date.now() - started < input.sliceMs) {
-      if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
-      if (pauseRequested || (await isPaused(src, input.runId))) {
-        progress.paused = true;
-        break;
-      }
-      const reason = await throttleReason(src, input.throttle);
-      if (reason) {
-        progress.throttleReason = reason;
-        progress.throttledMs += 1000;
-        ctx.heartbeat(progress);
-        await ctx.sleep(1000);
-        continue;
-      }
-      const chunkStarted = Date.now();
-      const hi = await nextChunkBound(src, input.spec, progress.after, input.chunkRows);
-      let rows: number;
+
+    // One dispenser at a time: chunks are cut in key order, each starting where the previous one ended.
+    let turn: Promise<unknown> = Promise.resolve();
+    const dispense = (): Promise<Work | undefined> => {
+      const next = turn.then(async (): Promise<Work | undefined> => {
+        for (;;) {
+          if (stopping) return undefined;
+          if (ctx.cancellationSignal.aborted || Date.now() - started >= input.sliceMs) {
+            stopping = true;
+            return undefined;
+          }
+          if (pauseRequested || (await isPaused(control, input.runId))) {
+            pauseRequested = true;
+            stopping = true;
+            return undefined;
+          }
+          const reason = await throttleReason(control, input.throttle);
+          if (reason) {
+            progress.throttleReason = reason;
+            progress.throttledMs += 1000;
+            ctx.heartbeat(progress);
+            await ctx.sleep(1000);
+            continue;
+          }
+          if (input.maxRowsPerSecond > 0) {
+            // All lanes together: each chunk may start only once the rows before it fit the rate.
+            const wait = nextStartAt - Date.now();
+            if (wait > 0) {
+              progress.throttledMs += wait;
+              await ctx.sleep(wait);
+            }
+            nextStartAt = Math.max(Date.now(), nextStartAt) + (progress.chunkRows * 1000) / input.maxRowsPerSecond;
+          }
+          const lost = inFlight.shift();
+          if (lost) return { ...lost, redo: true };
+          if (exhausted) return undefined;
+          const hi = await nextChunkBound(control, spec, frontier, progress.chunkRows);
+          const work = { seq: nextSeq, lo: frontier, hi, redo: false };
+          await recordHandedChunk(control, input.runId, input.targetOid, work);
+          nextSeq += 1;
+          frontier = hi;
+          progress.lastKey = hi;
+          exhausted = hi === null;
+          return work;
+        }
+      });
+      turn = next.catch(() => undefined);
+      return next;
+    };
+
+    const lane = async (n: number): Promise<void> => {
+      const src = await connect(url, `safeshift copy ${n} (read)`);
+      const dst = await connect(url, `safeshift copy ${n} (write)`);
+      lanes.add(dst);
       try {
-        rows = await copyChunk(src, dst, input.spec, progress.after, hi);
-      } catch (err) {
-        if (pauseRequested && pgErrorCode(err) === QUERY_CANCELED) {
-          progress.paused = true;
-          break;
+        for (let work = await dispense(); work; work = await dispense()) {
+          const { seq, lo, hi } = work;
+          const t0 = Date.now();
+          let rows: number;
+          try {
+            rows = await copyChunk(src, dst, spec, lo, hi, (r) => recordCopiedChunk(dst, input.runId, input.targetOid, seq, r, Date.now() - t0));
+          } catch (err) {
+            stopping = true;
+            if (pauseRequested && pgErrorCode(err) === QUERY_CANCELED) return;
+            throw dataRejected(err, spec, lo, hi) ?? err;
+          }
+          progress.rows += rows;
+          progress.chunks += 1;
+          if (work.redo) progress.rowsRedone += rows;
+          else progress.chunkRows = tuneChunkRows(progress.chunkRows, rows, Date.now() - t0, input.sizing);
+          ctx.heartbeat(progress);
         }
-        throw dataRejected(err, input.spec, progress.after, hi) ?? err;
+      } finally {
+        lanes.delete(dst);
+        // After a failed COPY the read client can be wedged mid-stream: never reuse, always end both.
+        await Promise.all([src.end().catch(() => undefined), dst.end().catch(() => undefined)]);
       }
-      progress.rows += rows;
-      progress.chunks += 1;
-      progress.after = hi;
-      ctx.heartbeat(progress);
-      if (hi === null) {
-        progress.done = true;
-        break;
-      }
-      if (input.maxRowsPerSecond > 0) {
-        const wait = Math.ceil((rows * 1000) / input.maxRowsPerSecond) - (Date.now() - chunkStarted);
-        if (wait > 0) {
-          progress.throttledMs += wait;
-          await ctx.sleep(wait);
-        }
-      }
-    }
-    return progress;
+    };
+
+    // Lanes finish the chunk they hold when another fails: the first error is reported once all have stopped.
+    const results = await Promise.allSettled(Array.from({ length: input.parallel }, (_, i) => lane(i + 1).catch((err) => {
+      stopping = true;
+      throw err;
+    })));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+
+    const after = resumePoint(await chunkRecords(control, input.runId, input.targetOid));
+    return {
+      ...progress,
+      rows: after.rows,
+      chunks: after.chunks,
+      lastKey: after.frontier,
+      done: after.finished && after.inFlight.length === 0,
+      paused: pauseRequested,
+    };
   } finally {
     clearInterval(heartbeat);
     clearInterval(watch);
-    // After a failed COPY the read client can be wedged mid-stream: never reuse, always end both.
-    await Promise.all([src, dst, watcher].map((c) => c?.end().catch(() => undefined)));
+    await control.end().catch(() => undefined);
   }
 }

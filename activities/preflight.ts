@@ -7,7 +7,7 @@ import { parse as parseSql } from 'libpg-query';
 import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
 import { captureBoundObjects, describeBoundObjects, moveToNewTable } from '../src/bound-objects';
-import { accessControl, estimatedRowCount, tableInfo, tableOid, type TableInfo } from '../src/catalog';
+import { accessControl, estimatedRowCount, tableInfo, tableOid, typesWithoutBinaryIo, type TableInfo } from '../src/catalog';
 import { moveTable, newTableHome, setLockTimeout } from '../src/swap';
 import { fatal } from '../src/errors';
 import { pgErrorCode } from '../src/db';
@@ -18,6 +18,8 @@ import { withDatabase } from './support';
 export interface PreflightReport {
   sourceOid: number;
   spec: CopySpec;
+  /** Why the copy runs in `spec.format`, for status and the audit trail. */
+  copyFormatReason: string;
   rowsEstimate: number;
   sourceBytes: number;
   /** Name the source gets at cutover (same schema), free at preflight time. */
@@ -108,7 +110,14 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   const key = resolveKey(plan, source, problems);
   const ddlField = plan.createFile ? 'createFile' : 'create';
   if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, ddlField)));
-  if (plan.copy.parallel > 1) problems.push('copy.parallel: parallel copy is not available yet (issue 4); use 1');
+  if (plan.copy.parallel > 1) {
+    // Each lane holds a read and a write connection; the copy also keeps one to dispense chunks and watch for pause.
+    const { rows } = await client.query<{ free: number }>(
+      `SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS free`);
+    const needed = 2 * plan.copy.parallel + 1;
+    if (rows[0]!.free < needed) problems.push(`copy.parallel: ${plan.copy.parallel} lanes need ${needed} connections; the server has ${rows[0]!.free} free (max_connections)`);
+  }
   if (plan.cutover.compatView) {
     const { rows } = await client.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`);
     if (rows[0]!.v < 150000) problems.push('cutover.compatView: needs PostgreSQL 15 or later (security_invoker views); use false');
@@ -122,8 +131,9 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   let columns: MappedColumn[] = [];
   let reverse: { columns: MappedColumn[]; notInvertible: string[] } = { columns: [], notInvertible: [] };
   let compatView: CompatColumn[] | null = null;
+  let textOnly: string[] = [];
   const moves: string[] = [];
-  if (problems.length === 0) ({ columns, reverse, compatView } = await tryTargetDdl(client, plan, source, key, problems, moves));
+  if (problems.length === 0) ({ columns, reverse, compatView, textOnly } = await tryTargetDdl(client, plan, source, key, problems, moves));
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
@@ -144,7 +154,8 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
 
   return {
     sourceOid: source.oid,
-    spec: { source: plan.source, target: plan.target, columns, key },
+    spec: { source: plan.source, target: plan.target, columns, key, format: plan.copy.format === 'text' || textOnly.length ? 'text' : 'binary' },
+    copyFormatReason: plan.copy.format === 'text' ? 'copy.format: text in the plan' : textOnly.length ? `no binary I/O for ${textOnly.join(', ')}` : 'every column type has binary I/O',
     rowsEstimate: await estimatedRowCount(client, plan.source, source.oid),
     sourceBytes: Number(size.rows[0]!.bytes),
     retired,
@@ -193,10 +204,16 @@ function sameSet(a: string[], b: string[]): boolean {
  * made: every mapped column exists, every expression compiles over the source and casts to the target type,
  * the key is carried unchanged.
  */
-type Mappings = { columns: MappedColumn[]; reverse: { columns: MappedColumn[]; notInvertible: string[] }; compatView: CompatColumn[] | null };
+type Mappings = {
+  columns: MappedColumn[];
+  reverse: { columns: MappedColumn[]; notInvertible: string[] };
+  compatView: CompatColumn[] | null;
+  /** Target column types without binary I/O (the copy then uses text). */
+  textOnly: string[];
+};
 
 async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[], moves: string[]): Promise<Mappings> {
-  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null };
+  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [] };
   await client.query('BEGIN');
   try {
     try {
@@ -249,7 +266,7 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
     await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems);
     const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
     if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, compatView, problems, moves);
-    return { columns, reverse, compatView };
+    return { columns, reverse, compatView, textOnly: await typesWithoutBinaryIo(client, target.oid) };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }

@@ -115,3 +115,29 @@ export async function estimatedRowCount(client: pg.Client, ref: TableRef, oid: n
   const n = rows[0]?.n ?? -1;
   return n >= 0 ? Math.round(n) : exactRowCount(client, ref);
 }
+
+/**
+ * Types used by the table's stored (non-generated) columns, down to array elements, domain bases, composite
+ * fields and range subtypes, that have no binary send/receive functions: COPY can carry such a table in text only.
+ */
+export async function typesWithoutBinaryIo(client: pg.Client, tableOid: number): Promise<string[]> {
+  const { rows } = await client.query<{ type: string }>(
+    `WITH RECURSIVE used(oid) AS (
+       SELECT a.atttypid FROM pg_attribute a
+        WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+       UNION
+       SELECT inside.oid FROM used JOIN pg_type ty ON ty.oid = used.oid
+        CROSS JOIN LATERAL (
+          SELECT ty.typelem WHERE ty.typelem <> 0
+          UNION ALL SELECT ty.typbasetype WHERE ty.typbasetype <> 0
+          UNION ALL SELECT f.atttypid FROM pg_attribute f WHERE ty.typrelid <> 0 AND f.attrelid = ty.typrelid AND f.attnum > 0 AND NOT f.attisdropped
+          UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = ty.oid
+          UNION ALL SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = ty.oid
+        ) AS inside(oid)
+     )
+     SELECT format_type(ty.oid, NULL) AS type FROM used JOIN pg_type ty ON ty.oid = used.oid
+      WHERE ty.typsend = 0 OR ty.typreceive = 0 ORDER BY 1`,
+    [tableOid],
+  );
+  return rows.map((r) => r.type);
+}

@@ -1,4 +1,7 @@
-/** Streaming COPY of one key range: source `COPY (SELECT ...) TO STDOUT` piped into target `COPY ... FROM STDIN`. */
+/**
+ * Streaming COPY of key ranges (source `COPY (SELECT ...) TO STDOUT` piped into target `COPY ... FROM STDIN`),
+ * the chunk bookkeeping that makes a crashed copy resume exactly, and the chunk-size tuner.
+ */
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
@@ -12,20 +15,88 @@ export async function nextChunkBound(src: pg.Client, spec: CopySpec, lo: KeyValu
 
 /**
  * Copy the range (lo, hi] in one target transaction: delete whatever an earlier attempt left there, then stream
- * the rows in. Re-running a chunk therefore never duplicates a row. `src` and `dst` must be different clients.
- * After a failure the source client may be wedged mid-COPY: the caller must discard both clients.
+ * the rows in. Re-running a chunk therefore never duplicates a row. `beforeCommit` runs inside that transaction
+ * (the copy records the chunk there, so the record and the rows commit together or not at all). `src` and `dst`
+ * must be different clients. After a failure the source client may be wedged mid-COPY: discard both.
  */
-export async function copyChunk(src: pg.Client, dst: pg.Client, spec: CopySpec, lo: KeyValue, hi: KeyValue): Promise<number> {
+export async function copyChunk(
+  src: pg.Client, dst: pg.Client, spec: CopySpec, lo: KeyValue, hi: KeyValue,
+  beforeCommit?: (rows: number) => Promise<void>,
+): Promise<number> {
   await dst.query('BEGIN');
   try {
     await dst.query(deleteRangeSql(spec, lo, hi));
     const out = src.query(copyTo(copyOutSql(spec, lo, hi)));
     const into = dst.query(copyFrom(copyInSql(spec)));
     await pipeline(out, into);
+    const rows = into.rowCount ?? 0;
+    await beforeCommit?.(rows);
     await dst.query('COMMIT');
-    return into.rowCount ?? 0;
+    return rows;
   } catch (err) {
     await dst.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * A chunk as recorded in `safeshift.copy_chunks`: written when the chunk is handed to a lane (rows null), filled
+ * in by the chunk's own target transaction. `seq` is the dispensing order, which is key order.
+ */
+export interface ChunkRecord {
+  seq: number;
+  lo: KeyValue;
+  hi: KeyValue;
+  /** null: handed out, never committed (in flight when the copy stopped). */
+  rows: number | null;
+}
+
+export interface ResumePoint {
+  /** Chunks handed out before the copy stopped that never committed: copied again first, same range, same seq. */
+  inFlight: { seq: number; lo: KeyValue; hi: KeyValue }[];
+  /** Hand out new chunks after this key. */
+  frontier: KeyValue;
+  nextSeq: number;
+  /** The chunk that ends at the table's end was handed out: no new chunks, only `inFlight` remain. */
+  finished: boolean;
+  /** Committed so far. */
+  rows: number;
+  chunks: number;
+}
+
+/**
+ * Where a copy stands, from its chunk records alone (never from a heartbeat, which may be seconds old): every
+ * chunk is recorded before a lane starts it and marked in the transaction that commits its rows, so the chunks
+ * that were in flight when a worker died are exactly the unmarked ones.
+ */
+export function resumePoint(records: ChunkRecord[]): ResumePoint {
+  const sorted = [...records].sort((a, b) => a.seq - b.seq);
+  const last = sorted[sorted.length - 1];
+  const committed = sorted.filter((r) => r.rows !== null);
+  return {
+    inFlight: sorted.filter((r) => r.rows === null).map(({ seq, lo, hi }) => ({ seq, lo, hi })),
+    frontier: last ? last.hi : null,
+    nextSeq: last ? last.seq + 1 : 1,
+    finished: last !== undefined && last.hi === null,
+    rows: committed.reduce((n, r) => n + r.rows!, 0),
+    chunks: committed.length,
+  };
+}
+
+export interface ChunkSizing {
+  /** Aim for chunks taking this long (0: keep the plan's chunkRows). */
+  targetMs: number;
+  min: number;
+  max: number;
+}
+
+/**
+ * The next chunk size, from how long the last one took: toward `targetMs`, at most doubling or halving per chunk
+ * (one slow or fast chunk does not swing it), within [min, max].
+ */
+export function tuneChunkRows(current: number, copied: number, ms: number, sizing: ChunkSizing): number {
+  if (sizing.targetMs <= 0 || copied <= 0 || ms <= 0) return current;
+  const ideal = (copied / ms) * sizing.targetMs;
+  const next = Math.min(current * 2, Math.max(current / 2, ideal));
+  return Math.round(Math.min(sizing.max, Math.max(sizing.min, next)));
 }

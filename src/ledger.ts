@@ -4,6 +4,7 @@
  * and hash-chained: each row's hash covers the previous row's hash, so a removed or edited row shows.
  */
 import type pg from 'pg';
+import type { ChunkRecord } from './copy';
 import { inTransaction } from './db';
 
 const LEDGER_DDL = `
@@ -55,6 +56,21 @@ CREATE TABLE IF NOT EXISTS safeshift.backups (
   rows         bigint NOT NULL,
   checksum     text NOT NULL,
   verified_at  timestamptz NOT NULL DEFAULT now()
+);
+-- One row per chunk: written when a lane is handed the chunk, completed in the chunk's own target transaction.
+-- After a crash the copy knows exactly which key ranges are in the target and which were in flight, whatever
+-- the last heartbeat said. Also the per-chunk audit of the copy.
+CREATE TABLE IF NOT EXISTS safeshift.copy_chunks (
+  run_id     text NOT NULL,
+  target_oid bigint NOT NULL,
+  seq        bigint NOT NULL,
+  lo         text[],
+  hi         text[],
+  handed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+  rows       bigint,
+  ms         integer,
+  copied_at  timestamptz,
+  PRIMARY KEY (run_id, target_oid, seq)
 );
 CREATE OR REPLACE FUNCTION safeshift.audit_chain() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -157,4 +173,27 @@ export async function createdByRun(client: pg.Client, runId: string, kind: strin
   const { rowCount } = await client.query(
     `SELECT 1 FROM safeshift.objects WHERE run_id = $1 AND kind = $2 AND oid = $3`, [runId, kind, oid]);
   return (rowCount ?? 0) > 0;
+}
+
+/** Before a lane starts a chunk (its own statement, committed at once): the chunk is now in flight. */
+export async function recordHandedChunk(client: pg.Client, runId: string, targetOid: number, c: Omit<ChunkRecord, 'rows'>): Promise<void> {
+  await client.query(
+    `INSERT INTO safeshift.copy_chunks (run_id, target_oid, seq, lo, hi) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (run_id, target_oid, seq) DO NOTHING`,
+    [runId, targetOid, c.seq, c.lo, c.hi]);
+}
+
+/** Inside the chunk's target transaction: the chunk's rows are in the target. */
+export async function recordCopiedChunk(client: pg.Client, runId: string, targetOid: number, seq: number, rows: number, ms: number): Promise<void> {
+  const { rowCount } = await client.query(
+    `UPDATE safeshift.copy_chunks SET rows = $4, ms = $5, copied_at = clock_timestamp() WHERE run_id = $1 AND target_oid = $2 AND seq = $3`,
+    [runId, targetOid, seq, rows, Math.round(ms)]);
+  if (rowCount !== 1) throw new Error(`chunk ${seq} of run ${runId} was never handed out`);
+}
+
+export async function chunkRecords(client: pg.Client, runId: string, targetOid: number): Promise<ChunkRecord[]> {
+  const { rows } = await client.query<{ seq: string; lo: string[] | null; hi: string[] | null; rows: string | null }>(
+    `SELECT seq::text, lo, hi, rows::text FROM safeshift.copy_chunks WHERE run_id = $1 AND target_oid = $2 ORDER BY seq`,
+    [runId, targetOid]);
+  return rows.map((r) => ({ seq: Number(r.seq), lo: r.lo, hi: r.hi, rows: r.rows === null ? null : Number(r.rows) }));
 }

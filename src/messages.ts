@@ -100,6 +100,12 @@ export interface CopyStatus {
   rowsPerSecond: number;
   etaSeconds: number | null;
   throttledMs: number;
+  /** Rows copied again because their chunk was in flight when a copy attempt died (worker killed, connection lost). */
+  rowsRedone: number;
+  /** Current chunk size (tuned toward copy.chunkTime). */
+  chunkRows: number;
+  parallel: number;
+  format: 'binary' | 'text';
 }
 
 export interface MigrationStatus {

@@ -29,6 +29,14 @@ export interface CopySpec {
   columns: MappedColumn[];
   /** Carried unchanged from source to target (preflight enforces that), so ranges read the same on both sides. */
   key: KeyColumn[];
+  /**
+   * COPY format. Binary when every target column type (and the types inside it: array elements, domain bases,
+   * range subtypes, composite fields) has binary send/receive functions and the plan does not ask for text. The
+   * source side is cast to each target column's own type (`copyType`: same type, no length), so the binary
+   * values always have exactly the target's types; the target applies length and precision on receive as it
+   * does on text input. Text otherwise.
+   */
+  format?: 'binary' | 'text';
 }
 
 /** A key value as text (PostgreSQL's own output of each key column); null = open end. */
@@ -87,13 +95,17 @@ export function chunkUpperBoundSql(spec: CopySpec, lo: KeyValue): string {
            ORDER BY ${keyOrder(spec.key)} OFFSET $1 LIMIT 1`;
 }
 
+function copyOptions(spec: CopySpec): string {
+  return spec.format === 'binary' ? ' (FORMAT binary)' : '';
+}
+
 export function copyOutSql(spec: CopySpec, lo: KeyValue, hi: KeyValue): string {
   return `COPY (SELECT ${sourceProjection(spec)} FROM ${qualified(spec.source)}
-           WHERE ${keyRange(spec.key, lo, hi)} ORDER BY ${keyOrder(spec.key)}) TO STDOUT`;
+           WHERE ${keyRange(spec.key, lo, hi)} ORDER BY ${keyOrder(spec.key)}) TO STDOUT${copyOptions(spec)}`;
 }
 
 export function copyInSql(spec: CopySpec): string {
-  return `COPY ${qualified(spec.target)} (${targetColumnList(spec)}) FROM STDIN`;
+  return `COPY ${qualified(spec.target)} (${targetColumnList(spec)}) FROM STDIN${copyOptions(spec)}`;
 }
 
 export function deleteRangeSql(spec: CopySpec, lo: KeyValue, hi: KeyValue): string {

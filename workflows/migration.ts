@@ -56,7 +56,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     phase: 'preflight',
     paused: false,
     abortRequested: false,
-    copy: { rowsCopied: 0, rowsTotal: 0, chunks: 0, lastKey: null, rowsPerSecond: 0, etaSeconds: null, throttledMs: 0 },
+    copy: { rowsCopied: 0, rowsTotal: 0, chunks: 0, lastKey: null, rowsPerSecond: 0, etaSeconds: null, throttledMs: 0, rowsRedone: 0, chunkRows: 0, parallel: 1, format: 'text' },
     catchUp: { backlogRows: 0, lagSeconds: 0, replayedChanges: 0 },
     gates: (['cutover', 'drop'] as const).map((name) => ({
       name, approvers: plan.approvals[name].approvers, required: plan.approvals[name].required, state: 'pending', decisions: [],
@@ -256,24 +256,32 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await audit('safeshift', 'capture:installed', { message: await quick.installChangeCapture(capture) });
 
     await checkpoint();
-    await enter('copy', { rowsEstimate: report.rowsEstimate, chunkRows: plan.copy.chunkRows });
+    await enter('copy', { rowsEstimate: report.rowsEstimate, chunkRows: plan.copy.chunkRows, parallel: plan.copy.parallel, format: spec.format, formatReason: report.copyFormatReason });
+    Object.assign(state.copy, { parallel: plan.copy.parallel, format: spec.format ?? 'text', chunkRows: plan.copy.chunkRows });
     const copyStarted = Date.now();
-    let after: KeyValue = null;
+    // Chunks start at the plan's size and are tuned toward chunkTime; never below 100 rows (or the plan's size, if
+    // smaller) nor above 1M rows (or the plan's size, if larger), so one chunk stays a bounded amount of work.
+    const sizing = { targetMs: plan.copy.chunkTime, min: Math.min(plan.copy.chunkRows, 100), max: Math.max(plan.copy.chunkRows, 1_000_000) };
     for (;;) {
       await checkpoint();
-      const slice: CopyProgress = await copy.copySlice({ db: plan.database, runId: info.runId, spec, after, chunkRows: plan.copy.chunkRows, maxRowsPerSecond: plan.copy.maxRowsPerSecond, throttle, sliceMs });
+      const slice: CopyProgress = await copy.copySlice({
+        db: plan.database, runId: info.runId, spec, targetOid, chunkRows: state.copy.chunkRows, sizing, parallel: plan.copy.parallel,
+        maxRowsPerSecond: plan.copy.maxRowsPerSecond, throttle, sliceMs,
+      });
       if (slice.throttleReason) state.throttle = { reason: slice.throttleReason, at: new Date().toISOString() };
-      after = slice.after;
-      state.copy.rowsCopied += slice.rows;
-      state.copy.chunks += slice.chunks;
+      state.copy.rowsCopied = slice.rows;
+      state.copy.chunks = slice.chunks;
+      state.copy.rowsRedone += slice.rowsRedone;
+      state.copy.chunkRows = slice.chunkRows;
       state.copy.throttledMs += slice.throttledMs;
-      state.copy.lastKey = after;
+      state.copy.lastKey = slice.lastKey;
       const seconds = Math.max(1, Date.now() - copyStarted) / 1000;
       state.copy.rowsPerSecond = Math.round(state.copy.rowsCopied / seconds);
       state.copy.etaSeconds = state.copy.rowsPerSecond > 0 ? Math.max(0, Math.round((state.copy.rowsTotal - state.copy.rowsCopied) / state.copy.rowsPerSecond)) : null;
       touch();
       if (slice.done) break;
     }
+    if (state.copy.rowsRedone) await audit('safeshift', 'copy:redone', { rows: state.copy.rowsRedone, message: `${state.copy.rowsRedone} rows of chunks in flight when a copy attempt stopped were copied again` });
     state.copy.rowsTotal = state.copy.rowsCopied;
     state.copy.etaSeconds = 0;
 

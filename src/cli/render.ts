@@ -26,6 +26,8 @@ export function renderStatus(workflowId: string, s: MigrationStatus, uiUrl?: str
   if (c.rowsTotal || c.rowsCopied) {
     lines.push(`  copy ${bar(c.rowsCopied, c.rowsTotal)} ${c.rowsCopied}/${c.rowsTotal} rows, ${c.chunks} chunks, ${c.rowsPerSecond} rows/s` +
       (c.etaSeconds !== null && c.etaSeconds > 0 ? `, ETA ${c.etaSeconds}s` : '') + (c.throttledMs ? `, throttled ${c.throttledMs} ms` : ''));
+    lines.push(`       ${c.format} COPY, ${c.parallel} lane${c.parallel > 1 ? 's' : ''}, chunks of ${c.chunkRows} rows` +
+      (c.rowsRedone ? `, ${c.rowsRedone} rows copied again after a stopped attempt` : ''));
   }
   if (s.throttle) lines.push(`  throttled: ${s.throttle.reason} (last at ${s.throttle.at})`);
   if (s.catchUp.updatedAt) {

@@ -71,8 +71,14 @@ export const planSchema = z
     reverse: z.record(z.string(), sqlText).default({}),
     copy: z
       .strictObject({
+        /** Rows in the first chunk; later chunks are sized toward chunkTime. */
         chunkRows: z.number().int().min(1).max(10_000_000).default(50_000),
-        parallel: z.number().int().min(1).max(64).default(1),
+        /** Size chunks so each takes about this long (0s: every chunk has chunkRows rows). */
+        chunkTime: duration.default(2_000),
+        /** Chunks copied at once, each lane with its own read and write connection. */
+        parallel: z.number().int().min(1).max(16).default(1),
+        /** auto: binary COPY when every column type has binary I/O, text otherwise; text: always text. */
+        format: z.enum(['auto', 'text']).default('auto'),
         maxRowsPerSecond: z.number().int().min(0).default(0),
         /** Back off while any standby lags more than this (0s: never). */
         maxReplicationLag: duration.default(30_000),

@@ -29,7 +29,7 @@ test('text keys with quotes, backslashes and Unicode chunk and copy exactly', as
       FROM generate_series(1, 3000) g`);
   const before = await fingerprint(`SELECT * FROM public.${src}`, 'slug');
   const planName = src.replace(/_/g, '-');
-  expect((await runCli(['start', writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, { copy: { chunkRows: 7 } }))])).code).toBe(0);
+  expect((await runCli(['start', writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, { copy: { chunkRows: 7, chunkTime: '0s' } }))])).code).toBe(0);
   const s = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(s.copy.chunks).toBeGreaterThan(400);
   expect(await fingerprint(`SELECT * FROM public.${src}_v2`, 'slug')).toEqual(before);

@@ -14,7 +14,7 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
     const dst = `${src}_v2`;
     await seedProfiles(src, 12_345);
     const expected = await fingerprint(PROFILES_V2_SELECT(src), 'id');
-    const plan = writePlan(basePlan(src, `public.${src}`, `public.${dst}`, { ...profilesV2(dst), copy: { chunkRows: 1000 } }));
+    const plan = writePlan(basePlan(src, `public.${src}`, `public.${dst}`, { ...profilesV2(dst), copy: { chunkRows: 1000, chunkTime: '0s' } }));
     const planName = src.replace(/_/g, '-');
 
     const started = await runCli(['start', plan, '--auto-approve', '--json']);
@@ -230,7 +230,7 @@ test('pause stops the copy within a second, even mid-chunk; resume goes on', asy
   const { plan, hash } = loadPlan(writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, {
     create: `CREATE TABLE public.${src}_v2 (LIKE public.${src} INCLUDING ALL);
              CREATE TRIGGER slow BEFORE INSERT ON public.${src}_v2 FOR EACH ROW EXECUTE FUNCTION public.${src}_slow()`,
-    copy: { chunkRows: 2000 },
+    copy: { chunkRows: 2000, chunkTime: '0s' },
   })));
   const client = await connectClient();
   try {

@@ -103,7 +103,7 @@ test('a uuid key chunks and copies exactly', async () => {
   await sql(`CREATE TABLE public.${t} (id uuid PRIMARY KEY, n int)`);
   await sql(`INSERT INTO public.${t} SELECT md5(g::text)::uuid, g FROM generate_series(1, 2000) g`);
   const planName = t.replace(/_/g, '-');
-  expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 97 } }))])).code).toBe(0);
+  expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 97, chunkTime: '0s' } }))])).code).toBe(0);
   const s = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(s.copy.chunks).toBe(Math.ceil(2000 / 97));
   expect(await sql(`SELECT count(*)::int AS n FROM public.${t} s FULL JOIN public.${t}_v2 d USING (id) WHERE s.n IS DISTINCT FROM d.n`)).toEqual([{ n: 0 }]);
@@ -116,7 +116,7 @@ test('a table without a primary key is chunked by its unique NOT NULL key (compo
   await sql(`CREATE TABLE public.${t} (region text NOT NULL, n int NOT NULL, note text, UNIQUE (region, n))`);
   await sql(`INSERT INTO public.${t} SELECT (ARRAY['eu', 'us', 'Ω'])[1 + g % 3], g, 'note ' || g FROM generate_series(1, 1500) g`);
   const planName = t.replace(/_/g, '-');
-  expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 101 } }))])).code).toBe(0);
+  expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 101, chunkTime: '0s' } }))])).code).toBe(0);
   const s = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(s.copy.chunks).toBe(Math.ceil(1500 / 101));
   expect(await sql(`SELECT count(*)::int AS n FROM public.${t} s FULL JOIN public.${t}_v2 d USING (region, n) WHERE s.note IS DISTINCT FROM d.note`)).toEqual([{ n: 0 }]);

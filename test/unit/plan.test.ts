@@ -60,7 +60,7 @@ describe('plan file', () => {
   test('defaults fill what is left out', () => {
     const minimal = good.replace(/^copy:.*\n|^backup:.*\n|^cutover:.*\n/gm, '');
     const { plan } = loadPlan(file(minimal), env);
-    expect(plan.copy).toEqual({ chunkRows: 50_000, parallel: 1, maxRowsPerSecond: 0, maxReplicationLag: 30_000 });
+    expect(plan.copy).toEqual({ chunkRows: 50_000, chunkTime: 2000, parallel: 1, format: 'auto', maxRowsPerSecond: 0, maxReplicationLag: 30_000 });
     expect(plan.reverse).toEqual({});
     expect(plan.backup.table).toBe(true);
     expect(plan.cutover).toEqual({ mode: 'swap', lockTimeoutMs: 2000, attempts: 10, compatView: false });
