@@ -297,7 +297,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
     await checkpoint();
     await enter('validate');
-    const validation = await long.validateCopy({ db: plan.database, spec, sourceOid: report.sourceOid, chunkRows: plan.copy.chunkRows });
+    const validation = await long.validateCopy({ db: plan.database, spec, sourceOid: report.sourceOid, chunkRows: plan.copy.chunkRows, parallel: plan.copy.parallel });
     state.validation = validation;
     await audit('safeshift', validation.ok ? 'validate:ok' : 'validate:mismatch', { ...validation });
     if (!validation.ok) throw fatal('ValidationMismatch', validation.message);

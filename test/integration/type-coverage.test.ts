@@ -46,8 +46,8 @@ const COLUMNS: [name: string, type: string, values: string[]][] = [
   ['"with space"', 'text', [`'x'`]],
 ];
 
-test('every type family, NULLs, TOASTed tens of MB, quoted identifiers, generated and identity columns copy exactly', async () => {
-  const t = uniqueName('types');
+test.each([['auto', 'binary'], ['text', 'text']] as const)('every type family, NULLs, TOASTed tens of MB, quoted identifiers, generated and identity columns copy exactly (copy.format %s: %s COPY)', async (format, used) => {
+  const t = uniqueName(`types_${format}`);
   await sql(`DO $$ BEGIN CREATE TYPE mood AS ENUM ('happy', 'ok ok'); EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
   await sql(`DO $$ BEGIN CREATE DOMAIN positive_text AS text CHECK (VALUE <> ''); EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
   await sql(`CREATE TABLE public.${t} (tenant uuid NOT NULL, slug text NOT NULL, seq int GENERATED ALWAYS AS IDENTITY,
@@ -67,9 +67,10 @@ test('every type family, NULLs, TOASTed tens of MB, quoted identifiers, generate
                repeat(md5('x'), 24 * 1024 * 1024 / 32), decode(repeat('00ff', 6 * 1024 * 1024), 'hex'))`);
 
   const planName = t.replace(/_/g, '-');
-  expect(await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 3 } }))])).toMatchObject({ code: 0, stderr: '' });
+  expect(await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 3, chunkTime: '0s', format } }))])).toMatchObject({ code: 0, stderr: '' });
   const s = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(s.validation?.ok).toBe(true);
+  expect(s.copy.format).toBe(used);
   expect(s.copy.chunks).toBeGreaterThanOrEqual(3);
 
   // Value by value: every column's text output, and `=` where the type has one, row by row joined on the key.
@@ -111,6 +112,28 @@ test('a uuid key chunks and copies exactly', async () => {
   await waitFor(planName, atPhase('rolled_back'));
 });
 
+test('a text key (mixed case, accents, spaces, a non-default collation) chunks in 3 lanes and copies exactly', async () => {
+  const t = uniqueName('textkey');
+  // The C collation orders 'B' before 'a' and 'é' after 'z'; ranges cut in that order must delete and copy in it.
+  await sql(`CREATE TABLE public.${t} (k text COLLATE "C" PRIMARY KEY, n int)`);
+  await sql(`INSERT INTO public.${t} SELECT (ARRAY['a', 'B', 'é', ' sp', 'z''q'])[1 + g % 5] || g, g FROM generate_series(1, 1800) g`);
+  const planName = t.replace(/_/g, '-');
+  expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 50, chunkTime: '0s', parallel: 3 } }))])).code).toBe(0);
+  const s = await waitFor(planName, atPhase('awaiting_cutover'));
+  // 36 full chunks, and the one open upwards from the last key (empty here; it catches rows added meanwhile).
+  expect(s.copy).toMatchObject({ chunks: 37, rowsCopied: 1800, parallel: 3 });
+  expect(await sql(`SELECT count(*)::int AS n FROM public.${t} s FULL JOIN public.${t}_v2 d USING (k) WHERE s.n IS DISTINCT FROM d.n`)).toEqual([{ n: 0 }]);
+  // Every chunk recorded, each starting where the one before it ended.
+  const chunks = await sql<{ lo: string[] | null; hi: string[] | null; rows: number }>(
+    `SELECT c.lo, c.hi, c.rows::int FROM safeshift.copy_chunks c JOIN safeshift.migrations m USING (run_id) WHERE m.name = $1 ORDER BY c.seq`, [planName]);
+  expect(chunks).toHaveLength(37);
+  expect(chunks[36]).toMatchObject({ hi: null, rows: 0 });
+  chunks.forEach((c, i) => expect(c.lo).toEqual(i === 0 ? null : chunks[i - 1]!.hi));
+  expect(chunks.reduce((n, c) => n + c.rows, 0)).toBe(1800);
+  expect((await runCli(['abort', planName])).code).toBe(0);
+  await waitFor(planName, atPhase('rolled_back'));
+});
+
 test('a table without a primary key is chunked by its unique NOT NULL key (composite text + int)', async () => {
   const t = uniqueName('nopk');
   await sql(`CREATE TABLE public.${t} (region text NOT NULL, n int NOT NULL, note text, UNIQUE (region, n))`);
@@ -120,6 +143,28 @@ test('a table without a primary key is chunked by its unique NOT NULL key (compo
   const s = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(s.copy.chunks).toBe(Math.ceil(1500 / 101));
   expect(await sql(`SELECT count(*)::int AS n FROM public.${t} s FULL JOIN public.${t}_v2 d USING (region, n) WHERE s.note IS DISTINCT FROM d.note`)).toEqual([{ n: 0 }]);
+  expect((await runCli(['abort', planName])).code).toBe(0);
+  await waitFor(planName, atPhase('rolled_back'));
+});
+
+test('a column type without binary I/O makes the copy use text, and its values still copy exactly', async () => {
+  const t = uniqueName('textonly');
+  // A base type with text input/output functions only (no RECEIVE / SEND), as some extension types are.
+  await sql(`CREATE TYPE public.${t}_label`);
+  await sql(`CREATE FUNCTION public.${t}_in(cstring) RETURNS public.${t}_label LANGUAGE internal IMMUTABLE STRICT AS 'textin'`);
+  await sql(`CREATE FUNCTION public.${t}_out(public.${t}_label) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'textout'`);
+  await sql(`CREATE TYPE public.${t}_label (INPUT = public.${t}_in, OUTPUT = public.${t}_out, LIKE = text)`);
+  await sql(`CREATE CAST (text AS public.${t}_label) WITH INOUT AS ASSIGNMENT`);
+  await sql(`CREATE CAST (public.${t}_label AS text) WITH INOUT`);
+  await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, label public.${t}_label, labels public.${t}_label[])`);
+  await sql(`INSERT INTO public.${t} SELECT g, E'label \\t' || g, ARRAY[('x' || g)::public.${t}_label, NULL] FROM generate_series(1, 50) g`);
+  const planName = t.replace(/_/g, '-');
+  expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`))])).code).toBe(0);
+  const s = await waitFor(planName, atPhase('awaiting_cutover'));
+  expect(s.copy.format).toBe('text');
+  expect(s.validation?.ok).toBe(true);
+  expect(await sql(`SELECT count(*)::int AS n FROM public.${t} s FULL JOIN public.${t}_v2 d USING (id)
+                     WHERE s.label::text IS DISTINCT FROM d.label::text OR s.labels::text IS DISTINCT FROM d.labels::text`)).toEqual([{ n: 0 }]);
   expect((await runCli(['abort', planName])).code).toBe(0);
   await waitFor(planName, atPhase('rolled_back'));
 });

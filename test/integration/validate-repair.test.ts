@@ -2,11 +2,11 @@
  * Validation compares key range by key range; a range that differs is copied again and checked again, and only a
  * range that still differs after the repair passes fails the migration, named. The mismatch is forced by a
  * trigger in the target DDL that corrupts one row on insert: once, or every time.
- * 1000 rows in chunks of 100: ten full ranges and the open-ended range above the last key (empty here).
+ * 1000 rows checked in ranges of 100: ten full ranges and the open-ended range above the last key (empty here).
  */
 import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
 
-async function corruptingPlan(mode: 'once' | 'always'): Promise<{ t: string; planName: string; file: string }> {
+async function corruptingPlan(mode: 'once' | 'always', parallel = 1): Promise<{ t: string; planName: string; file: string }> {
   const t = uniqueName(`repair_${mode}`);
   await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, name text NOT NULL)`);
   await sql(`INSERT INTO public.${t} SELECT g, 'name ' || g FROM generate_series(1, 1000) g`);
@@ -23,13 +23,13 @@ async function corruptingPlan(mode: 'once' | 'always'): Promise<{ t: string; pla
   const file = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
     create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, name text NOT NULL);
              CREATE TRIGGER corrupt BEFORE INSERT ON public.${t}_v2 FOR EACH ROW EXECUTE FUNCTION public.${t}_corrupt('${mode}')`,
-    copy: { chunkRows: 100 },
+    copy: { chunkRows: 100, parallel },
   }));
   return { t, planName: t.replace(/_/g, '-'), file };
 }
 
-test('a key range that differs is copied again, checked again, and reported as repaired', async () => {
-  const { t, planName, file } = await corruptingPlan('once');
+test('a key range that differs is copied again, checked again, and reported as repaired (2 lanes: ranges checked on two connections in one snapshot)', async () => {
+  const { t, planName, file } = await corruptingPlan('once', 2);
   expect((await runCli(['start', file])).code).toBe(0);
   const s = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(s.validation).toMatchObject({ ok: true, rangesChecked: 11, repaired: [{ lo: null, hi: ['100'], pass: 1 }], stillDifferent: [] });
