@@ -4,6 +4,7 @@ export { preflight } from './preflight';
 export { backupTable } from './backup';
 export { createTarget, dropTarget, installChangeCapture, removeChangeCapture } from './prepare';
 export { copySlice } from './copy';
+export { buildIndexes } from './build';
 export { catchUp, type CatchUpInput } from './catch-up';
 export { validateCopy } from './validate';
 export { swapTables, swapBack } from './cutover';

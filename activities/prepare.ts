@@ -8,6 +8,7 @@ import { createdByRun, recordCreatedObject } from '../src/ledger';
 import type { CopySpec } from '../src/projection';
 import { setLockTimeout } from '../src/swap';
 import { relationName, tableOid } from '../src/catalog';
+import type pg from 'pg';
 import { inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
 import { displayName, qualified, type TableRef } from '../src/sql';
@@ -20,12 +21,38 @@ export interface PrepareInput extends MigrationRef {
   createSql?: string;
 }
 
-export async function createTarget(input: PrepareInput): Promise<{ targetOid: number }> {
+/**
+ * Indexes built after the copy instead of kept up row by row during it: not unique, not backing a constraint,
+ * not the clustering or replica-identity index. Unique ones stay, so a duplicate is refused by the chunk that
+ * brings it, with its key range named.
+ */
+const DEFERRABLE_INDEXES = `
+  SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, obj_description(i.indexrelid, 'pg_class') AS comment
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+   WHERE i.indrelid = $1 AND NOT i.indisunique AND NOT i.indisprimary AND NOT i.indisclustered AND NOT i.indisreplident
+     AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+   ORDER BY c.relname`;
+
+export interface CreatedTarget {
+  targetOid: number;
+  /** Indexes dropped now and built again in the build phase (recorded in `safeshift.deferred_indexes`). */
+  deferredIndexes: string[];
+}
+
+async function deferredIndexNames(client: pg.Client, runId: string, targetOid: number): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT name FROM safeshift.deferred_indexes WHERE run_id = $1 AND target_oid = $2 ORDER BY name`, [runId, targetOid]);
+  return rows.map((r) => r.name);
+}
+
+export async function createTarget(input: PrepareInput): Promise<CreatedTarget> {
   return withDatabase(input, async (client) => {
     const existing = await tableOid(client, input.target);
     if (existing !== undefined) {
       // A retry after a commit whose reply was lost: ours, so done. Anything else was not made by us.
-      if (await createdByRun(client, input.runId, 'target', existing)) return { targetOid: existing };
+      if (await createdByRun(client, input.runId, 'target', existing)) {
+        return { targetOid: existing, deferredIndexes: await deferredIndexNames(client, input.runId, existing) };
+      }
       throw fatal('TargetExists', `target ${displayName(input.target)} exists and was not created by this migration`);
     }
     return inTransaction(client, async () => {
@@ -33,7 +60,14 @@ export async function createTarget(input: PrepareInput): Promise<{ targetOid: nu
       const oid = await tableOid(client, input.target);
       if (oid === undefined) throw fatal('BadPlan', `the target DDL did not create ${displayName(input.target)}`);
       await recordCreatedObject(client, input.runId, 'target', oid, displayName(input.target));
-      return { targetOid: oid };
+      const { rows } = await client.query<{ name: string; definition: string; comment: string | null }>(DEFERRABLE_INDEXES, [oid]);
+      for (const ix of rows) {
+        await client.query(
+          `INSERT INTO safeshift.deferred_indexes (run_id, target_oid, name, definition, comment) VALUES ($1, $2, $3, $4, $5)`,
+          [input.runId, oid, ix.name, ix.definition, ix.comment]);
+        await client.query(`DROP INDEX ${qualified({ schema: input.target.schema, name: ix.name })}`);
+      }
+      return { targetOid: oid, deferredIndexes: rows.map((r) => r.name) };
     });
   });
 }

@@ -72,6 +72,17 @@ CREATE TABLE IF NOT EXISTS safeshift.copy_chunks (
   copied_at  timestamptz,
   PRIMARY KEY (run_id, target_oid, seq)
 );
+-- Plain secondary indexes of a target, dropped right after it was created and built again after the copy
+-- (phase build): loading rows and then building an index is much faster than keeping it up row by row.
+CREATE TABLE IF NOT EXISTS safeshift.deferred_indexes (
+  run_id     text NOT NULL,
+  target_oid bigint NOT NULL,
+  name       text NOT NULL,
+  definition text NOT NULL,
+  comment    text,
+  built_at   timestamptz,
+  PRIMARY KEY (run_id, target_oid, name)
+);
 CREATE OR REPLACE FUNCTION safeshift.audit_chain() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   prev record;

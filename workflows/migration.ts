@@ -248,7 +248,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
     await checkpoint();
     await enter('prepare');
-    const { targetOid } = await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: plan.createSql });
+    const { targetOid, deferredIndexes } = await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: plan.createSql });
     compensations.unshift({ name: 'dropTarget', run: () => quick.dropTarget({ ...ref, target: plan.target, targetOid }) });
     const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, lockTimeoutMs: plan.cutover.lockTimeoutMs };
     // Registered first: the trigger may be in place even if the reply is lost.
@@ -284,6 +284,13 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     if (state.copy.rowsRedone) await audit('safeshift', 'copy:redone', { rows: state.copy.rowsRedone, message: `${state.copy.rowsRedone} rows of chunks in flight when a copy attempt stopped were copied again` });
     state.copy.rowsTotal = state.copy.rowsCopied;
     state.copy.etaSeconds = 0;
+
+    if (deferredIndexes.length) {
+      await checkpoint();
+      await enter('build', { indexes: deferredIndexes });
+      const built = await long.buildIndexes({ ...ref, target: plan.target, targetOid });
+      await audit('safeshift', 'build:indexes', { built });
+    }
 
     await checkpoint();
     await enter('catch_up');

@@ -30,7 +30,8 @@ const cases: [string, () => Record<string, unknown>, RegExp][] = [
   ['DDL that creates another object', () => basePlan('bad-p', `public.${src}`, `public.${src}_v2`, { create: `CREATE TYPE public.${src}_mood AS ENUM ('ok'); CREATE TABLE public.${src}_v2 (LIKE public.${src})` }), /create: statement 1 \(CreateEnumStmt\) is not allowed/],
   ['DDL that creates another table', () => basePlan('bad-q', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (LIKE public.${src}); CREATE TABLE public.${src}_other (x int)` }), /create: the DDL also creates table public\.\S+_other/],
   ['key collation differs', () => basePlan('bad-r', `public.${src}_ckey`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (k text PRIMARY KEY, v int)` }), /key: key column k has collation "C" in the source but "default" in the target/],
-  ['parallel copy not available yet', () => basePlan('bad-s', `public.${src}`, `public.${src}_v2`, { copy: { parallel: 4 } }), /copy\.parallel: parallel copy is not available yet/],
+  ['more lanes than allowed', () => basePlan('bad-s', `public.${src}`, `public.${src}_v2`, { copy: { parallel: 17 } }), /copy\.parallel: .*16/],
+  ['unknown copy format', () => basePlan('bad-u', `public.${src}`, `public.${src}_v2`, { copy: { format: 'csv' } }), /copy\.format: .*"auto".*"text"/],
   ['compatibility view missing an old column', () => basePlan('bad-v', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (id bigint PRIMARY KEY)`, cutover: { compatView: true } }), /cutover\.compatView: column full_name of public\.\S+ cannot be derived from public\.\S+_v2; give it under reverse:/],
   ['gate timeout of zero', () => basePlan('bad-t', `public.${src}`, `public.${src}_v2`, { approvals: { cutover: { approvers: ['alice'], timeout: '0s' }, drop: { approvers: ['alice'] } } }), /approvals\.cutover\.timeout: must be at least 1s/],
 ];

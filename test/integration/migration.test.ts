@@ -286,3 +286,41 @@ test('the copy backs off while the plan\'s throttle query says so, and status sa
   expect((await runCli(['abort', planName])).code).toBe(0);
   await waitFor(planName, atPhase('rolled_back'));
 });
+
+test('plain secondary indexes are built after the copy (phase build), same definition and comment; unique ones stay throughout', async () => {
+  const t = uniqueName('indexes');
+  await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, email text, code text)`);
+  await sql(`INSERT INTO public.${t} SELECT g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'u' || g || '@example.org' END, 'c' || g FROM generate_series(1, 3000) g`);
+  const planName = t.replace(/_/g, '-');
+  const file = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
+    create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, email text, code text);
+             CREATE INDEX ${t}_v2_email ON public.${t}_v2 (lower(email)) WHERE email IS NOT NULL;
+             COMMENT ON INDEX public.${t}_v2_email IS 'login lookups';
+             CREATE UNIQUE INDEX ${t}_v2_code ON public.${t}_v2 (code)`,
+  }));
+  const indexes = `SELECT c.relname AS name, pg_get_indexdef(c.oid) AS definition, obj_description(c.oid, 'pg_class') AS comment
+                     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'public.${t}_v2'::regclass ORDER BY 1`;
+  // What the DDL makes, for comparison: run it in a transaction that is rolled back.
+  const client = new (await import('pg')).default.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  let expected: unknown[];
+  try {
+    await client.query('BEGIN');
+    await client.query(loadPlan(file).plan.createSql!);
+    expected = (await client.query(indexes)).rows;
+    await client.query('ROLLBACK');
+  } finally {
+    await client.end();
+  }
+  expect(expected).toHaveLength(3);
+
+  expect((await runCli(['start', file])).code).toBe(0);
+  const s = await waitFor(planName, atPhase('awaiting_cutover'));
+  expect(Object.keys(s.phaseDurationsMs)).toEqual(expect.arrayContaining(['copy', 'build', 'validate']));
+  expect(await sql(indexes)).toEqual(expected);
+  const deferred = await sql<{ name: string; built: boolean }>(
+    `SELECT d.name, d.built_at IS NOT NULL AS built FROM safeshift.deferred_indexes d JOIN safeshift.migrations m USING (run_id) WHERE m.name = $1`, [planName]);
+  expect(deferred).toEqual([{ name: `${t}_v2_email`, built: true }]);
+  expect((await runCli(['abort', planName])).code).toBe(0);
+  await waitFor(planName, atPhase('rolled_back'));
+});
