@@ -5,8 +5,8 @@
  *   - the same projection piped `psql \copy ... TO STDOUT | psql \copy ... FROM STDIN` into a fresh target, in the
  *     format safeshift picks (when psql is on PATH);
  *   - one checksum scan of each side (what validate computes; validate = one scan per side);
- *   - safeshift's copy and validate phases (workflow time, activity scheduling included), with the plan's
- *     parallel lanes (BENCH_PARALLEL overrides).
+ *   - safeshift's copy, build (the secondary indexes it deferred) and validate phases (workflow time, activity
+ *     scheduling included), with the plan's parallel lanes (BENCH_PARALLEL overrides).
  * The migration runs on a worker of its own (a separate `safeshift worker` process, as in production), whose peak
  * RSS (VmHWM) is reported. Not a test: it asserts nothing; figures go into issue notes with this command.
  */
@@ -123,6 +123,7 @@ async function main(): Promise<void> {
     const status = JSON.parse(json) as StatusJson;
     const copy = (status.phaseDurationsMs.copy ?? 0) / 1000;
     const validate = (status.phaseDurationsMs.validate ?? 0) / 1000;
+    const build = (status.phaseDurationsMs.build ?? 0) / 1000;
     const scans = t.hashSource! + t.hashTarget!;
 
     const line = (label: string, s: number, extra = '') => say(`${label.padEnd(40)} ${s.toFixed(2).padStart(7)} s ${String(Math.round(ROWS / s)).padStart(8)} rows/s${extra}`);
@@ -132,6 +133,8 @@ async function main(): Promise<void> {
     if (psqlFound) line(`psql \\copy | psql \\copy (${format})`, t.psqlPipe!, `   ratio to INSERT ... SELECT ${(t.psqlPipe! / t.insertSelect!).toFixed(2)}`);
     else say('psql \\copy | psql \\copy                 skipped: psql not on PATH');
     line('safeshift copy phase', copy, `   ratio to INSERT ... SELECT ${(copy / t.insertSelect!).toFixed(2)}`);
+    line('safeshift build phase (deferred indexes)', build);
+    line('safeshift copy + build', copy + build, `   ratio to INSERT ... SELECT ${((copy + build) / t.insertSelect!).toFixed(2)}`);
     line('checksum scan, source (mapped)', t.hashSource!);
     line('checksum scan, target', t.hashTarget!);
     line('safeshift validate phase', validate, `   ratio to the two scans ${(validate / scans).toFixed(2)}`);
