@@ -34,10 +34,23 @@ export function qualified(t: TableRef): string {
   return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
 }
 
+/** One name for messages: quoted only where needed. */
+export function displayIdent(name: string): string {
+  return PLAIN_IDENT.test(name) ? name : quoteIdent(name);
+}
+
 /** Human form for messages and the UI: schema.name, quoting only where needed. */
 export function displayName(t: TableRef): string {
-  const part = (s: string) => (PLAIN_IDENT.test(s) ? s : quoteIdent(s));
-  return `${part(t.schema)}.${part(t.name)}`;
+  return `${displayIdent(t.schema)}.${displayIdent(t.name)}`;
+}
+
+/**
+ * A regular expression source matching `name` as PostgreSQL may print it in a definition: quoted or, when it
+ * needs no quotes, bare.
+ */
+export function identPattern(name: string): string {
+  const escape = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return `(?:${escape(quoteIdent(name))}|${escape(name)})`;
 }
 
 /**

@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadDevEnv } from '../config';
 import { runDev } from './dev';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
+import { showDrift, showInventory } from './inventory';
 import { runWorkerCommand } from './worker';
 import { checkPlan, decide, listMigrations, rollbackMigration, showStatus, signalMigration, startMigration } from './migrations';
 
@@ -102,6 +103,22 @@ export function buildProgram(): Command {
     .option('--phase <phase>', 'only those in this phase')
     .option('--json', 'machine output')
     .action(action((opts: { phase?: string; json?: boolean }) => listMigrations(opts, print)));
+
+  program.command('inventory')
+    .description('document the live database: schemas, tables, columns, constraints, indexes, triggers, views, sequences, grants, RLS, publications, rows, sizes (Markdown, or JSON with --json)')
+    .option('--json', 'machine output (stable: two runs on an unchanged database are equal)')
+    .option('--schema <name...>', 'only these schemas (default: all but PostgreSQL\'s own)')
+    .option('--exact-counts', 'count(*) every table (a full scan each) besides the planner estimate')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((opts: { json?: boolean; schema?: string[]; exactCounts?: boolean; database: string }) => showInventory(opts, print)));
+
+  program.command('drift')
+    .description('compare what an application expects (inventory JSON, or a SQL file of CREATE statements) with the live database; exit 1 on drift')
+    .requiredOption('--expect <file>', '*.json: an inventory (safeshift inventory --json); otherwise SQL, applied to a scratch schema and rolled back')
+    .option('--schema <name>', 'for a SQL file: the live schema it describes', 'public')
+    .option('--json', 'machine output')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((opts: { expect: string; schema: string; json?: boolean; database: string }) => showDrift(opts, print)));
 
   return program;
 }
