@@ -1,0 +1,281 @@
+/**
+ * File exports of whole tables, and their verification. An export is a directory: one `<schema>.<table>.copy.gz`
+ * (or `.copy.gz.enc`) per table, COPY text of its stored columns, all read in one snapshot; and `manifest.json`
+ * with what a verifier needs: columns and types, row counts, per-table checksums (computed in that snapshot, the
+ * same way the migration's backup tables are checked), the SHA-256 of every file, server version, snapshot time,
+ * and, when encrypted, the key id.
+ *
+ * Encryption (optional): AES-256-GCM over the gzip stream, key from an environment variable (32 bytes, base64 or
+ * hex). File layout: `SSENC1` (6 bytes), IV (12 bytes), ciphertext, tag (16 bytes). The key id in the manifest is
+ * the first 16 hex digits of SHA-256 of the key, so a wrong key is named before anything is decrypted.
+ */
+import { createCipheriv, createDecipheriv, createHash, randomBytes, type CipherGCM } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, openSync, readFileSync, readSync, closeSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { displayName, qualified, quoteIdent, type TableRef } from './sql';
+
+export const MANIFEST = 'manifest.json';
+const MAGIC = Buffer.from('SSENC1');
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+export interface ExportedTable {
+  schema: string;
+  name: string;
+  file: string;
+  columns: { name: string; type: string }[];
+  rows: number;
+  checksum: string;
+  sha256: string;
+  bytes: number;
+}
+
+export interface Manifest {
+  format: 'safeshift-export/1';
+  id: string;
+  server: string;
+  database: string;
+  /** When the snapshot the export was read in was taken (server clock). */
+  snapshotAt: string;
+  encryption: { algorithm: 'aes-256-gcm'; keyId: string } | null;
+  tables: ExportedTable[];
+}
+
+export class ExportError extends Error {}
+
+/** A 32-byte key from the named environment variable (base64 or hex), and its id. */
+export function exportKey(envName: string, env: NodeJS.ProcessEnv = process.env): { key: Buffer; keyId: string } {
+  const text = env[envName];
+  if (!text) throw new ExportError(`encryption key: environment variable ${envName} is not set`);
+  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
+  if (key.length !== 32) throw new ExportError(`encryption key: ${envName} must hold 32 bytes (64 hex digits or base64), it holds ${key.length}`);
+  return { key, keyId: createHash('sha256').update(key).digest('hex').slice(0, 16) };
+}
+
+/** Passes bytes through, hashing and counting them. */
+class Digest extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    done(null, chunk);
+  }
+}
+
+/** Stored (non-generated) columns in order: what COPY writes and a restore can load. */
+async function storedColumns(client: pg.Client, t: TableRef): Promise<{ name: string; type: string }[]> {
+  const { rows } = await client.query<{ name: string; type: string }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum`,
+    [qualified(t)]);
+  if (!rows.length) throw new ExportError(`table ${displayName(t)} does not exist (or has no columns)`);
+  return rows;
+}
+
+/** Count and order-independent checksum of the listed columns, as the backup tables are checked. */
+export function tableChecksumSql(t: TableRef, columns: string[]): string {
+  const row = columns.map(quoteIdent).join(', ');
+  return `SELECT count(*)::text AS rows, coalesce(sum(hashtextextended(ROW(${row})::text, 0)::numeric), 0)::text AS checksum FROM ${qualified(t)}`;
+}
+
+function fileName(t: TableRef, encrypted: boolean): string {
+  const safe = (s: string) => encodeURIComponent(s).replace(/\./g, '%2E');
+  return `${safe(t.schema)}.${safe(t.name)}.copy.gz${encrypted ? '.enc' : ''}`;
+}
+
+/**
+ * Export `tables` into `dir` (created; must be empty) in one REPEATABLE READ snapshot on `client`.
+ * `onTable` is called after each table (progress, heartbeats).
+ */
+export async function exportTables(
+  client: pg.Client, tables: TableRef[], dir: string, options: { id: string; keyEnv?: string; onTable?: (t: ExportedTable) => void },
+): Promise<Manifest> {
+  if (existsSync(dir) && readdirSync(dir).length) throw new ExportError(`--dir: ${dir} is not empty; exports go into a new or empty directory`);
+  const key = options.keyEnv ? exportKey(options.keyEnv) : undefined;
+  mkdirSync(dir, { recursive: true });
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    const [meta] = (await client.query<{ server: string; database: string; at: string }>(
+      `SELECT 'PostgreSQL ' || current_setting('server_version') AS server, current_database() AS database,
+              to_char(transaction_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows;
+    const exported: ExportedTable[] = [];
+    for (const t of tables) {
+      const columns = await storedColumns(client, t);
+      const names = columns.map((c) => c.name);
+      const file = fileName(t, key !== undefined);
+      const path = join(dir, file);
+      const digest = new Digest();
+      const stages: NodeJS.ReadWriteStream[] = [createGzip()];
+      let cipher: CipherGCM | undefined;
+      if (key) {
+        const iv = randomBytes(IV_BYTES);
+        cipher = createCipheriv('aes-256-gcm', key.key, iv);
+        stages.push(cipher);
+        // Header first (hashed like the rest), the tag after the cipher has finished.
+        const header = Buffer.concat([MAGIC, iv]);
+        writeFileSync(path, header);
+        digest.hash.update(header);
+        digest.bytes += header.length;
+      }
+      const source = client.query(copyTo(`COPY (SELECT ${names.map(quoteIdent).join(', ')} FROM ${qualified(t)}) TO STDOUT`));
+      await pipeline(source, ...(stages as [NodeJS.ReadWriteStream]), digest, createWriteStream(path, { flags: key ? 'a' : 'w' }));
+      if (cipher) {
+        const tag = cipher.getAuthTag();
+        digest.hash.update(tag);
+        digest.bytes += tag.length;
+        writeFileSync(path, tag, { flag: 'a' });
+      }
+      const sum = (await client.query<{ rows: string; checksum: string }>(tableChecksumSql(t, names))).rows[0]!;
+      const entry: ExportedTable = {
+        schema: t.schema, name: t.name, file, columns, rows: Number(sum.rows), checksum: sum.checksum,
+        sha256: digest.hash.digest('hex'), bytes: digest.bytes,
+      };
+      exported.push(entry);
+      options.onTable?.(entry);
+    }
+    await client.query('COMMIT');
+    const manifest: Manifest = {
+      format: 'safeshift-export/1', id: options.id, server: meta!.server, database: meta!.database, snapshotAt: meta!.at,
+      encryption: key ? { algorithm: 'aes-256-gcm', keyId: key.keyId } : null, tables: exported,
+    };
+    writeFileSync(join(dir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+    return manifest;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+export function readManifest(dir: string): Manifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8'));
+  } catch (err) {
+    throw new ExportError(`${join(dir, MANIFEST)}: cannot read the manifest: ${(err as Error).message}`);
+  }
+  const m = raw as Partial<Manifest>;
+  if (m.format !== 'safeshift-export/1' || !Array.isArray(m.tables)) throw new ExportError(`${join(dir, MANIFEST)}: not a safeshift export manifest (format ${String(m.format)})`);
+  return m as Manifest;
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), new Transform({ transform(chunk, _e, done) { hash.update(chunk); done(); } }));
+  return hash.digest('hex');
+}
+
+/**
+ * Streams that read one exported file as plain COPY text: decrypted and authenticated (if encrypted), gunzipped.
+ * Given to `pipeline` as they are, so an error in any of them (a failed authentication) fails the whole load.
+ */
+function plainStreams(dir: string, t: ExportedTable, key: Buffer | undefined): [NodeJS.ReadableStream, ...NodeJS.ReadWriteStream[]] {
+  const path = join(dir, t.file);
+  if (!key) return [createReadStream(path), createGunzip()];
+  const size = statSync(path).size;
+  const fd = openSync(path, 'r');
+  const head = Buffer.alloc(MAGIC.length + IV_BYTES);
+  const tag = Buffer.alloc(TAG_BYTES);
+  readSync(fd, head, 0, head.length, 0);
+  readSync(fd, tag, 0, TAG_BYTES, size - TAG_BYTES);
+  closeSync(fd);
+  if (!head.subarray(0, MAGIC.length).equals(MAGIC)) throw new ExportError(`${t.file}: not a safeshift encrypted file`);
+  const decipher = createDecipheriv('aes-256-gcm', key, head.subarray(MAGIC.length));
+  decipher.setAuthTag(tag);
+  return [createReadStream(path, { start: head.length, end: size - TAG_BYTES - 1 }), decipher, createGunzip()];
+}
+
+export interface VerifiedTable {
+  table: string;
+  ok: boolean;
+  problem?: string;
+  rows?: number;
+}
+
+/**
+ * Verify an export: every file's SHA-256 against the manifest, then each table loaded into a scratch schema
+ * (decrypted, gunzipped, COPY) and its count and checksum compared with the manifest's, in a transaction that
+ * is rolled back (the scratch schema never outlives it). Each problem is named; nothing stops at the first.
+ */
+export async function verifyExport(client: pg.Client, dir: string, options: { keyEnv?: string } = {}): Promise<{ manifest: Manifest; tables: VerifiedTable[] }> {
+  const manifest = readManifest(dir);
+  let key: Buffer | undefined;
+  if (manifest.encryption) {
+    if (!options.keyEnv) throw new ExportError(`${dir} is encrypted (key id ${manifest.encryption.keyId}): name the key's environment variable`);
+    const k = exportKey(options.keyEnv);
+    if (k.keyId !== manifest.encryption.keyId) throw new ExportError(`wrong key: ${options.keyEnv} has key id ${k.keyId}, the export was encrypted with ${manifest.encryption.keyId}`);
+    key = k.key;
+  }
+  const results: VerifiedTable[] = [];
+  for (const t of manifest.tables) {
+    const table = displayName(t);
+    const path = join(dir, t.file);
+    if (!existsSync(path)) { results.push({ table, ok: false, problem: `${t.file} is missing` }); continue; }
+    const sha = await fileSha256(path);
+    if (sha !== t.sha256) { results.push({ table, ok: false, problem: `${t.file}: SHA-256 ${sha} differs from the manifest's ${t.sha256} (the file was changed or corrupted)` }); continue; }
+    const scratch = `safeshift_verify_${randomBytes(4).toString('hex')}`;
+    await client.query('BEGIN');
+    try {
+      await client.query(`CREATE SCHEMA ${quoteIdent(scratch)}`);
+      const into = { schema: scratch, name: t.name };
+      await client.query(`CREATE TABLE ${qualified(into)} (${t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
+      await pipeline([...plainStreams(dir, t, key), client.query(copyFrom(`COPY ${qualified(into)} (${t.columns.map((c) => quoteIdent(c.name)).join(', ')}) FROM STDIN`))]);
+      const sum = (await client.query<{ rows: string; checksum: string }>(tableChecksumSql(into, t.columns.map((c) => c.name)))).rows[0]!;
+      if (Number(sum.rows) !== t.rows || sum.checksum !== t.checksum) {
+        results.push({ table, ok: false, problem: `${t.file} restores to ${sum.rows} rows (checksum ${sum.checksum}); the manifest says ${t.rows} (checksum ${t.checksum})` });
+      } else {
+        results.push({ table, ok: true, rows: t.rows });
+      }
+    } catch (err) {
+      const message = (err as Error).message;
+      results.push({ table, ok: false, problem: /authenticate|auth/i.test(message) ? `${t.file}: decryption failed authentication (wrong key or changed file)` : `${t.file}: does not restore: ${message}` });
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+    }
+  }
+  return { manifest, tables: results };
+}
+
+/**
+ * Restore one exported table into a new table `into` (refused if it exists): created with the exported columns
+ * and types, loaded, then count and checksum compared with the manifest, all in one transaction that commits only
+ * if they are equal. Never touches an existing table.
+ */
+export async function restoreTable(client: pg.Client, dir: string, table: TableRef, into: TableRef, options: { keyEnv?: string } = {}): Promise<{ rows: number }> {
+  const manifest = readManifest(dir);
+  const t = manifest.tables.find((x) => x.schema === table.schema && x.name === table.name);
+  if (!t) throw new ExportError(`--table: ${displayName(table)} is not in this export (it has ${manifest.tables.map((x) => displayName(x)).join(', ')})`);
+  let key: Buffer | undefined;
+  if (manifest.encryption) {
+    if (!options.keyEnv) throw new ExportError(`${dir} is encrypted (key id ${manifest.encryption.keyId}): name the key's environment variable`);
+    const k = exportKey(options.keyEnv);
+    if (k.keyId !== manifest.encryption.keyId) throw new ExportError(`wrong key: ${options.keyEnv} has key id ${k.keyId}, the export was encrypted with ${manifest.encryption.keyId}`);
+    key = k.key;
+  }
+  const sha = await fileSha256(join(dir, t.file));
+  if (sha !== t.sha256) throw new ExportError(`${t.file}: SHA-256 ${sha} differs from the manifest's ${t.sha256} (the file was changed or corrupted); nothing restored`);
+  const { rows: exists } = await client.query(`SELECT 1 FROM pg_class WHERE oid = to_regclass($1)`, [qualified(into)]);
+  if (exists.length) throw new ExportError(`--into: ${displayName(into)} exists; restore goes into a new table`);
+  const columns = t.columns.map((c) => c.name);
+  await client.query('BEGIN');
+  try {
+    await client.query(`CREATE TABLE ${qualified(into)} (${t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
+    await pipeline([...plainStreams(dir, t, key), client.query(copyFrom(`COPY ${qualified(into)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`))]);
+    const sum = (await client.query<{ rows: string; checksum: string }>(tableChecksumSql(into, columns))).rows[0]!;
+    if (Number(sum.rows) !== t.rows || sum.checksum !== t.checksum) {
+      throw new ExportError(`${t.file} restores to ${sum.rows} rows (checksum ${sum.checksum}); the manifest says ${t.rows} (checksum ${t.checksum}); nothing restored`);
+    }
+    await client.query('COMMIT');
+    return { rows: t.rows };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    if (err instanceof ExportError) throw err;
+    const message = (err as Error).message;
+    throw new ExportError(/authenticate|auth/i.test(message) ? `${t.file}: decryption failed authentication (wrong key or changed file); nothing restored` : `${t.file}: does not restore: ${message}`);
+  }
+}
