@@ -20,6 +20,8 @@ export const FATAL = {
   Rejected: 'an approver said no',
   GateTimeout: 'no decision before the gate timed out',
   Aborted: 'an operator aborted the migration',
+  BadBackupRequest: 'a backup names a table that does not exist, a directory that is not empty, or a key that is missing',
+  BackupNotVerified: 'an export did not pass verification: it is kept, but it is not a backup',
 } as const;
 
 export type FatalType = keyof typeof FATAL;

@@ -83,6 +83,20 @@ CREATE TABLE IF NOT EXISTS safeshift.deferred_indexes (
   built_at   timestamptz,
   PRIMARY KEY (run_id, target_oid, name)
 );
+-- File exports (safeshift backup): where they are, what they hold, whether they were verified.
+CREATE TABLE IF NOT EXISTS safeshift.exports (
+  id           text PRIMARY KEY,
+  workflow_id  text NOT NULL,
+  dir          text NOT NULL,
+  tables       jsonb NOT NULL,
+  bytes        bigint NOT NULL,
+  encrypted    boolean NOT NULL,
+  key_id       text,
+  snapshot_at  timestamptz NOT NULL,
+  exported_at  timestamptz NOT NULL DEFAULT now(),
+  verified_at  timestamptz,
+  problems     jsonb
+);
 CREATE OR REPLACE FUNCTION safeshift.audit_chain() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   prev record;

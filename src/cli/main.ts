@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadDevEnv } from '../config';
 import { runDev } from './dev';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
+import { restoreFromDir, startBackup, verifyBackupDir } from './backup';
 import { showDrift, showInventory } from './inventory';
 import { runWorkerCommand } from './worker';
 import { checkPlan, decide, listMigrations, rollbackMigration, showStatus, signalMigration, startMigration } from './migrations';
@@ -119,6 +120,32 @@ export function buildProgram(): Command {
     .option('--json', 'machine output')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((opts: { expect: string; schema: string; json?: boolean; database: string }) => showDrift(opts, print)));
+
+  const backup = program.command('backup')
+    .description('export tables to files in one snapshot (gzip, manifest with counts, checksums, SHA-256), then verify; a workflow')
+    .argument('[tables...]', 'schema.table ...')
+    .option('--all', 'every table outside PostgreSQL\'s and safeshift\'s own schemas')
+    .option('--dir <dir>', 'output directory on the worker\'s machine, new or empty (default ./safeshift-backups/<id>)')
+    .option('--encrypt', `AES-256-GCM, key (32 bytes, hex or base64) from ${'SAFESHIFT_BACKUP_KEY'} on the worker`)
+    .option('--key-env <env>', 'environment variable holding the key (implies --encrypt)')
+    .option('--as <name>', 'who asks (audit log)')
+    .option('--json', 'machine output')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((tables: string[], opts: { all?: boolean; dir?: string; encrypt?: boolean; keyEnv?: string; json?: boolean; database: string; as?: string }) => startBackup(tables, opts, print)));
+  backup.command('verify <dir>')
+    .description('exit 0 only if the export is intact: file hashes, then every table loaded into a scratch schema and its count and checksum compared')
+    .option('--key-env <env>', 'environment variable holding the key of an encrypted export (default SAFESHIFT_BACKUP_KEY)')
+    .option('--json', 'machine output')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((dir: string, opts: { keyEnv?: string; json?: boolean; database: string }) => verifyBackupDir(dir, opts, print)));
+
+  program.command('restore <dir>')
+    .description('restore one table of an export into a new table (verified by count and checksum before it commits)')
+    .requiredOption('--table <schema.table>', 'the exported table')
+    .requiredOption('--into <schema.table>', 'a new table to create (restoring over a live table is not available yet)')
+    .option('--key-env <env>', 'environment variable holding the key of an encrypted export (default SAFESHIFT_BACKUP_KEY)')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((dir: string, opts: { table: string; into: string; keyEnv?: string; database: string }) => restoreFromDir(dir, opts, print)));
 
   return program;
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '../../src/db';
 import { exportTables, readManifest, restoreTable, verifyExport } from '../../src/export';
-import { sql, uniqueName } from '../support/helpers';
+import { runCli, sql, uniqueName } from '../support/helpers';
 
 async function withDb<T>(fn: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
   const c = await connect(process.env.DATABASE_URL!);
@@ -89,4 +89,34 @@ test('a changed byte and a wrong key are refused, named, and nothing is restored
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
   const again = await withDb((c) => verifyExport(c, dir, { keyEnv: 'SAFESHIFT_TEST_EXPORT_KEY' }));
   expect(again.tables[0]).toMatchObject({ ok: false, problem: expect.stringMatching(/decryption failed authentication|does not restore/) });
+});
+
+test('safeshift backup runs as a workflow (export, then verify, both audited); backup verify and restore work from the files', async () => {
+  const s = await tables();
+  const dir = join(mkdtempSync(join(tmpdir(), 'safeshift-export-')), 'cli');
+  const started = await runCli(['backup', `${s}.stories`, `${s}.empty_one`, '--dir', dir, '--json', '--as', 'carol']);
+  expect(started).toMatchObject({ code: 0, stderr: '' });
+  const result = JSON.parse(started.stdout) as { id: string; verified: { ok: boolean } };
+  expect(result.verified.ok).toBe(true);
+  expect(await sql(`SELECT action FROM safeshift.audit_log WHERE workflow_id = $1 ORDER BY seq`, [result.id])).toEqual([{ action: 'backup:exported' }, { action: 'backup:verified' }]);
+  expect(await sql(`SELECT verified_at IS NOT NULL AS verified, encrypted FROM safeshift.exports WHERE id = $1`, [result.id])).toEqual([{ verified: true, encrypted: false }]);
+
+  expect(await runCli(['backup', 'verify', dir])).toMatchObject({ code: 0, stdout: expect.stringContaining(`${dir}: intact (2 tables)`) });
+  const restored = await runCli(['restore', dir, '--table', `${s}.stories`, '--into', `${s}.stories_back`]);
+  expect(restored).toMatchObject({ code: 0, stdout: `restored ${s}.stories into ${s}.stories_back: 5000 rows, count and checksum equal to the export's\n` });
+  expect(await runCli(['restore', dir, '--table', `${s}.stories`, '--into', `${s}.stories_back`])).toMatchObject({ code: 2, stderr: expect.stringContaining(`--into: ${s}.stories_back exists; restore goes into a new table`) });
+
+  const file = join(dir, readManifest(dir).tables[0]!.file);
+  const bytes = readFileSync(file);
+  bytes[10] = bytes[10]! ^ 0xff;
+  writeFileSync(file, bytes);
+  const broken = await runCli(['backup', 'verify', dir]);
+  expect(broken.code).toBe(1);
+  expect(broken.stdout).toMatch(/SHA-256 .* differs from the manifest's .* \(the file was changed or corrupted\)/);
+  expect(broken.stdout).toContain(`${dir}: NOT intact`);
+});
+
+test('backup refuses a table that does not exist, exit 2, before anything starts', async () => {
+  const result = await runCli(['backup', 'public.no_such_table_here', '--dir', join(tmpdir(), 'never-written')]);
+  expect(result).toMatchObject({ code: 2, stderr: 'table public.no_such_table_here does not exist\n' });
 });

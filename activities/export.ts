@@ -1,0 +1,87 @@
+/**
+ * The backup workflow's activities: export tables to files in one snapshot, then verify the export (hashes, and
+ * a load into a scratch schema that is rolled back). Both recorded in `safeshift.exports`. No compensation: an
+ * export that fails verification is kept, marked unverified, as evidence; it never counts as a backup.
+ */
+import { Context } from '@temporalio/activity';
+import { exportTables, verifyExport, ExportError, type VerifiedTable } from '../src/export';
+import { fatal } from '../src/errors';
+import { ensureLedger } from '../src/ledger';
+import { parseTableRef, type TableRef } from '../src/sql';
+import { heartbeating, withDatabase } from './support';
+
+export interface ExportInput {
+  db: string;
+  workflowId: string;
+  id: string;
+  /** schema.table names, or every table outside PostgreSQL's and safeshift's own schemas when empty. */
+  tables: string[];
+  dir: string;
+  /** Environment variable (on the worker) holding the encryption key; none: not encrypted. */
+  keyEnv?: string;
+}
+
+export interface ExportSummary {
+  id: string;
+  dir: string;
+  tables: { table: string; rows: number; bytes: number }[];
+  bytes: number;
+  seconds: number;
+  encrypted: boolean;
+}
+
+export async function exportBackup(input: ExportInput): Promise<ExportSummary> {
+  return withDatabase(input, (client) => heartbeating(async () => {
+    await ensureLedger(client);
+    const done = await client.query<{ tables: ExportSummary['tables']; bytes: string; encrypted: boolean }>(
+      `SELECT tables, bytes::text, encrypted FROM safeshift.exports WHERE id = $1`, [input.id]);
+    // A retry after the export was recorded (reply lost): done.
+    if (done.rows[0]) return { id: input.id, dir: input.dir, tables: done.rows[0].tables, bytes: Number(done.rows[0].bytes), seconds: 0, encrypted: done.rows[0].encrypted };
+    let tables: TableRef[];
+    if (input.tables.length) {
+      tables = input.tables.map((t) => {
+        const ref = parseTableRef(t);
+        if (!ref) throw fatal('BadBackupRequest', `table ${JSON.stringify(t)} is not schema.table`);
+        return ref;
+      });
+    } else {
+      const { rows } = await client.query<{ schema: string; name: string }>(
+        `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+            AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT IN ('information_schema', 'safeshift', 'safeshift_backup')
+          ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"`);
+      tables = rows;
+    }
+    const started = Date.now();
+    const ctx = Context.current();
+    try {
+      const manifest = await exportTables(client, tables, input.dir, { id: input.id, keyEnv: input.keyEnv, onTable: (t) => ctx.heartbeat(t.name) });
+      const summary = manifest.tables.map((t) => ({ table: `${t.schema}.${t.name}`, rows: t.rows, bytes: t.bytes }));
+      const bytes = manifest.tables.reduce((n, t) => n + t.bytes, 0);
+      await client.query(
+        `INSERT INTO safeshift.exports (id, workflow_id, dir, tables, bytes, encrypted, key_id, snapshot_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [input.id, input.workflowId, input.dir, JSON.stringify(summary), bytes, manifest.encryption !== null, manifest.encryption?.keyId ?? null, manifest.snapshotAt]);
+      return { id: input.id, dir: input.dir, tables: summary, bytes, seconds: (Date.now() - started) / 1000, encrypted: manifest.encryption !== null };
+    } catch (err) {
+      if (err instanceof ExportError) throw fatal('BadBackupRequest', err.message);
+      throw err;
+    }
+  }));
+}
+
+export async function verifyBackup(input: Pick<ExportInput, 'db' | 'id' | 'dir' | 'keyEnv'>): Promise<{ ok: boolean; tables: VerifiedTable[]; seconds: number }> {
+  return withDatabase(input, (client) => heartbeating(async () => {
+    const started = Date.now();
+    try {
+      const { tables } = await verifyExport(client, input.dir, { keyEnv: input.keyEnv });
+      const problems = tables.filter((t) => !t.ok);
+      await client.query(
+        `UPDATE safeshift.exports SET verified_at = CASE WHEN $2::boolean THEN now() END, problems = $3 WHERE id = $1`,
+        [input.id, problems.length === 0, problems.length ? JSON.stringify(problems) : null]);
+      return { ok: problems.length === 0, tables, seconds: (Date.now() - started) / 1000 };
+    } catch (err) {
+      if (err instanceof ExportError) throw fatal('BadBackupRequest', err.message);
+      throw err;
+    }
+  }));
+}
