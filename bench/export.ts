@@ -1,0 +1,52 @@
+/**
+ * `npm run bench:export`: `safeshift backup` of the Empathy Ledger demo table (BENCH_ROWS rows, default
+ * 2,000,000, about 820 MB), plain and encrypted, through the workflow (export, then verify). Prints export and
+ * verify throughput in MB/s of table (heap + TOAST) read, and the size of the files. Not a test.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { seedDemoProfiles } from '../examples/empathy-ledger/seed';
+import { startBackup } from '../src/cli/backup';
+import { connect } from '../src/db';
+import { attachOrStartDevStack } from '../src/dev/stack';
+import type { BackupResult } from '../workflows/backup';
+
+const ROWS = Number(process.env.BENCH_ROWS ?? 2_000_000);
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  // The in-process worker reads the key from this process's environment.
+  process.env.SAFESHIFT_BENCH_KEY = randomBytes(32).toString('base64');
+  const stack = await attachOrStartDevStack({ log: () => undefined });
+  try {
+    const url = process.env.DATABASE_URL!;
+    await seedDemoProfiles(url, ROWS);
+    const client = await connect(url, 'safeshift bench');
+    const { rows } = await client.query<{ bytes: string }>(`SELECT pg_table_size('public.profiles')::text AS bytes`);
+    await client.query('CHECKPOINT');
+    await client.end();
+    const mb = Number(rows[0]!.bytes) / 1024 / 1024;
+    say(`table: public.profiles, ${ROWS} rows, ${mb.toFixed(0)} MB (heap + TOAST); node ${process.version}`);
+    for (const keyEnv of [undefined, 'SAFESHIFT_BENCH_KEY']) {
+      const dir = join(mkdtempSync(join(tmpdir(), 'safeshift-bench-export-')), 'out');
+      let json = '';
+      const code = await startBackup(['public.profiles'], { dir, json: true, database: 'DATABASE_URL', keyEnv }, (line) => { json += line; });
+      if (code !== 0) throw new Error(`backup failed: ${json}`);
+      const r = JSON.parse(json) as BackupResult;
+      const files = r.export.bytes / 1024 / 1024;
+      say(`${keyEnv ? 'encrypted' : 'plain    '}  export ${r.export.seconds.toFixed(1)} s (${(mb / r.export.seconds).toFixed(0)} MB/s), ` +
+        `verify ${r.verified.seconds.toFixed(1)} s (${(mb / r.verified.seconds).toFixed(0)} MB/s), files ${files.toFixed(0)} MB (${(mb / files).toFixed(1)}x smaller)`);
+    }
+  } finally {
+    await stack?.stop();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});
