@@ -92,6 +92,8 @@ test.each([['auto', 'binary'], ['text', 'text']] as const)('every type family, N
   expect(big).toEqual({ t: 24 * 1024 * 1024, b: 12 * 1024 * 1024 });
 
   expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+  // The drop gate opens only after cutover and verify: approving before that is refused (GateNotOpen).
+  await waitFor(planName, atPhase('awaiting_drop'));
   expect((await runCli(['approve', planName, '--as', 'alice', '--gate', 'drop'])).code).toBe(0);
   await waitFor(planName, atPhase('done'));
   // Identity carried, and its sequence moved past the max: the next insert does not collide.
