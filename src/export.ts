@@ -164,6 +164,15 @@ export function readManifest(dir: string): Manifest {
   return m as Manifest;
 }
 
+/** The key an encrypted export needs, checked by key id before anything is decrypted; none for a plain one. */
+function decryptionKey(manifest: Manifest, dir: string, keyEnv: string | undefined): Buffer | undefined {
+  if (!manifest.encryption) return undefined;
+  if (!keyEnv) throw new ExportError(`${dir} is encrypted (key id ${manifest.encryption.keyId}): name the key's environment variable`);
+  const k = exportKey(keyEnv);
+  if (k.keyId !== manifest.encryption.keyId) throw new ExportError(`wrong key: ${keyEnv} has key id ${k.keyId}, the export was encrypted with ${manifest.encryption.keyId}`);
+  return k.key;
+}
+
 async function fileSha256(path: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(path), new Transform({ transform(chunk, _e, done) { hash.update(chunk); done(); } }));
@@ -204,13 +213,7 @@ export interface VerifiedTable {
  */
 export async function verifyExport(client: pg.Client, dir: string, options: { keyEnv?: string } = {}): Promise<{ manifest: Manifest; tables: VerifiedTable[] }> {
   const manifest = readManifest(dir);
-  let key: Buffer | undefined;
-  if (manifest.encryption) {
-    if (!options.keyEnv) throw new ExportError(`${dir} is encrypted (key id ${manifest.encryption.keyId}): name the key's environment variable`);
-    const k = exportKey(options.keyEnv);
-    if (k.keyId !== manifest.encryption.keyId) throw new ExportError(`wrong key: ${options.keyEnv} has key id ${k.keyId}, the export was encrypted with ${manifest.encryption.keyId}`);
-    key = k.key;
-  }
+  const key = decryptionKey(manifest, dir, options.keyEnv);
   const results: VerifiedTable[] = [];
   for (const t of manifest.tables) {
     const table = displayName(t);
@@ -250,13 +253,7 @@ export async function restoreTable(client: pg.Client, dir: string, table: TableR
   const manifest = readManifest(dir);
   const t = manifest.tables.find((x) => x.schema === table.schema && x.name === table.name);
   if (!t) throw new ExportError(`--table: ${displayName(table)} is not in this export (it has ${manifest.tables.map((x) => displayName(x)).join(', ')})`);
-  let key: Buffer | undefined;
-  if (manifest.encryption) {
-    if (!options.keyEnv) throw new ExportError(`${dir} is encrypted (key id ${manifest.encryption.keyId}): name the key's environment variable`);
-    const k = exportKey(options.keyEnv);
-    if (k.keyId !== manifest.encryption.keyId) throw new ExportError(`wrong key: ${options.keyEnv} has key id ${k.keyId}, the export was encrypted with ${manifest.encryption.keyId}`);
-    key = k.key;
-  }
+  const key = decryptionKey(manifest, dir, options.keyEnv);
   const sha = await fileSha256(join(dir, t.file));
   if (sha !== t.sha256) throw new ExportError(`${t.file}: SHA-256 ${sha} differs from the manifest's ${t.sha256} (the file was changed or corrupted); nothing restored`);
   const { rows: exists } = await client.query(`SELECT 1 FROM pg_class WHERE oid = to_regclass($1)`, [qualified(into)]);

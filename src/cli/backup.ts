@@ -9,19 +9,13 @@ import { withClient } from '../db';
 import { ExportError, restoreTable, verifyExport } from '../export';
 import { displayName, parseTableRef, qualified } from '../sql';
 import type { BackupResult } from '../../workflows/backup';
-import { CliError, EXIT_FAILED, EXIT_OK } from './exit';
+import { CliError, connectionString, EXIT_FAILED, EXIT_OK } from './exit';
 
 /** The encryption key's environment variable when --encrypt is given without --key-env. */
 export const DEFAULT_KEY_ENV = 'SAFESHIFT_BACKUP_KEY';
 
 function stamp(d = new Date()): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-function connectionString(envName: string): string {
-  const url = process.env[envName];
-  if (!url) throw new CliError(`--database: environment variable ${envName} is not set`);
-  return url;
 }
 
 export async function startBackup(

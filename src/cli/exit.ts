@@ -9,3 +9,10 @@ export class CliError extends Error {
     super(message);
   }
 }
+
+/** The connection string in the environment variable a command's `--database` names. */
+export function connectionString(envName: string, env: NodeJS.ProcessEnv = process.env): string {
+  const url = env[envName];
+  if (!url) throw new CliError(`--database: environment variable ${envName} is not set`);
+  return url;
+}

@@ -5,17 +5,11 @@ import { withClient } from '../db';
 import { compareInventories, ExpectationError, inventoryFromSql, type DriftItem } from '../drift';
 import { readInventory, type Inventory } from '../inventory';
 import { inventoryMarkdown } from '../inventory-markdown';
-import { CliError, EXIT_FAILED, EXIT_OK } from './exit';
+import { CliError, connectionString, EXIT_FAILED, EXIT_OK } from './exit';
 
 export interface DatabaseOption {
   /** Name of the environment variable holding the connection string. */
   database: string;
-}
-
-function connectionString(envName: string): string {
-  const url = process.env[envName];
-  if (!url) throw new CliError(`--database: environment variable ${envName} is not set`);
-  return url;
 }
 
 export async function showInventory(opts: DatabaseOption & { json?: boolean; schema?: string[]; exactCounts?: boolean }, print: (line: string) => void): Promise<number> {
