@@ -3,6 +3,7 @@
  * a load into a scratch schema that is rolled back). Both recorded in `safeshift.exports`. No compensation: an
  * export that fails verification is kept, marked unverified, as evidence; it never counts as a backup.
  */
+import { rmSync } from 'node:fs';
 import { Context } from '@temporalio/activity';
 import { exportTables, verifyExport, ExportError, type VerifiedTable } from '../src/export';
 import { fatal } from '../src/errors';
@@ -19,6 +20,8 @@ export interface ExportInput {
   dir: string;
   /** Environment variable (on the worker) holding the encryption key; none: not encrypted. */
   keyEnv?: string;
+  /** The schedule that started this export, if any (retention prunes per schedule). */
+  scheduleId?: string;
 }
 
 export interface ExportSummary {
@@ -59,8 +62,8 @@ export async function exportBackup(input: ExportInput): Promise<ExportSummary> {
       const summary = manifest.tables.map((t) => ({ table: `${t.schema}.${t.name}`, rows: t.rows, bytes: t.bytes }));
       const bytes = manifest.tables.reduce((n, t) => n + t.bytes, 0);
       await client.query(
-        `INSERT INTO safeshift.exports (id, workflow_id, dir, tables, bytes, encrypted, key_id, snapshot_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [input.id, input.workflowId, input.dir, JSON.stringify(summary), bytes, manifest.encryption !== null, manifest.encryption?.keyId ?? null, manifest.snapshotAt]);
+        `INSERT INTO safeshift.exports (id, workflow_id, dir, tables, bytes, encrypted, key_id, snapshot_at, schedule_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [input.id, input.workflowId, input.dir, JSON.stringify(summary), bytes, manifest.encryption !== null, manifest.encryption?.keyId ?? null, manifest.snapshotAt, input.scheduleId ?? null]);
       return { id: input.id, dir: input.dir, tables: summary, bytes, seconds: (Date.now() - started) / 1000, encrypted: manifest.encryption !== null };
     } catch (err) {
       if (err instanceof ExportError) throw fatal('BadBackupRequest', err.message);
@@ -84,4 +87,23 @@ export async function verifyBackup(input: Pick<ExportInput, 'db' | 'id' | 'dir' 
       throw err;
     }
   }));
+}
+
+/**
+ * Retention of a schedule's exports: the newest `retain` verified ones stay; older verified ones are deleted
+ * (their directory) and marked pruned. Unverified exports are never pruned (evidence) and never count.
+ * Idempotent: an export already pruned is skipped, a directory already gone is fine.
+ */
+export async function pruneBackups(input: { db: string; scheduleId: string; retain: number }): Promise<string[]> {
+  return withDatabase(input, async (client) => {
+    const { rows } = await client.query<{ id: string; dir: string }>(
+      `SELECT id, dir FROM safeshift.exports
+        WHERE schedule_id = $1 AND verified_at IS NOT NULL AND pruned_at IS NULL
+        ORDER BY exported_at DESC, id DESC OFFSET $2`, [input.scheduleId, input.retain]);
+    for (const r of rows) {
+      rmSync(r.dir, { recursive: true, force: true });
+      await client.query(`UPDATE safeshift.exports SET pruned_at = now() WHERE id = $1`, [r.id]);
+    }
+    return rows.map((r) => r.id);
+  });
 }

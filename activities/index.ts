@@ -10,4 +10,4 @@ export { validateCopy } from './validate';
 export { swapTables, swapBack } from './cutover';
 export { verifyCutover } from './verify';
 export { dropRetired } from './drop';
-export { exportBackup, verifyBackup } from './export';
+export { exportBackup, pruneBackups, verifyBackup } from './export';

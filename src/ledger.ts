@@ -97,6 +97,9 @@ CREATE TABLE IF NOT EXISTS safeshift.exports (
   verified_at  timestamptz,
   problems     jsonb
 );
+-- Scheduled exports: retention prunes by schedule, verified exports only, never the newest N.
+ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS schedule_id text;
+ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS pruned_at timestamptz;
 CREATE OR REPLACE FUNCTION safeshift.audit_chain() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   prev record;

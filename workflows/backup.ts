@@ -10,15 +10,21 @@ import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
 
 export interface BackupInput {
   db: string;
-  id: string;
+  /** Export id; a scheduled run uses its workflow id (the schedule id plus the scheduled time). */
+  id?: string;
   tables: string[];
-  dir: string;
+  /** The export's directory; or, for scheduled runs, `dirRoot` + `/` + id. */
+  dir?: string;
+  dirRoot?: string;
   keyEnv?: string;
   requestedBy: string;
+  /** Scheduled runs: keep the newest `retain` verified exports of this schedule, prune older ones. */
+  schedule?: { id: string; retain: number };
 }
 
 export interface BackupResult {
   export: ExportSummary;
+  pruned: string[];
   verified: { ok: boolean; seconds: number; tables: { table: string; ok: boolean; problem?: string; rows?: number }[] };
 }
 
@@ -33,13 +39,18 @@ export async function backupWorkflow(input: BackupInput): Promise<BackupResult> 
     actor: input.requestedBy, action, phase: 'backup', details,
   });
 
-  const exported = await long.exportBackup({ db: input.db, workflowId: info.workflowId, id: input.id, tables: input.tables, dir: input.dir, keyEnv: input.keyEnv });
-  await audit('backup:exported', { id: input.id, dir: input.dir, tables: exported.tables, bytes: exported.bytes, encrypted: exported.encrypted });
-  const verified = await long.verifyBackup({ db: input.db, id: input.id, dir: input.dir, keyEnv: input.keyEnv });
-  await audit(verified.ok ? 'backup:verified' : 'backup:unverified', { id: input.id, tables: verified.tables });
+  const id = input.id ?? info.workflowId;
+  const dir = input.dir ?? `${(input.dirRoot ?? 'safeshift-backups').replace(/\/+$/, '')}/${id}`;
+  const exported = await long.exportBackup({ db: input.db, workflowId: info.workflowId, id, tables: input.tables, dir, keyEnv: input.keyEnv, scheduleId: input.schedule?.id });
+  await audit('backup:exported', { id, dir, tables: exported.tables, bytes: exported.bytes, encrypted: exported.encrypted });
+  const verified = await long.verifyBackup({ db: input.db, id, dir, keyEnv: input.keyEnv });
+  await audit(verified.ok ? 'backup:verified' : 'backup:unverified', { id, tables: verified.tables });
   if (!verified.ok) {
-    throw fatal('BackupNotVerified', `export ${input.id} in ${input.dir} failed verification: ` +
+    throw fatal('BackupNotVerified', `export ${id} in ${dir} failed verification: ` +
       verified.tables.filter((t) => !t.ok).map((t) => `${t.table}: ${t.problem}`).join('; '));
   }
-  return { export: exported, verified };
+  // Only after this export verified: retention never leaves a schedule with fewer verified exports than asked.
+  const pruned = input.schedule ? await quick.pruneBackups({ db: input.db, scheduleId: input.schedule.id, retain: input.schedule.retain }) : [];
+  if (pruned.length) await audit('backup:pruned', { schedule: input.schedule!.id, pruned, retained: input.schedule!.retain });
+  return { export: exported, verified, pruned };
 }

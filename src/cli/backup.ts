@@ -3,10 +3,11 @@
  * <dir> --table --into` (into a new table only; both run here, against the database directly).
  */
 import { resolve } from 'node:path';
-import { WorkflowFailedError } from '@temporalio/client';
+import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import { connectClient, temporalConfig, workflowUiUrl } from '../config';
 import { withClient } from '../db';
 import { ExportError, restoreTable, verifyExport } from '../export';
+import { parseDuration } from '../plan/duration';
 import { displayName, parseTableRef, qualified } from '../sql';
 import type { BackupResult } from '../../workflows/backup';
 import { CliError, connectionString, EXIT_FAILED, EXIT_OK } from './exit';
@@ -18,22 +19,25 @@ function stamp(d = new Date()): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
+/** Refused here, before a workflow or schedule exists, so bad input changes nothing and exits 2. */
+async function checkTables(tables: string[], opts: { all?: boolean; database: string }): Promise<void> {
+  if (opts.all && tables.length) throw new CliError('give tables or --all, not both');
+  if (!opts.all && !tables.length) throw new CliError('name the tables to back up (schema.table ...) or give --all');
+  for (const t of tables) if (!parseTableRef(t)) throw new CliError(`table ${JSON.stringify(t)}: write it as schema.table`);
+  if (!tables.length) return;
+  const missing = await withClient(connectionString(opts.database), async (c) => {
+    const { rows } = await c.query<{ name: string }>(
+      `SELECT t AS name FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL`, [tables.map((t) => qualified(parseTableRef(t)!))]);
+    return rows.map((r) => r.name);
+  }, 'safeshift backup');
+  if (missing.length) throw new CliError(`table ${missing.map((m) => displayName(parseTableRef(m)!)).join(', ')} does not exist`);
+}
+
 export async function startBackup(
   tables: string[], opts: { all?: boolean; dir?: string; encrypt?: boolean; keyEnv?: string; json?: boolean; database: string; as?: string },
   print: (line: string) => void,
 ): Promise<number> {
-  if (opts.all && tables.length) throw new CliError('give tables or --all, not both');
-  if (!opts.all && !tables.length) throw new CliError('name the tables to back up (schema.table ...) or give --all');
-  for (const t of tables) if (!parseTableRef(t)) throw new CliError(`table ${JSON.stringify(t)}: write it as schema.table`);
-  if (tables.length) {
-    // Refused here, before a workflow exists, so bad input changes nothing and exits 2.
-    const missing = await withClient(connectionString(opts.database), async (c) => {
-      const { rows } = await c.query<{ name: string }>(
-        `SELECT t AS name FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL`, [tables.map((t) => qualified(parseTableRef(t)!))]);
-      return rows.map((r) => r.name);
-    }, 'safeshift backup');
-    if (missing.length) throw new CliError(`table ${missing.map((m) => displayName(parseTableRef(m)!)).join(', ')} does not exist`);
-  }
+  await checkTables(tables, opts);
   const id = `backup-${stamp()}`;
   const dir = resolve(opts.dir ?? `safeshift-backups/${id}`);
   const keyEnv = opts.encrypt || opts.keyEnv ? opts.keyEnv ?? DEFAULT_KEY_ENV : undefined;
@@ -103,4 +107,54 @@ export async function restoreFromDir(dir: string, opts: { table: string; into: s
     if (err instanceof ExportError) throw new CliError(err.message);
     throw err;
   }
+}
+
+export function backupScheduleId(name: string): string {
+  return `backup-schedule-${name}`;
+}
+
+/**
+ * `safeshift backup schedule`: a Temporal Schedule starting backupWorkflow on a cron expression. Overlap SKIP (a
+ * backup still running means the next one is skipped, not queued), an explicit catch-up window (runs missed while
+ * Temporal was down are made up only within it), retention of the newest N verified exports.
+ */
+export async function scheduleBackup(
+  tables: string[],
+  opts: { all?: boolean; name: string; cron: string; retain: string; dir: string; catchupWindow: string; encrypt?: boolean; keyEnv?: string; database: string; as?: string },
+  print: (line: string) => void,
+): Promise<number> {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(opts.name)) throw new CliError(`--name: ${JSON.stringify(opts.name)} must be lower-case letters, digits and dashes`);
+  const retain = Number(opts.retain);
+  if (!Number.isInteger(retain) || retain < 1) throw new CliError(`--retain: ${JSON.stringify(opts.retain)} must be a whole number of at least 1`);
+  if (!parseDuration(opts.catchupWindow)) throw new CliError(`--catchup-window: ${JSON.stringify(opts.catchupWindow)} is not a duration like 1h`);
+  await checkTables(tables, opts);
+  const scheduleId = backupScheduleId(opts.name);
+  const dirRoot = resolve(opts.dir);
+  const keyEnv = opts.encrypt || opts.keyEnv ? opts.keyEnv ?? DEFAULT_KEY_ENV : undefined;
+  const config = temporalConfig();
+  const client = await connectClient(config);
+  try {
+    await client.schedule.create({
+      scheduleId,
+      spec: { cronExpressions: [opts.cron] },
+      action: {
+        type: 'startWorkflow',
+        workflowType: 'backupWorkflow',
+        taskQueue: config.taskQueue,
+        workflowId: scheduleId,
+        args: [{ db: opts.database, tables, dirRoot, keyEnv, requestedBy: opts.as ?? process.env.USER ?? 'operator', schedule: { id: scheduleId, retain } }],
+      },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: parseDuration(opts.catchupWindow)! },
+    });
+  } catch (err) {
+    if (err instanceof ScheduleAlreadyRunning) throw new CliError(`--name: schedule ${scheduleId} exists already`);
+    const message = (err as Error).message;
+    if (/cron|spec|invalid/i.test(message)) throw new CliError(`--cron: ${JSON.stringify(opts.cron)} is refused by Temporal: ${message}`);
+    throw err;
+  } finally {
+    await client.connection.close();
+  }
+  print(`schedule ${scheduleId}: ${opts.all ? 'every table' : tables.join(', ')} on "${opts.cron}" (UTC) into ${dirRoot}/<run>${keyEnv ? `, encrypted with ${keyEnv}` : ''}; ` +
+    `keeps the newest ${retain} verified export(s); a run still going when the next is due makes that one skip`);
+  return EXIT_OK;
 }

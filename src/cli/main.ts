@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadDevEnv } from '../config';
 import { runDev } from './dev';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
-import { restoreFromDir, startBackup, verifyBackupDir } from './backup';
+import { restoreFromDir, scheduleBackup, startBackup, verifyBackupDir } from './backup';
 import { showDrift, showInventory } from './inventory';
 import { runWorkerCommand } from './worker';
 import { checkPlan, decide, listMigrations, rollbackMigration, showStatus, signalMigration, startMigration } from './migrations';
@@ -34,6 +34,8 @@ export function buildProgram(): Command {
   const program = new Command('safeshift')
     .description('Durable, zero-data-loss migrations of live PostgreSQL tables, orchestrated by Temporal')
     .showHelpAfterError()
+    // Needed (with the same on `backup`) so `backup schedule --dir` is the schedule's option, not backup's.
+    .enablePositionalOptions()
     .exitOverride();
 
   program.command('dev')
@@ -122,6 +124,7 @@ export function buildProgram(): Command {
     .action(action((opts: { expect: string; schema: string; json?: boolean; database: string }) => showDrift(opts, print)));
 
   const backup = program.command('backup')
+    .enablePositionalOptions()
     .description('export tables to files in one snapshot (gzip, manifest with counts, checksums, SHA-256), then verify; a workflow')
     .argument('[tables...]', 'schema.table ...')
     .option('--all', 'every table outside PostgreSQL\'s and safeshift\'s own schemas')
@@ -138,6 +141,20 @@ export function buildProgram(): Command {
     .option('--json', 'machine output')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((dir: string, opts: { keyEnv?: string; json?: boolean; database: string }) => verifyBackupDir(dir, opts, print)));
+
+  backup.command('schedule [tables...]')
+    .description('a Temporal Schedule of backups on a cron expression (UTC); overlapping runs skip; keeps the newest N verified exports')
+    .requiredOption('--name <name>', 'schedule name (lower-case, digits, dashes): the schedule id is backup-schedule-<name>')
+    .requiredOption('--cron <expr>', 'cron expression, e.g. "30 2 * * *"')
+    .requiredOption('--retain <n>', 'verified exports to keep; older ones are deleted after each verified run')
+    .requiredOption('--dir <dir>', 'root directory on the worker\'s machine; each run writes <dir>/<run id>')
+    .option('--all', 'every table outside PostgreSQL\'s and safeshift\'s own schemas')
+    .option('--catchup-window <duration>', 'runs missed while Temporal was unavailable are made up within this window', '1h')
+    .option('--encrypt', 'AES-256-GCM, key from SAFESHIFT_BACKUP_KEY on the worker')
+    .option('--key-env <env>', 'environment variable holding the key (implies --encrypt)')
+    .option('--as <name>', 'who asks (audit log)')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((tables: string[], opts: { all?: boolean; name: string; cron: string; retain: string; dir: string; catchupWindow: string; encrypt?: boolean; keyEnv?: string; database: string; as?: string }) => scheduleBackup(tables, opts, print)));
 
   program.command('restore <dir>')
     .description('restore one table of an export into a new table (verified by count and checksum before it commits)')
