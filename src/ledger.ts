@@ -97,6 +97,16 @@ CREATE TABLE IF NOT EXISTS safeshift.exports (
   verified_at  timestamptz,
   problems     jsonb
 );
+-- Restores from exports (safeshift restore): what went where, checked how.
+CREATE TABLE IF NOT EXISTS safeshift.restores (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  backup_id   text NOT NULL,
+  source      text NOT NULL,
+  into_table  text NOT NULL,
+  rows        bigint NOT NULL,
+  actor       text NOT NULL,
+  restored_at timestamptz NOT NULL DEFAULT now()
+);
 -- Scheduled exports: retention prunes by schedule, verified exports only, never the newest N.
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS schedule_id text;
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS pruned_at timestamptz;
@@ -150,8 +160,9 @@ export interface MigrationRecord {
 export interface AuditEvent {
   /** Unique per event (workflow run + event number): a retried activity writes its row once. */
   eventKey: string;
-  workflowId: string;
-  runId: string;
+  /** null for what the CLI does directly (backup verify, restore). */
+  workflowId: string | null;
+  runId: string | null;
   actor: string;
   action: string;
   phase?: string;

@@ -2,11 +2,15 @@
  * `safeshift backup` (a workflow: export, then verify), `safeshift backup verify <dir>` and `safeshift restore
  * <dir> --table --into` (into a new table only; both run here, against the database directly).
  */
+import { randomUUID } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type pg from 'pg';
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import { connectClient, temporalConfig, workflowUiUrl } from '../config';
-import { withClient } from '../db';
-import { ExportError, restoreTable, verifyExport } from '../export';
+import { inTransaction, withClient } from '../db';
+import { appendAudit, ensureLedger } from '../ledger';
+import { ExportError, readManifest, restoreTable, verifyExport } from '../export';
 import { parseDuration } from '../plan/duration';
 import { displayName, parseTableRef, qualified } from '../sql';
 import type { BackupResult } from '../../workflows/backup';
@@ -78,11 +82,36 @@ export async function startBackup(
   }
 }
 
-export async function verifyBackupDir(dir: string, opts: { keyEnv?: string; json?: boolean; database: string }, print: (line: string) => void): Promise<number> {
+/** A directory, or the id of an export recorded in `safeshift.exports` (its directory). */
+async function backupDir(client: pg.Client, arg: string): Promise<string> {
+  if (existsSync(arg) && statSync(arg).isDirectory()) return arg;
+  const { rows } = await client.query<{ dir: string }>(
+    `SELECT dir FROM safeshift.exports WHERE id = $1 AND to_regclass('safeshift.exports') IS NOT NULL`, [arg]).catch(() => ({ rows: [] as { dir: string }[] }));
+  if (!rows[0]) throw new CliError(`${arg} is neither a directory nor the id of an export in safeshift.exports`);
+  return rows[0].dir;
+}
+
+const keyEnvOf = (keyEnv: string | undefined) => keyEnv ?? (process.env[DEFAULT_KEY_ENV] ? DEFAULT_KEY_ENV : undefined);
+const actorOf = (as: string | undefined) => as ?? process.env.USER ?? 'operator';
+
+export async function verifyBackupDir(arg: string, opts: { keyEnv?: string; json?: boolean; database: string; as?: string }, print: (line: string) => void): Promise<number> {
   try {
-    const { manifest, tables } = await withClient(connectionString(opts.database), (c) => verifyExport(c, dir, { keyEnv: opts.keyEnv ?? (process.env[DEFAULT_KEY_ENV] ? DEFAULT_KEY_ENV : undefined) }), 'safeshift backup verify');
+    const { dir, manifest, tables } = await withClient(connectionString(opts.database), async (c) => {
+      const dir = await backupDir(c, arg);
+      const result = await verifyExport(c, dir, { keyEnv: keyEnvOf(opts.keyEnv) });
+      const problems = result.tables.filter((t) => !t.ok);
+      // Recorded: the export's verification state follows the latest check, and the check is in the audit log.
+      await ensureLedger(c);
+      await inTransaction(c, async () => {
+        await c.query(`UPDATE safeshift.exports SET verified_at = CASE WHEN $2::boolean THEN now() END, problems = $3 WHERE id = $1`,
+          [result.manifest.id, problems.length === 0, problems.length ? JSON.stringify(problems) : null]);
+        await appendAudit(c, { eventKey: `cli/${randomUUID()}`, workflowId: null, runId: null, actor: actorOf(opts.as),
+          action: problems.length ? 'backup:verify-failed' : 'backup:verify-ok', phase: 'backup', details: { id: result.manifest.id, dir, tables: result.tables } });
+      });
+      return { dir, ...result };
+    }, 'safeshift backup verify');
     const ok = tables.every((t) => t.ok);
-    if (opts.json) print(JSON.stringify({ id: manifest.id, ok, tables }, null, 2));
+    if (opts.json) print(JSON.stringify({ id: manifest.id, dir, ok, tables }, null, 2));
     else {
       for (const t of tables) print(`  ${t.table}: ${t.ok ? `${t.rows} rows, intact` : t.problem}`);
       print(ok ? `${dir}: intact (${tables.length} tables)` : `${dir}: NOT intact`);
@@ -94,13 +123,25 @@ export async function verifyBackupDir(dir: string, opts: { keyEnv?: string; json
   }
 }
 
-export async function restoreFromDir(dir: string, opts: { table: string; into: string; keyEnv?: string; database: string }, print: (line: string) => void): Promise<number> {
+export async function restoreFromDir(arg: string, opts: { table: string; into: string; keyEnv?: string; database: string; as?: string }, print: (line: string) => void): Promise<number> {
   const table = parseTableRef(opts.table);
   if (!table) throw new CliError(`--table: ${JSON.stringify(opts.table)} is not schema.table`);
   const into = parseTableRef(opts.into);
   if (!into) throw new CliError(`--into: ${JSON.stringify(opts.into)} is not schema.table`);
   try {
-    const { rows } = await withClient(connectionString(opts.database), (c) => restoreTable(c, dir, table, into, { keyEnv: opts.keyEnv ?? (process.env[DEFAULT_KEY_ENV] ? DEFAULT_KEY_ENV : undefined) }), 'safeshift restore');
+    const { rows } = await withClient(connectionString(opts.database), async (c) => {
+      const dir = await backupDir(c, arg);
+      const restored = await restoreTable(c, dir, table, into, { keyEnv: keyEnvOf(opts.keyEnv) });
+      const { id } = readManifest(dir);
+      await ensureLedger(c);
+      await inTransaction(c, async () => {
+        await c.query(`INSERT INTO safeshift.restores (backup_id, source, into_table, rows, actor) VALUES ($1, $2, $3, $4, $5)`,
+          [id, displayName(table), displayName(into), restored.rows, actorOf(opts.as)]);
+        await appendAudit(c, { eventKey: `cli/${randomUUID()}`, workflowId: null, runId: null, actor: actorOf(opts.as),
+          action: 'backup:restored', phase: 'restore', details: { id, dir, table: displayName(table), into: displayName(into), rows: restored.rows } });
+      });
+      return restored;
+    }, 'safeshift restore');
     print(`restored ${opts.table} into ${opts.into}: ${rows} rows, count and checksum equal to the export's`);
     return EXIT_OK;
   } catch (err) {

@@ -135,12 +135,13 @@ export function buildProgram(): Command {
     .option('--json', 'machine output')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((tables: string[], opts: { all?: boolean; dir?: string; encrypt?: boolean; keyEnv?: string; json?: boolean; database: string; as?: string }) => startBackup(tables, opts, print)));
-  backup.command('verify <dir>')
-    .description('exit 0 only if the export is intact: file hashes, then every table loaded into a scratch schema and its count and checksum compared')
+  backup.command('verify <dir-or-id>')
+    .description('exit 0 only if the export is intact: file hashes, then every table loaded into a scratch schema and its count and checksum compared; recorded in the ledger and audit log')
+    .option('--as <name>', 'who asks (audit log)')
     .option('--key-env <env>', 'environment variable holding the key of an encrypted export (default SAFESHIFT_BACKUP_KEY)')
     .option('--json', 'machine output')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
-    .action(action((dir: string, opts: { keyEnv?: string; json?: boolean; database: string }) => verifyBackupDir(dir, opts, print)));
+    .action(action((dir: string, opts: { keyEnv?: string; json?: boolean; database: string; as?: string }) => verifyBackupDir(dir, opts, print)));
 
   backup.command('schedule [tables...]')
     .description('a Temporal Schedule of backups on a cron expression (UTC); overlapping runs skip; keeps the newest N verified exports')
@@ -156,13 +157,14 @@ export function buildProgram(): Command {
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((tables: string[], opts: { all?: boolean; name: string; cron: string; retain: string; dir: string; catchupWindow: string; encrypt?: boolean; keyEnv?: string; database: string; as?: string }) => scheduleBackup(tables, opts, print)));
 
-  program.command('restore <dir>')
-    .description('restore one table of an export into a new table (verified by count and checksum before it commits)')
+  program.command('restore <dir-or-id>')
+    .description('restore one table of an export into a new table (verified by count and checksum before it commits); recorded in the ledger and audit log')
+    .option('--as <name>', 'who asks (audit log)')
     .requiredOption('--table <schema.table>', 'the exported table')
     .requiredOption('--into <schema.table>', 'a new table to create (restoring over a live table is not available yet)')
     .option('--key-env <env>', 'environment variable holding the key of an encrypted export (default SAFESHIFT_BACKUP_KEY)')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
-    .action(action((dir: string, opts: { table: string; into: string; keyEnv?: string; database: string }) => restoreFromDir(dir, opts, print)));
+    .action(action((dir: string, opts: { table: string; into: string; keyEnv?: string; database: string; as?: string }) => restoreFromDir(dir, opts, print)));
 
   return program;
 }

@@ -103,8 +103,15 @@ test('safeshift backup runs as a workflow (export, then verify, both audited); b
   expect(await sql(`SELECT verified_at IS NOT NULL AS verified, encrypted FROM safeshift.exports WHERE id = $1`, [result.id])).toEqual([{ verified: true, encrypted: false }]);
 
   expect(await runCli(['backup', 'verify', dir])).toMatchObject({ code: 0, stdout: expect.stringContaining(`${dir}: intact (2 tables)`) });
-  const restored = await runCli(['restore', dir, '--table', `${s}.stories`, '--into', `${s}.stories_back`]);
+  // By backup id too (the ledger knows the directory); each check and restore recorded.
+  expect(await runCli(['backup', 'verify', result.id, '--as', 'dave'])).toMatchObject({ code: 0, stdout: expect.stringContaining(`${dir}: intact (2 tables)`) });
+  expect(await runCli(['backup', 'verify', 'backup-no-such-id'])).toMatchObject({ code: 2, stderr: 'backup-no-such-id is neither a directory nor the id of an export in safeshift.exports\n' });
+  const restored = await runCli(['restore', result.id, '--table', `${s}.stories`, '--into', `${s}.stories_back`, '--as', 'dave']);
   expect(restored).toMatchObject({ code: 0, stdout: `restored ${s}.stories into ${s}.stories_back: 5000 rows, count and checksum equal to the export's\n` });
+  expect(await sql(`SELECT source, into_table, rows::int, actor FROM safeshift.restores WHERE backup_id = $1`, [result.id]))
+    .toEqual([{ source: `${s}.stories`, into_table: `${s}.stories_back`, rows: 5000, actor: 'dave' }]);
+  expect(await sql(`SELECT action FROM safeshift.audit_log WHERE actor = 'dave' AND details->>'id' = $1 ORDER BY seq`, [result.id]))
+    .toEqual([{ action: 'backup:verify-ok' }, { action: 'backup:restored' }]);
   expect(await runCli(['restore', dir, '--table', `${s}.stories`, '--into', `${s}.stories_back`])).toMatchObject({ code: 2, stderr: expect.stringContaining(`--into: ${s}.stories_back exists; restore goes into a new table`) });
 
   const file = join(dir, readManifest(dir).tables[0]!.file);
@@ -115,6 +122,8 @@ test('safeshift backup runs as a workflow (export, then verify, both audited); b
   expect(broken.code).toBe(1);
   expect(broken.stdout).toMatch(/SHA-256 .* differs from the manifest's .* \(the file was changed or corrupted\)/);
   expect(broken.stdout).toContain(`${dir}: NOT intact`);
+  expect(await sql(`SELECT verified_at IS NULL AS unverified, problems IS NOT NULL AS has_problems FROM safeshift.exports WHERE id = $1`, [result.id]))
+    .toEqual([{ unverified: true, has_problems: true }]);
 });
 
 test('backup refuses a table that does not exist, exit 2, before anything starts', async () => {
