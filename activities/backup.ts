@@ -7,6 +7,7 @@ import { displayName, qualified, type TableRef } from '../src/sql';
 import { inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
 import { tableOid } from '../src/catalog';
+import { tableChecksum } from '../src/checksum';
 import { heartbeating, withDatabase, type MigrationRef } from './support';
 
 export interface BackupInput extends MigrationRef {
@@ -18,11 +19,6 @@ export interface BackupResult {
   table: string;
   rows: number;
   checksum: string;
-}
-
-function tableChecksumSql(t: TableRef): string {
-  return `SELECT count(*)::text AS rows, coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text AS checksum
-            FROM ${qualified(t)} t`;
 }
 
 export async function backupTable(input: BackupInput): Promise<BackupResult> {
@@ -43,8 +39,8 @@ export async function backupTable(input: BackupInput): Promise<BackupResult> {
         await client.query(`REVOKE ALL ON SCHEMA safeshift_backup FROM PUBLIC`);
         await client.query(`CREATE TABLE ${qualified(input.backup)} (LIKE ${qualified(input.source)})`);
         await client.query(`INSERT INTO ${qualified(input.backup)} SELECT * FROM ${qualified(input.source)}`);
-        const src = (await client.query<{ rows: string; checksum: string }>(tableChecksumSql(input.source))).rows[0]!;
-        const bak = (await client.query<{ rows: string; checksum: string }>(tableChecksumSql(input.backup))).rows[0]!;
+        const src = await tableChecksum(client, input.source);
+        const bak = await tableChecksum(client, input.backup);
         if (src.rows !== bak.rows || src.checksum !== bak.checksum) {
           throw fatal('BackupMismatch', `backup ${name} holds ${bak.rows} rows (checksum ${bak.checksum}) but ${displayName(input.source)} holds ${src.rows} (checksum ${src.checksum})`);
         }
@@ -52,7 +48,7 @@ export async function backupTable(input: BackupInput): Promise<BackupResult> {
           `INSERT INTO safeshift.backups (backup_table, run_id, source, rows, checksum) VALUES ($1, $2, $3, $4, $5)`,
           [name, input.runId, displayName(input.source), src.rows, src.checksum],
         );
-        return { table: name, rows: Number(src.rows), checksum: src.checksum };
+        return { table: name, rows: src.rows, checksum: src.checksum };
       }, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
     }),
   );

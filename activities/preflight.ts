@@ -3,7 +3,6 @@
  * later phases could not finish safely. Read-only: the target DDL is tried inside a transaction that is always
  * rolled back. No compensation: nothing is changed.
  */
-import { parse as parseSql } from 'libpg-query';
 import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
 import { captureBoundObjects, describeBoundObjects, moveToNewTable } from '../src/bound-objects';
@@ -11,6 +10,7 @@ import { accessControl, estimatedRowCount, tableInfo, tableOid, typesWithoutBina
 import { moveTable, newTableHome, setLockTimeout } from '../src/swap';
 import { fatal } from '../src/errors';
 import { pgErrorCode } from '../src/db';
+import { statementKinds } from '../src/statements';
 import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { withDatabase } from './support';
@@ -62,20 +62,19 @@ const TARGET_DDL_STATEMENTS = new Set([
 
 /** Parse the DDL with PostgreSQL's own parser (libpg-query) and list what is not allowed, by statement number. */
 export async function targetDdlProblems(ddl: string, field: string): Promise<string[]> {
-  let stmts: { stmt?: Record<string, unknown> }[];
+  let kinds: string[];
   try {
-    stmts = (await parseSql(ddl)).stmts ?? [];
+    kinds = await statementKinds(ddl);
   } catch (err) {
     return [`${field}: the target DDL does not parse: ${(err as Error).message}`];
   }
   const problems: string[] = [];
-  stmts.forEach((s, i) => {
-    const kind = Object.keys(s.stmt ?? {})[0] ?? 'unknown';
+  kinds.forEach((kind, i) => {
     if (!TARGET_DDL_STATEMENTS.has(kind)) {
       problems.push(`${field}: statement ${i + 1} (${kind}) is not allowed in target DDL: only CREATE TABLE of the target and its indexes, constraints, comments, grants, policies and triggers (create anything else before the migration)`);
     }
   });
-  if (stmts.length === 0) problems.push(`${field}: the target DDL is empty`);
+  if (kinds.length === 0) problems.push(`${field}: the target DDL is empty`);
   return problems;
 }
 

@@ -11,6 +11,7 @@
 import type pg from 'pg';
 import { readCatalog, type IndexDoc, type Inventory, type TableDoc } from './inventory';
 import { displayIdent, identPattern, quoteIdent } from './sql';
+import { statementKinds } from './statements';
 
 export interface DriftItem {
   /** `schema.table`, `schema.table.column`, ... */
@@ -107,15 +108,13 @@ export class ExpectationError extends Error {}
  * refused, so the expectation can only describe, never touch, the live database.
  */
 export async function inventoryFromSql(client: pg.Client, sql: string, schema: string, file: string): Promise<Inventory> {
-  const { parse } = await import('libpg-query');
-  let stmts: { stmt?: Record<string, unknown> }[];
+  let kinds: string[];
   try {
-    stmts = (await parse(sql)).stmts ?? [];
+    kinds = await statementKinds(sql);
   } catch (err) {
     throw new ExpectationError(`${file}: does not parse: ${(err as Error).message}`);
   }
-  stmts.forEach((s, i) => {
-    const kind = Object.keys(s.stmt ?? {})[0] ?? 'unknown';
+  kinds.forEach((kind, i) => {
     if (!EXPECTATION_STATEMENTS.has(kind)) throw new ExpectationError(`${file}: statement ${i + 1} (${kind}) is not allowed: only CREATE / ALTER / COMMENT of schema objects`);
   });
   const scratch = `safeshift_drift_${Math.random().toString(16).slice(2, 10)}`;

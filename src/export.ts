@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { tableChecksum } from './checksum';
 import { displayName, qualified, quoteIdent, type TableRef } from './sql';
 
 export const MANIFEST = 'manifest.json';
@@ -78,12 +79,6 @@ async function storedColumns(client: pg.Client, t: TableRef): Promise<{ name: st
   return rows;
 }
 
-/** Count and order-independent checksum of the listed columns, as the backup tables are checked. */
-export function tableChecksumSql(t: TableRef, columns: string[]): string {
-  const row = columns.map(quoteIdent).join(', ');
-  return `SELECT count(*)::text AS rows, coalesce(sum(hashtextextended(ROW(${row})::text, 0)::numeric), 0)::text AS checksum FROM ${qualified(t)}`;
-}
-
 function fileName(t: TableRef, encrypted: boolean): string {
   const safe = (s: string) => encodeURIComponent(s).replace(/\./g, '%2E');
   return `${safe(t.schema)}.${safe(t.name)}.copy.gz${encrypted ? '.enc' : ''}`;
@@ -131,9 +126,9 @@ export async function exportTables(
         digest.bytes += tag.length;
         writeFileSync(path, tag, { flag: 'a' });
       }
-      const sum = (await client.query<{ rows: string; checksum: string }>(tableChecksumSql(t, names))).rows[0]!;
+      const sum = await tableChecksum(client, t, names);
       const entry: ExportedTable = {
-        schema: t.schema, name: t.name, file, columns, rows: Number(sum.rows), checksum: sum.checksum,
+        schema: t.schema, name: t.name, file, columns, rows: sum.rows, checksum: sum.checksum,
         sha256: digest.hash.digest('hex'), bytes: digest.bytes,
       };
       exported.push(entry);
@@ -228,8 +223,8 @@ export async function verifyExport(client: pg.Client, dir: string, options: { ke
       const into = { schema: scratch, name: t.name };
       await client.query(`CREATE TABLE ${qualified(into)} (${t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
       await pipeline([...plainStreams(dir, t, key), client.query(copyFrom(`COPY ${qualified(into)} (${t.columns.map((c) => quoteIdent(c.name)).join(', ')}) FROM STDIN`))]);
-      const sum = (await client.query<{ rows: string; checksum: string }>(tableChecksumSql(into, t.columns.map((c) => c.name)))).rows[0]!;
-      if (Number(sum.rows) !== t.rows || sum.checksum !== t.checksum) {
+      const sum = await tableChecksum(client, into, t.columns.map((c) => c.name));
+      if (sum.rows !== t.rows || sum.checksum !== t.checksum) {
         results.push({ table, ok: false, problem: `${t.file} restores to ${sum.rows} rows (checksum ${sum.checksum}); the manifest says ${t.rows} (checksum ${t.checksum})` });
       } else {
         results.push({ table, ok: true, rows: t.rows });
@@ -263,8 +258,8 @@ export async function restoreTable(client: pg.Client, dir: string, table: TableR
   try {
     await client.query(`CREATE TABLE ${qualified(into)} (${t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
     await pipeline([...plainStreams(dir, t, key), client.query(copyFrom(`COPY ${qualified(into)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`))]);
-    const sum = (await client.query<{ rows: string; checksum: string }>(tableChecksumSql(into, columns))).rows[0]!;
-    if (Number(sum.rows) !== t.rows || sum.checksum !== t.checksum) {
+    const sum = await tableChecksum(client, into, columns);
+    if (sum.rows !== t.rows || sum.checksum !== t.checksum) {
       throw new ExportError(`${t.file} restores to ${sum.rows} rows (checksum ${sum.checksum}); the manifest says ${t.rows} (checksum ${t.checksum}); nothing restored`);
     }
     await client.query('COMMIT');

@@ -120,6 +120,13 @@ export interface Inventory {
   publications: PublicationDoc[];
 }
 
+/** `schemas` named a schema the database does not have. */
+export class MissingSchemaError extends Error {
+  constructor(readonly schemas: string[], database: string) {
+    super(`schema ${schemas.join(', ')} does not exist in database ${database}`);
+  }
+}
+
 export interface InventoryOptions {
   /** Only these schemas (default: every schema but PostgreSQL's own). */
   schemas?: string[];
@@ -138,7 +145,11 @@ const RELATION_KINDS: Record<string, TableDoc['kind'] | ViewDoc['kind'] | 'seque
 /** Group rows by relation oid, keeping the query's order. */
 function byOid<R extends { relid: number }>(rows: R[]): Map<number, R[]> {
   const out = new Map<number, R[]>();
-  for (const r of rows) out.set(r.relid, [...(out.get(r.relid) ?? []), r]);
+  for (const r of rows) {
+    const list = out.get(r.relid);
+    if (list) list.push(r);
+    else out.set(r.relid, [r]);
+  }
   return out;
 }
 
@@ -187,7 +198,7 @@ export async function readCatalog(client: pg.Client, options: InventoryOptions):
       ORDER BY n.nspname COLLATE "C"`, [options.schemas?.length ? options.schemas : null]);
   if (options.schemas) {
     const missing = options.schemas.filter((s) => !schemas.some((x) => x.name === s));
-    if (missing.length) throw new Error(`schema ${missing.join(', ')} does not exist in database ${meta!.database}`);
+    if (missing.length) throw new MissingSchemaError(missing, meta!.database);
   }
   const nsp = schemas.map((s) => s.oid);
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { withClient } from '../db';
 import { compareInventories, ExpectationError, inventoryFromSql, type DriftItem } from '../drift';
-import { readInventory, type Inventory } from '../inventory';
+import { MissingSchemaError, readInventory, type Inventory } from '../inventory';
 import { inventoryMarkdown } from '../inventory-markdown';
 import { CliError, connectionString, EXIT_FAILED, EXIT_OK } from './exit';
 
@@ -14,8 +14,8 @@ export interface DatabaseOption {
 
 export async function showInventory(opts: DatabaseOption & { json?: boolean; schema?: string[]; exactCounts?: boolean }, print: (line: string) => void): Promise<number> {
   const inventory = await withClient(connectionString(opts.database), (client) =>
-    readInventory(client, { schemas: opts.schema, exactCounts: opts.exactCounts }).catch((err: Error) => {
-      if (/^schema .* does not exist/.test(err.message)) throw new CliError(`--schema: ${err.message}`);
+    readInventory(client, { schemas: opts.schema, exactCounts: opts.exactCounts }).catch((err: unknown) => {
+      if (err instanceof MissingSchemaError) throw new CliError(`--schema: ${err.message}`);
       throw err;
     }), 'safeshift inventory');
   print(opts.json ? JSON.stringify(inventory, null, 2) : inventoryMarkdown(inventory));
@@ -75,10 +75,11 @@ export async function showDrift(opts: DatabaseOption & { expect: string; schema:
       if (err instanceof ExpectationError) throw new CliError(err.message);
       throw err;
     }
-    const live = await readInventory(client, { schemas: expected.schemas.map((s) => s.name) }).catch((err: Error) => {
-      if (/^schema .* does not exist/.test(err.message)) return { ...expected, schemas: [] } as Inventory;
-      throw err;
-    });
+    // Schemas the expectation has and the database lacks are left out here; the comparison reports them missing.
+    const present = await client.query<{ name: string }>(`SELECT nspname AS name FROM pg_namespace WHERE nspname = ANY($1::text[])`, [expected.schemas.map((s) => s.name)]);
+    const live: Inventory = present.rows.length
+      ? await readInventory(client, { schemas: present.rows.map((r) => r.name) })
+      : { ...expected, schemas: [] };
     return compareInventories(expected, live);
   }, 'safeshift drift');
   if (opts.json) print(JSON.stringify({ drift: items.length > 0, differences: items }, null, 2));
