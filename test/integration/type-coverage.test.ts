@@ -109,6 +109,7 @@ test('a uuid key chunks and copies exactly', async () => {
   expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 97, chunkTime: '0s' } }))])).code).toBe(0);
   const s = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(s.copy.chunks).toBe(Math.ceil(2000 / 97));
+  expect(s.copy.chunkRows).toBe(97); // chunkTime 0s: not tuned
   expect(await sql(`SELECT count(*)::int AS n FROM public.${t} s FULL JOIN public.${t}_v2 d USING (id) WHERE s.n IS DISTINCT FROM d.n`)).toEqual([{ n: 0 }]);
   expect((await runCli(['abort', planName])).code).toBe(0);
   await waitFor(planName, atPhase('rolled_back'));

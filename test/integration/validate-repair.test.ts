@@ -33,6 +33,9 @@ test('a key range that differs is copied again, checked again, and reported as r
   expect((await runCli(['start', file])).code).toBe(0);
   const s = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(s.validation).toMatchObject({ ok: true, rangesChecked: 11, repaired: [{ lo: null, hi: ['100'], pass: 1 }], stillDifferent: [] });
+  // Copied with the chunk size tuned toward copy.chunkTime (2 s): chunks of 100 rows take milliseconds, so it grew.
+  expect(s.copy).toMatchObject({ parallel: 2, format: 'binary' });
+  expect(s.copy.chunkRows).toBeGreaterThan(100);
   expect(s.validation!.message).toMatch(/1 differing key range\(s\) copied again and now equal: \(-inf, 100\]/);
   expect(await sql(`SELECT name FROM public.${t}_v2 WHERE id = 77`)).toEqual([{ name: 'name 77' }]);
   const [audit] = await sql<{ details: { repaired: unknown[] } }>(

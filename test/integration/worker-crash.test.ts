@@ -90,6 +90,9 @@ test('worker killed mid-copy with 3 lanes: another worker finishes it, copying a
     expect(s.copy.rowsRedone).toBeGreaterThanOrEqual(redone);
     expect(s.copy.rowsRedone).toBeLessThanOrEqual(3 * 1000);
     expect(s.copy.rowsRedone % 1000).toBe(0);
+    const [audit] = await sql<{ details: { rows: number } }>(
+      `SELECT details FROM safeshift.audit_log WHERE action = 'copy:redone' AND workflow_id = $1`, [workflowId]);
+    expect(audit!.details.rows).toBe(s.copy.rowsRedone);
     // Our own comparison: same rows, each exactly once.
     const [dups] = await sql<{ n: string }>(`SELECT count(*) - count(DISTINCT id) AS n FROM public.${dst}`);
     expect(Number(dups!.n)).toBe(0);
