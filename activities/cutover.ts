@@ -21,9 +21,9 @@ import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, type TableRef } from '../src/sql';
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
-import { lockExclusive, moveTable, newTableHome, setLockTimeout, whileAt } from '../src/swap';
+import { lockExclusive, moveTable, newTableHome, whileAt } from '../src/swap';
 import type { CompatColumn } from '../src/projection';
-import { heartbeating, withDatabase, type MigrationRef } from './support';
+import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 
 const REPLAY_BATCH = 5000;
 
@@ -48,11 +48,6 @@ export interface SwapResult {
   statements: string[];
 }
 
-/** Lock timeout and deadlock (a writer that read then wrote while we upgraded our lock): both worth retrying. */
-const RETRY_CODES = new Set(['55P03', '40P01']);
-/** Kept well under the heartbeat timeout: the activity must keep heartbeating while it backs off. */
-const MAX_BACKOFF_MS = 10_000;
-
 function same(a: TableRef | undefined, b: TableRef): boolean {
   return a !== undefined && a.schema === b.schema && a.name === b.name;
 }
@@ -65,33 +60,6 @@ async function drain(batch: () => Promise<{ changes: number }>, progress: (repla
     progress(replayed);
   }
   return replayed;
-}
-
-/** Run `fn` in a transaction with lock_timeout, retrying lock timeouts with exponential backoff and jitter. */
-async function underLock<T extends { message: string }>(client: pg.Client, lockTimeoutMs: number, attempts: number, fn: () => Promise<T>): Promise<T & { attempts: number; lockHeldMs: number }> {
-  const ctx = Context.current();
-  for (let attempt = 1; ; attempt++) {
-    await client.query('BEGIN');
-    const began = Date.now();
-    try {
-      // Heartbeats go on while the statements under the lock run (a checksum scan can take a while), so the
-      // server never starts a second attempt that would fight this one for the same locks.
-      const result = await heartbeating(async () => {
-        await setLockTimeout(client, lockTimeoutMs);
-        return fn();
-      }, () => ({ attempt }));
-      await client.query('COMMIT');
-      return { ...result, attempts: attempt, lockHeldMs: Date.now() - began };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      if (!RETRY_CODES.has(pgErrorCode(err) ?? '')) throw err;
-      if (attempt >= attempts) {
-        throw fatal('Unsupported', `could not take the locks within ${lockTimeoutMs} ms in ${attempts} attempts (last: ${(err as Error).message}): long transactions hold the table (see pg_stat_activity); raise cutover.lockTimeoutMs or attempts, or retry later`);
-      }
-      ctx.heartbeat({ attempt, backingOff: true });
-      await ctx.sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt) * (0.5 + Math.random()));
-    }
-  }
 }
 
 export async function swapTables(input: SwapInput): Promise<SwapResult> {

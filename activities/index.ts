@@ -11,3 +11,4 @@ export { swapTables, swapBack } from './cutover';
 export { verifyCutover } from './verify';
 export { dropRetired } from './drop';
 export { exportBackup, pruneBackups, verifyBackup } from './export';
+export { checkRestore, discardStagedRestore, loadRestore, swapInRestored } from './restore';

@@ -1,7 +1,9 @@
 /** Small pieces every activity uses: the migration's identity, database access, and liveness heartbeats. */
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
-import { databaseUrl, withClient } from '../src/db';
+import { databaseUrl, pgErrorCode, withClient } from '../src/db';
+import { fatal } from '../src/errors';
+import { setLockTimeout } from '../src/swap';
 
 export interface MigrationRef {
   /** Name of the env var holding the connection string (plan field `database`). */
@@ -28,3 +30,36 @@ export async function heartbeating<T>(fn: () => Promise<T>, details: () => unkno
     clearInterval(timer);
   }
 }
+
+/** Lock timeout and deadlock (a writer that read then wrote while we upgraded our lock): both worth retrying. */
+const RETRY_CODES = new Set(['55P03', '40P01']);
+/** Kept well under the heartbeat timeout: the activity must keep heartbeating while it backs off. */
+const MAX_BACKOFF_MS = 10_000;
+
+/** Run `fn` in a transaction with lock_timeout, retrying lock timeouts with exponential backoff and jitter. */
+export async function underLock<T extends { message: string }>(client: pg.Client, lockTimeoutMs: number, attempts: number, fn: () => Promise<T>): Promise<T & { attempts: number; lockHeldMs: number }> {
+  const ctx = Context.current();
+  for (let attempt = 1; ; attempt++) {
+    await client.query('BEGIN');
+    const began = Date.now();
+    try {
+      // Heartbeats go on while the statements under the lock run (a checksum scan can take a while), so the
+      // server never starts a second attempt that would fight this one for the same locks.
+      const result = await heartbeating(async () => {
+        await setLockTimeout(client, lockTimeoutMs);
+        return fn();
+      }, () => ({ attempt }));
+      await client.query('COMMIT');
+      return { ...result, attempts: attempt, lockHeldMs: Date.now() - began };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (!RETRY_CODES.has(pgErrorCode(err) ?? '')) throw err;
+      if (attempt >= attempts) {
+        throw fatal('Unsupported', `could not take the locks within ${lockTimeoutMs} ms in ${attempts} attempts (last: ${(err as Error).message}): long transactions hold the table (see pg_stat_activity); raise cutover.lockTimeoutMs or attempts, or retry later`);
+      }
+      ctx.heartbeat({ attempt, backingOff: true });
+      await ctx.sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt) * (0.5 + Math.random()));
+    }
+  }
+}
+

@@ -132,7 +132,7 @@ function roleName(role: string | null): string {
 }
 
 /** Run `fn` with search_path emptied (only pg_catalog visible): deparsed SQL then qualifies every other name. */
-async function withEmptySearchPath<T>(client: pg.Client, fn: () => Promise<T>): Promise<T> {
+export async function withEmptySearchPath<T>(client: pg.Client, fn: () => Promise<T>): Promise<T> {
   const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path`);
   const saved = rows[0]!.path;
   await client.query(`SELECT set_config('search_path', '', false)`);

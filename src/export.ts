@@ -240,30 +240,52 @@ export async function verifyExport(client: pg.Client, dir: string, options: { ke
 }
 
 /**
- * Restore one exported table into a new table `into` (refused if it exists): created with the exported columns
- * and types, loaded, then count and checksum compared with the manifest, all in one transaction that commits only
- * if they are equal. Never touches an existing table.
+ * One table of an export, checked as far as can be without loading it: in the manifest, its key at hand (right key
+ * id), its file present and hashing to the manifest's SHA-256. Everything a restore refuses before it touches the
+ * database.
  */
-export async function restoreTable(client: pg.Client, dir: string, table: TableRef, into: TableRef, options: { keyEnv?: string } = {}): Promise<{ rows: number }> {
+export async function exportedTable(dir: string, table: TableRef, options: { keyEnv?: string } = {}): Promise<{ manifest: Manifest; table: ExportedTable; key: Buffer | undefined }> {
   const manifest = readManifest(dir);
   const t = manifest.tables.find((x) => x.schema === table.schema && x.name === table.name);
   if (!t) throw new ExportError(`--table: ${displayName(table)} is not in this export (it has ${manifest.tables.map((x) => displayName(x)).join(', ')})`);
   const key = decryptionKey(manifest, dir, options.keyEnv);
+  if (!existsSync(join(dir, t.file))) throw new ExportError(`${t.file} is missing from ${dir}; nothing restored`);
   const sha = await fileSha256(join(dir, t.file));
   if (sha !== t.sha256) throw new ExportError(`${t.file}: SHA-256 ${sha} differs from the manifest's ${t.sha256} (the file was changed or corrupted); nothing restored`);
+  return { manifest, table: t, key };
+}
+
+export interface RestoreOptions {
+  keyEnv?: string;
+  /** Create `into` as `LIKE <like> INCLUDING ALL` (a stand-in for a live table) instead of from the export's column types. */
+  like?: TableRef;
+  /** Runs inside the restore's transaction after the load checked out (constraints, ledger rows); a throw undoes everything. */
+  beforeCommit?: (client: pg.Client) => Promise<void>;
+}
+
+/**
+ * Restore one exported table into a new table `into` (refused if it exists): created with the exported columns
+ * and types (or like a live table), loaded, then count and checksum compared with the manifest, all in one
+ * transaction that commits only if they are equal. Never touches an existing table.
+ */
+export async function restoreTable(client: pg.Client, dir: string, table: TableRef, into: TableRef, options: RestoreOptions = {}): Promise<{ rows: number; checksum: string }> {
+  const { table: t, key } = await exportedTable(dir, table, options);
   const { rows: exists } = await client.query(`SELECT 1 FROM pg_class WHERE oid = to_regclass($1)`, [qualified(into)]);
   if (exists.length) throw new ExportError(`--into: ${displayName(into)} exists; restore goes into a new table`);
   const columns = t.columns.map((c) => c.name);
   await client.query('BEGIN');
   try {
-    await client.query(`CREATE TABLE ${qualified(into)} (${t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
+    await client.query(options.like
+      ? `CREATE TABLE ${qualified(into)} (LIKE ${qualified(options.like)} INCLUDING ALL)`
+      : `CREATE TABLE ${qualified(into)} (${t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
     await pipeline([...plainStreams(dir, t, key), client.query(copyFrom(`COPY ${qualified(into)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`))]);
     const sum = await tableChecksum(client, into, columns);
     if (sum.rows !== t.rows || sum.checksum !== t.checksum) {
       throw new ExportError(`${t.file} restores to ${sum.rows} rows (checksum ${sum.checksum}); the manifest says ${t.rows} (checksum ${t.checksum}); nothing restored`);
     }
+    await options.beforeCommit?.(client);
     await client.query('COMMIT');
-    return { rows: t.rows };
+    return { rows: t.rows, checksum: t.checksum };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     if (err instanceof ExportError) throw err;

@@ -107,6 +107,13 @@ CREATE TABLE IF NOT EXISTS safeshift.restores (
   actor       text NOT NULL,
   restored_at timestamptz NOT NULL DEFAULT now()
 );
+-- Restores run as restoreWorkflow: into a new table, or over the live table (staged, approved, swapped in; the
+-- live table kept as the retired one). One row per workflow, updated as it goes.
+ALTER TABLE safeshift.restores ADD COLUMN IF NOT EXISTS workflow_id text UNIQUE;
+ALTER TABLE safeshift.restores ADD COLUMN IF NOT EXISTS mode text NOT NULL DEFAULT 'new';
+ALTER TABLE safeshift.restores ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'restored';
+ALTER TABLE safeshift.restores ADD COLUMN IF NOT EXISTS staged_table text;
+ALTER TABLE safeshift.restores ADD COLUMN IF NOT EXISTS retired_table text;
 -- Scheduled exports: retention prunes by schedule, verified exports only, never the newest N.
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS schedule_id text;
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS pruned_at timestamptz;

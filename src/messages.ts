@@ -29,7 +29,8 @@ export interface MigrationInput {
 
 export interface ApproveArgs {
   approver: string;
-  gate?: GateName;
+  /** The gate meant: a migration's cutover or drop gate, or a restore's. */
+  gate?: GateName | 'restore';
   reason?: string;
   /** The plan hash the approver was shown; an approval for another plan is refused. */
   planHash?: string;
@@ -49,8 +50,8 @@ export interface GateDecision {
   reason?: string;
   at: string;
 }
-export interface GateStatus {
-  name: GateName;
+export interface GateStatus<Name extends string = GateName> {
+  name: Name;
   approvers: string[];
   required: number;
   state: 'pending' | 'open' | 'approved' | 'rejected' | 'timed_out';
@@ -145,6 +146,41 @@ export const rollback = defineUpdate<string, [OperatorArgs]>('rollback');
 export const status = defineQuery<MigrationStatus>('status');
 
 export const DEFAULT_TASK_QUEUE = 'safeshift';
+
+/** restoreWorkflow's input: one table of an export, into a new table, or over the live table after a gate. */
+export interface RestoreInput {
+  db: string;
+  dir: string;
+  table: string;
+  into?: string;
+  keyEnv?: string;
+  requestedBy: string;
+  /** Over the live table: who may approve, how many must, how long the gate waits, the swap's lock settings. */
+  overLive?: { approvers: string[]; required: number; gateTimeoutMs: number; lockTimeoutMs: number; attempts: number };
+}
+
+export const RESTORE_PHASES = ['check', 'load', 'awaiting_restore', 'swap', 'done', 'rolled_back', 'failed'] as const;
+export type RestorePhase = (typeof RESTORE_PHASES)[number];
+
+export interface RestoreStatus {
+  phase: RestorePhase;
+  backupId?: string;
+  table: string;
+  /** Where the restored rows end up (the live table's name when over the live table). */
+  into?: string;
+  rows?: number;
+  requestedBy: string;
+  /** Over the live table: the staged and retired names, the live table's row count, what the swap moves. */
+  staged?: string;
+  retired?: string;
+  liveRows?: number;
+  moves?: string[];
+  gate?: GateStatus<'restore'>;
+  message?: string;
+  outcome?: { phase: RestorePhase; reason: string };
+}
+
+export const restoreStatus = defineQuery<RestoreStatus>('restoreStatus');
 
 export function migrationWorkflowId(planName: string): string {
   return `migration-${planName}`;

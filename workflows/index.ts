@@ -1,2 +1,3 @@
 export { migrationWorkflow } from './migration';
 export { backupWorkflow } from './backup';
+export { restoreWorkflow } from './restore';

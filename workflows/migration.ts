@@ -104,7 +104,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const openGate = (): GateStatus | undefined => state.gates.find((g) => g.state === 'open');
   const approvals = (g: GateStatus) => g.decisions.filter((d) => d.approved).length;
 
-  function validateDecision(approver: string, gate: GateName | undefined, hash: string | undefined): GateStatus {
+  function validateDecision(approver: string, gate: string | undefined, hash: string | undefined): GateStatus {
     const g = openGate();
     if (!g) throw wf.ApplicationFailure.nonRetryable(`no gate is open (phase ${state.phase}); decisions are taken at the cutover and drop gates`, 'GateNotOpen');
     if (gate && gate !== g.name) throw wf.ApplicationFailure.nonRetryable(`the ${gate} gate is not open; the open gate is ${g.name}`, 'GateNotOpen');

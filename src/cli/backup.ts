@@ -1,16 +1,17 @@
 /**
- * `safeshift backup` (a workflow: export, then verify), `safeshift backup verify <dir>` and `safeshift restore
- * <dir> --table --into` (into a new table only; both run here, against the database directly).
+ * `safeshift backup` (a workflow: export, then verify), `safeshift backup verify <dir>` (runs here, against the
+ * database directly) and `safeshift restore` (restoreWorkflow: into a new table, or over the live table after a gate).
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type pg from 'pg';
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, ScheduleAlreadyRunning, ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import { connectClient, temporalConfig, workflowUiUrl } from '../config';
 import { inTransaction, withClient } from '../db';
 import { appendAudit, ensureLedger } from '../ledger';
-import { ExportError, readManifest, restoreTable, verifyExport } from '../export';
+import { ExportError, readManifest, verifyExport } from '../export';
+import { restoreStatus, type RestoreInput, type RestoreStatus } from '../messages';
 import { parseDuration } from '../plan/duration';
 import { displayName, parseTableRef, qualified } from '../sql';
 import type { BackupResult } from '../../workflows/backup';
@@ -123,30 +124,129 @@ export async function verifyBackupDir(arg: string, opts: { keyEnv?: string; json
   }
 }
 
-export async function restoreFromDir(arg: string, opts: { table: string; into: string; keyEnv?: string; database: string; as?: string }, print: (line: string) => void): Promise<number> {
-  const table = parseTableRef(opts.table);
-  if (!table) throw new CliError(`--table: ${JSON.stringify(opts.table)} is not schema.table`);
-  const into = parseTableRef(opts.into);
-  if (!into) throw new CliError(`--into: ${JSON.stringify(opts.into)} is not schema.table`);
+export interface RestoreOptions {
+  table?: string;
+  into?: string;
+  overLive?: boolean;
+  approvers?: string;
+  required: string;
+  gateTimeout: string;
+  lockTimeoutMs: string;
+  wait?: boolean;
+  json?: boolean;
+  keyEnv?: string;
+  database: string;
+  as?: string;
+}
+
+/** Flags checked here, before a workflow exists: bad input exits 2 and changes nothing. */
+function restoreRequest(opts: RestoreOptions, requestedBy: string): Pick<RestoreInput, 'into' | 'overLive'> {
+  if (opts.into && !parseTableRef(opts.into)) throw new CliError(`--into: ${JSON.stringify(opts.into)} is not schema.table`);
+  if (!opts.overLive) {
+    if (opts.approvers) throw new CliError('--approvers: only a restore over the live table (--over-live) has a gate');
+    return { into: opts.into };
+  }
+  if (opts.into) throw new CliError('--into and --over-live: give one (a new table, or the live table after a gate)');
+  const approvers = (opts.approvers ?? '').split(',').map((a) => a.trim()).filter(Boolean);
+  if (!approvers.length) throw new CliError('--approvers: a restore over the live table needs approvers (name,name)');
+  const required = Number(opts.required);
+  if (!Number.isInteger(required) || required < 1) throw new CliError(`--required: ${JSON.stringify(opts.required)} must be a whole number of at least 1`);
+  const eligible = approvers.filter((a) => a !== requestedBy);
+  if (eligible.length < required) throw new CliError(`--approvers: ${required} approval(s) needed but only ${eligible.length} approver(s) besides the requester ${requestedBy}`);
+  const gateTimeoutMs = parseDuration(opts.gateTimeout);
+  if (!gateTimeoutMs) throw new CliError(`--gate-timeout: ${JSON.stringify(opts.gateTimeout)} is not a duration like 24h`);
+  const lockTimeoutMs = Number(opts.lockTimeoutMs);
+  if (!Number.isInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new CliError(`--lock-timeout-ms: ${JSON.stringify(opts.lockTimeoutMs)} must be a whole number of milliseconds`);
+  return { overLive: { approvers, required, gateTimeoutMs, lockTimeoutMs, attempts: 20 } };
+}
+
+/** The failure a restore workflow ended with; bad input found by its check (nothing loaded) is exit 2. */
+function restoreFailure(err: WorkflowFailedError): { message: string; badInput: boolean } {
+  const cause = err.cause;
+  const type = cause instanceof ApplicationFailure ? cause.type : undefined;
+  return { message: cause?.message ?? err.message, badInput: type === 'BadRestore' && /nothing loaded$/.test(cause?.message ?? '') };
+}
+
+export function renderRestoreStatus(id: string, s: RestoreStatus): string {
+  const lines = [`${id}: restore ${s.table}${s.backupId ? ` from ${s.backupId}` : ''} → ${s.into ?? '(new table)'}  [${s.phase}]`];
+  if (s.rows !== undefined) lines.push(`  restored rows: ${s.rows}${s.liveRows !== undefined ? `; live table now: ${s.liveRows}` : ''}`);
+  if (s.staged) lines.push(`  staged: ${s.staged}; the live table is kept as ${s.retired}`);
+  if (s.gate) {
+    const g = s.gate;
+    lines.push(`  restore gate: ${g.state}, ${g.decisions.filter((d) => d.approved).length}/${g.required} approvals from ${g.approvers.join(', ')}${g.deadline ? `, until ${g.deadline}` : ''}`);
+    if (g.state === 'open') lines.push(`  decide: safeshift approve ${id} --as <approver>   |   safeshift reject ${id} --as <approver>`);
+  }
+  for (const m of s.moves ?? []) lines.push(`  moves: ${m}`);
+  if (s.message) lines.push(`  ${s.message}`);
+  return lines.join('\n');
+}
+
+/**
+ * `safeshift restore`: restoreWorkflow. Into a new table it waits for the result; over the live table it returns
+ * once the restored rows are staged and the gate is open (or, with --wait, once the restore is over).
+ */
+export async function restoreFromDir(arg: string, opts: RestoreOptions, print: (line: string) => void): Promise<number> {
+  const requestedBy = actorOf(opts.as);
+  const shape = restoreRequest(opts, requestedBy);
+  const dir = resolve(await withClient(connectionString(opts.database), (c) => backupDir(c, arg), 'safeshift restore'));
+  let table = opts.table;
+  if (table === undefined) {
+    let tables: string[];
+    try {
+      tables = readManifest(dir).tables.map((t) => displayName(t));
+    } catch (err) {
+      if (err instanceof ExportError) throw new CliError(err.message);
+      throw err;
+    }
+    if (tables.length !== 1) throw new CliError(`--table: the export has ${tables.length} tables (${tables.join(', ')}); name one`);
+    table = tables[0]!;
+  }
+  if (!parseTableRef(table)) throw new CliError(`--table: ${JSON.stringify(table)} is not schema.table`);
+  const id = `restore-${stamp()}-${randomUUID().slice(0, 6)}`;
+  const config = temporalConfig();
+  const client = await connectClient(config);
   try {
-    const { rows } = await withClient(connectionString(opts.database), async (c) => {
-      const dir = await backupDir(c, arg);
-      const restored = await restoreTable(c, dir, table, into, { keyEnv: keyEnvOf(opts.keyEnv) });
-      const { id } = readManifest(dir);
-      await ensureLedger(c);
-      await inTransaction(c, async () => {
-        await c.query(`INSERT INTO safeshift.restores (backup_id, source, into_table, rows, actor) VALUES ($1, $2, $3, $4, $5)`,
-          [id, displayName(table), displayName(into), restored.rows, actorOf(opts.as)]);
-        await appendAudit(c, { eventKey: `cli/${randomUUID()}`, workflowId: null, runId: null, actor: actorOf(opts.as),
-          action: 'backup:restored', phase: 'restore', details: { id, dir, table: displayName(table), into: displayName(into), rows: restored.rows } });
-      });
-      return restored;
-    }, 'safeshift restore');
-    print(`restored ${opts.table} into ${opts.into}: ${rows} rows, count and checksum equal to the export's`);
+    const handle = await client.workflow.start('restoreWorkflow', {
+      taskQueue: config.taskQueue,
+      workflowId: id,
+      args: [{ db: opts.database, dir, table, keyEnv: keyEnvOf(opts.keyEnv), requestedBy, ...shape } satisfies RestoreInput],
+    });
+    if (!opts.json) {
+      print(`${id}: restoring ${table} from ${dir}${shape.overLive ? ' over the live table (after approval)' : ''}`);
+      const ui = workflowUiUrl(config, id);
+      if (ui) print(`  ${ui}`);
+    }
+    const settled = async (): Promise<RestoreStatus> => {
+      try {
+        return await handle.result() as RestoreStatus;
+      } catch (err) {
+        if (!(err instanceof WorkflowFailedError)) throw err;
+        const failure = restoreFailure(err);
+        if (failure.badInput) throw new CliError(failure.message);
+        if (opts.json) print(JSON.stringify({ id, ok: false, error: failure.message }, null, 2));
+        else process.stderr.write(`${id}: ${failure.message}\n`);
+        return { ...(await handle.query(restoreStatus)), phase: 'failed' };
+      }
+    };
+    let final: RestoreStatus;
+    if (shape.overLive && !opts.wait) {
+      // Until the gate opens or the restore ends: the staged rows are verified by then.
+      for (;;) {
+        const s = await handle.query(restoreStatus);
+        if (s.phase === 'awaiting_restore') {
+          print(opts.json ? JSON.stringify({ id, ...s }, null, 2) : renderRestoreStatus(id, s));
+          return EXIT_OK;
+        }
+        if (['done', 'failed', 'rolled_back'].includes(s.phase)) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    final = await settled();
+    if (final.phase !== 'done') return EXIT_FAILED;
+    print(opts.json ? JSON.stringify({ id, ...final }, null, 2) : (shape.overLive ? renderRestoreStatus(id, final) : final.message ?? ''));
     return EXIT_OK;
-  } catch (err) {
-    if (err instanceof ExportError) throw new CliError(err.message);
-    throw err;
+  } finally {
+    await client.connection.close();
   }
 }
 

@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadDevEnv } from '../config';
 import { runDev } from './dev';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
-import { restoreFromDir, scheduleBackup, startBackup, verifyBackupDir } from './backup';
+import { restoreFromDir, scheduleBackup, startBackup, verifyBackupDir, type RestoreOptions } from './backup';
 import { showDrift, showInventory } from './inventory';
 import { runWorkerCommand } from './worker';
 import { checkPlan, decide, listMigrations, rollbackMigration, showStatus, signalMigration, startMigration } from './migrations';
@@ -76,10 +76,10 @@ export function buildProgram(): Command {
   program.command('approve <id>')
     .description('say go at the open gate')
     .requiredOption('--as <name>', 'approver name, as listed in the plan')
-    .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop']))
+    .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop', 'restore']))
     .option('--reason <text>', 'recorded in the audit log')
     .option('--plan-hash <sha256>', 'refuse unless the migration runs exactly this plan')
-    .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop'; reason?: string; planHash?: string }) => decide(id, 'approve', opts, print)));
+    .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop' | 'restore'; reason?: string; planHash?: string }) => decide(id, 'approve', opts, print)));
 
   program.command('reject <id>')
     .description('say no at the open gate: the migration rolls back')
@@ -158,13 +158,21 @@ export function buildProgram(): Command {
     .action(action((tables: string[], opts: { all?: boolean; name: string; cron: string; retain: string; dir: string; catchupWindow: string; encrypt?: boolean; keyEnv?: string; database: string; as?: string }) => scheduleBackup(tables, opts, print)));
 
   program.command('restore <dir-or-id>')
-    .description('restore one table of an export into a new table (verified by count and checksum before it commits); recorded in the ledger and audit log')
+    .description('restore one table of an export (restoreWorkflow): into a new table (default <table>_restored_<stamp>), verified by count and ' +
+      'checksum before it commits; or --over-live: staged beside the live table, then after approval swapped in, the live table kept as the retired one')
+    .option('--table <schema.table>', 'the exported table (may be left out when the export has one)')
+    .option('--into <schema.table>', 'the new table to create')
+    .option('--over-live', 'replace the live table\'s contents after an approval at the restore gate')
+    .option('--approvers <names>', 'with --over-live: who may approve, comma-separated (not the requester)')
+    .option('--required <n>', 'with --over-live: approvals needed', '1')
+    .option('--gate-timeout <duration>', 'with --over-live: how long the gate waits before the staged rows are discarded', '24h')
+    .option('--lock-timeout-ms <ms>', 'with --over-live: lock_timeout of each swap attempt', '2000')
+    .option('--wait', 'with --over-live: wait until the restore is over, not just until the gate opens')
+    .option('--json', 'JSON output')
     .option('--as <name>', 'who asks (audit log)')
-    .requiredOption('--table <schema.table>', 'the exported table')
-    .requiredOption('--into <schema.table>', 'a new table to create (restoring over a live table is not available yet)')
     .option('--key-env <env>', 'environment variable holding the key of an encrypted export (default SAFESHIFT_BACKUP_KEY)')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
-    .action(action((dir: string, opts: { table: string; into: string; keyEnv?: string; database: string; as?: string }) => restoreFromDir(dir, opts, print)));
+    .action(action((dir: string, opts: RestoreOptions) => restoreFromDir(dir, opts, print)));
 
   return program;
 }

@@ -9,12 +9,13 @@ import { inspectPlan, PlanCheckFailed } from '../../activities/preflight';
 import { connectClient, temporalConfig, workflowUiUrl, type TemporalConfig } from '../config';
 import { withClient } from '../db';
 import {
-  abort, approve, FINAL_PHASES, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, rollback, status,
+  abort, approve, FINAL_PHASES, restoreStatus, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, rollback, status,
   type GateName, type MigrationInput, type MigrationStatus,
 } from '../messages';
 import { loadPlan, PlanError, type LoadedPlan } from '../plan/load';
 import { displayName } from '../sql';
 import type { migrationWorkflow } from '../../workflows';
+import { renderRestoreStatus } from './backup';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from './exit';
 import { planSummary, renderStatus, toJson } from './render';
 
@@ -41,7 +42,8 @@ export async function checkPlan(file: string, options: { offline?: boolean } = {
 }
 
 export function workflowIdOf(idOrName: string): string {
-  return idOrName.startsWith('migration-') ? idOrName : migrationWorkflowId(idOrName);
+  // Restores share approve / reject (their gate is the restore gate).
+  return idOrName.startsWith('migration-') || idOrName.startsWith('restore-') ? idOrName : migrationWorkflowId(idOrName);
 }
 
 async function withTemporal<T>(fn: (client: Client, config: TemporalConfig) => Promise<T>): Promise<T> {
@@ -162,6 +164,13 @@ export async function showStatus(idOrName: string, options: { json?: boolean; wa
     const workflowId = workflowIdOf(idOrName);
     const handle = client.workflow.getHandle(workflowId);
     const uiUrl = workflowUiUrl(config, workflowId);
+    if (workflowId.startsWith('restore-')) {
+      const s = await handle.query(restoreStatus).catch((err: unknown) => {
+        throw err instanceof WorkflowNotFoundError ? new CliError(`no restore ${workflowId}`) : err;
+      });
+      print(options.json ? JSON.stringify({ id: workflowId, ...s, uiUrl }) : renderRestoreStatus(workflowId, s));
+      return s.phase === 'failed' || s.phase === 'rolled_back' ? EXIT_FAILED : EXIT_OK;
+    }
     for (;;) {
       const s = await queryStatus(handle);
       const text = options.json ? JSON.stringify(toJson(workflowId, s, uiUrl)) : renderStatus(workflowId, s, uiUrl);
@@ -184,7 +193,7 @@ function refusal(err: unknown): CliError | undefined {
   return undefined;
 }
 
-export async function decide(idOrName: string, decision: 'approve' | 'reject', options: { as: string; gate?: GateName; reason?: string; planHash?: string }, print: Print): Promise<number> {
+export async function decide(idOrName: string, decision: 'approve' | 'reject', options: { as: string; gate?: GateName | 'restore'; reason?: string; planHash?: string }, print: Print): Promise<number> {
   return withTemporal(async (client) => {
     const handle = client.workflow.getHandle(workflowIdOf(idOrName));
     try {

@@ -107,7 +107,9 @@ test('safeshift backup runs as a workflow (export, then verify, both audited); b
   expect(await runCli(['backup', 'verify', result.id, '--as', 'dave'])).toMatchObject({ code: 0, stdout: expect.stringContaining(`${dir}: intact (2 tables)`) });
   expect(await runCli(['backup', 'verify', 'backup-no-such-id'])).toMatchObject({ code: 2, stderr: 'backup-no-such-id is neither a directory nor the id of an export in safeshift.exports\n' });
   const restored = await runCli(['restore', result.id, '--table', `${s}.stories`, '--into', `${s}.stories_back`, '--as', 'dave']);
-  expect(restored).toMatchObject({ code: 0, stdout: `restored ${s}.stories into ${s}.stories_back: 5000 rows, count and checksum equal to the export's\n` });
+  expect(restored).toMatchObject({ code: 0, stderr: '' });
+  expect(restored.stdout).toMatch(new RegExp(`^restore-\\S+: restoring ${s}.stories from ${dir}\n`));
+  expect(restored.stdout).toContain(`restored ${s}.stories into ${s}.stories_back: 5000 rows, count and checksum equal to the export's\n`);
   expect(await sql(`SELECT source, into_table, rows::int, actor FROM safeshift.restores WHERE backup_id = $1`, [result.id]))
     .toEqual([{ source: `${s}.stories`, into_table: `${s}.stories_back`, rows: 5000, actor: 'dave' }]);
   expect(await sql(`SELECT action FROM safeshift.audit_log WHERE actor = 'dave' AND details->>'id' = $1 ORDER BY seq`, [result.id]))

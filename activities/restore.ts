@@ -1,0 +1,270 @@
+/**
+ * restoreWorkflow's activities. A restore loads one table of a verified export and checks count and checksum
+ * against the manifest before it commits.
+ *
+ * - Into a new table (the default): `loadRestore` is the whole restore.
+ * - Over the live table: `loadRestore` fills a staged table made `LIKE` the live one (with its own foreign keys,
+ *   so rows the parents no longer have are refused at once); after an approval `swapInRestored` puts it in the
+ *   live table's place with the cutover's machinery, under one short lock: the live table becomes the retired
+ *   table, kept with every row it had, and what was bound to it (inbound FKs, grants, RLS and policies, triggers,
+ *   views, comments, sequences, publications) moves to the restored one. Compensation of the load:
+ *   `discardStagedRestore`.
+ */
+import type pg from 'pg';
+import { describeBoundObjects, captureBoundObjects, moveToNewTable, validateForeignKeys, withEmptySearchPath } from '../src/bound-objects';
+import { relationName, tableOid } from '../src/catalog';
+import { CAPTURE_TRIGGER } from '../src/capture';
+import { fatal } from '../src/errors';
+import { ExportError, exportedTable, restoreTable } from '../src/export';
+import { ensureLedger } from '../src/ledger';
+import { displayName, nameWithSuffix, parseTableRef, qualified, quoteIdent, type TableRef } from '../src/sql';
+import { lockExclusive, moveTable } from '../src/swap';
+import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
+
+export interface RestoreRequest extends MigrationRef {
+  /** The export's directory (the CLI resolves a backup id to it). */
+  dir: string;
+  /** schema.table as named in the export. */
+  table: string;
+  /** A new table to restore into; absent: a new `<table>_restored_<stamp>` beside it, or the live table with `overLive`. */
+  into?: string;
+  overLive: boolean;
+  keyEnv?: string;
+  /** yyyymmddhhmmss (workflow time): makes the staged, retired and default names unique per restore. */
+  stamp: string;
+  requestedBy: string;
+}
+
+export interface RestorePlan {
+  backupId: string;
+  table: TableRef;
+  /** Where the restored rows end up: the new table, or the live table's name. */
+  into: TableRef;
+  rows: number;
+  checksum: string;
+  /** Over the live table only. */
+  live?: { oid: number; rows: number; staged: TableRef; retired: TableRef; moves: string[] };
+}
+
+const bad = (message: string) => fatal('BadRestore', message);
+
+/** Stored (non-generated) columns of a table with their types, as an export records them. */
+async function storedColumns(client: pg.Client, oid: number): Promise<Map<string, string>> {
+  const { rows } = await client.query<{ name: string; type: string }>(
+    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+      WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, [oid]);
+  return new Map(rows.map((r) => [r.name, r.type]));
+}
+
+/** Everything refusable before the database is touched: the export, the key, the names, the live table's shape. */
+export async function checkRestore(input: RestoreRequest): Promise<RestorePlan> {
+  const table = parseTableRef(input.table);
+  if (!table) throw bad(`--table: ${JSON.stringify(input.table)} is not schema.table`);
+  return withDatabase(input, async (client) => {
+    let exported: Awaited<ReturnType<typeof exportedTable>>;
+    try {
+      exported = await exportedTable(input.dir, table, { keyEnv: input.keyEnv });
+    } catch (err) {
+      if (err instanceof ExportError) throw bad(err.message);
+      throw err;
+    }
+    const base = { backupId: exported.manifest.id, table, rows: exported.table.rows, checksum: exported.table.checksum };
+    if (!input.overLive) {
+      const into = input.into ? parseTableRef(input.into) : { schema: table.schema, name: nameWithSuffix(table.name, `_restored_${input.stamp}`) };
+      if (!into) throw bad(`--into: ${JSON.stringify(input.into)} is not schema.table`);
+      if (await tableOid(client, into)) throw bad(`--into: ${displayName(into)} exists; restore goes into a new table (or over the live table with --over-live)`);
+      return { ...base, into };
+    }
+    const liveOid = await tableOid(client, table);
+    if (liveOid === undefined) throw bad(`${displayName(table)} does not exist; restore it into a new table instead (--into)`);
+    const { rows: [rel] } = await client.query<{ kind: string; capturing: boolean }>(
+      `SELECT relkind AS kind, EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1 AND tgname = $2) AS capturing FROM pg_class WHERE oid = $1`,
+      [liveOid, CAPTURE_TRIGGER]);
+    if (rel!.kind !== 'r') throw bad(`${displayName(table)} is not a plain table (relkind ${rel!.kind}); restore it into a new table instead (--into)`);
+    if (rel!.capturing) throw bad(`${displayName(table)} is being migrated (it has safeshift's change capture); finish or roll back that migration first`);
+    const live = await storedColumns(client, liveOid);
+    const problems: string[] = [];
+    for (const c of exported.table.columns) {
+      const type = live.get(c.name);
+      if (type === undefined) problems.push(`column ${c.name} (${c.type}) is in the export but not in the live table`);
+      else if (type !== c.type) problems.push(`column ${c.name} is ${c.type} in the export but ${type} in the live table`);
+    }
+    const exportedNames = new Set(exported.table.columns.map((c) => c.name));
+    for (const [name, type] of live) if (!exportedNames.has(name)) problems.push(`column ${name} (${type}) is in the live table but not in the export`);
+    if (problems.length) throw bad(`cannot restore over ${displayName(table)}, the columns differ: ${problems.join('; ')}. Restore into a new table instead (--into)`);
+    const staged = { schema: table.schema, name: nameWithSuffix(table.name, `_restore_${input.stamp}`) };
+    const retired = { schema: table.schema, name: nameWithSuffix(table.name, `_retired_${input.stamp}`) };
+    for (const t of [staged, retired]) if (await tableOid(client, t)) throw bad(`${displayName(t)} exists; the restore needs that name`);
+    const { rows: [count] } = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${qualified(table)}`);
+    // The migration's wording, told the way a restore does it: inbound FKs are validated before the swap commits,
+    // the table's own FKs are recreated on the staged table at load.
+    const moves = describeBoundObjects(await captureBoundObjects(client, liveOid, table)).map((line) => line
+      .replace('re-added NOT VALID on the new table, validated after commit', 're-pointed to the restored table, validated before the swap commits')
+      .replace('not moved, the new table must define its own', 'recreated on the restored table when it is loaded'));
+    return { ...base, into: table, live: { oid: liveOid, rows: Number(count!.n), staged, retired, moves } };
+  });
+}
+
+/**
+ * The live table's own foreign keys, recreated on the staged table inside the load's transaction: validated
+ * there, so restored rows whose parents are gone are refused before anyone is asked to approve. A self-reference
+ * is pointed at the staged table itself.
+ */
+async function copyForeignKeys(client: pg.Client, live: TableRef, liveOid: number, staged: TableRef): Promise<void> {
+  await withEmptySearchPath(client, async () => {
+    const { rows } = await client.query<{ name: string; definition: string; self: boolean; liveName: string }>(
+      `SELECT conname AS name, pg_get_constraintdef(oid) AS definition, confrelid = conrelid AS self, conrelid::regclass::text AS "liveName"
+         FROM pg_constraint WHERE conrelid = $1 AND contype = 'f' AND conparentid = 0 ORDER BY conname`, [liveOid]);
+    for (const fk of rows) {
+      let definition = fk.definition;
+      if (fk.self) {
+        const at = `REFERENCES ${fk.liveName}(`;
+        if (!definition.includes(at)) throw bad(`foreign key ${fk.name} of ${displayName(live)}: unexpected definition ${definition}`);
+        definition = definition.replace(at, `REFERENCES ${qualified(staged)}(`);
+      }
+      await client.query(`ALTER TABLE ${qualified(staged)} ADD CONSTRAINT ${quoteIdent(fk.name)} ${definition}`);
+    }
+  });
+}
+
+export interface LoadedRestore {
+  /** The table now holding the restored rows: the new table, or the staged one. */
+  table: string;
+  oid: number;
+  rows: number;
+}
+
+export async function loadRestore(input: RestoreRequest & { plan: RestorePlan }): Promise<LoadedRestore> {
+  const { plan } = input;
+  const target = plan.live ? plan.live.staged : plan.into;
+  return withDatabase(input, (client) => heartbeating(async () => {
+    await ensureLedger(client);
+    const { rows: [done] } = await client.query<{ state: string }>(`SELECT state FROM safeshift.restores WHERE workflow_id = $1`, [input.workflowId]);
+    const oid = await tableOid(client, target);
+    // The load and its ledger row commit together: a recorded load is a finished one (a retry after a lost reply).
+    if (done && oid !== undefined) return { table: displayName(target), oid, rows: plan.rows };
+    if (oid !== undefined) throw fatal('NotOurs', `${displayName(target)} exists but was not loaded by this restore; move it away and retry`);
+    try {
+      await restoreTable(client, input.dir, plan.table, target, {
+        keyEnv: input.keyEnv,
+        like: plan.live ? plan.table : undefined,
+        beforeCommit: async (c) => {
+          if (plan.live) await copyForeignKeys(c, plan.table, plan.live.oid, plan.live.staged);
+          await c.query(
+            `INSERT INTO safeshift.restores (backup_id, source, into_table, rows, actor, workflow_id, mode, state, staged_table, retired_table)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+            [plan.backupId, displayName(plan.table), displayName(plan.into), plan.rows, input.requestedBy, input.workflowId,
+              plan.live ? 'over' : 'new', plan.live ? 'loaded' : 'restored', plan.live ? displayName(plan.live.staged) : null, plan.live ? displayName(plan.live.retired) : null]);
+        },
+      });
+    } catch (err) {
+      if (err instanceof ExportError) throw bad(err.message);
+      throw err;
+    }
+    return { table: displayName(target), oid: (await tableOid(client, target))!, rows: plan.rows };
+  }));
+}
+
+/** Compensation of loadRestore over the live table: drop the staged table unless it went live. Idempotent. */
+export async function discardStagedRestore(input: MigrationRef & { plan: RestorePlan }): Promise<string> {
+  const staged = input.plan.live?.staged;
+  if (!staged) return 'nothing staged';
+  return withDatabase(input, async (client) => {
+    await ensureLedger(client);
+    const { rows: [r] } = await client.query<{ state: string }>(`SELECT state FROM safeshift.restores WHERE workflow_id = $1`, [input.workflowId]);
+    if (r?.state === 'swapped') return `${displayName(input.plan.into)} holds the restored rows; nothing to discard`;
+    if (r?.state === 'loaded') {
+      await client.query('BEGIN');
+      try {
+        await client.query(`DROP TABLE IF EXISTS ${qualified(staged)}`);
+        await client.query(`UPDATE safeshift.restores SET state = 'discarded' WHERE workflow_id = $1`, [input.workflowId]);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    }
+    return `staged table ${displayName(staged)} dropped; ${displayName(input.plan.into)} untouched`;
+  });
+}
+
+/**
+ * After the swap the restored table has its staged names for indexes (and the constraints they back) and identity
+ * sequences; the application may know the live ones (a unique violation names its constraint). Each pair that
+ * matches (same uniqueness and definition; same column) trades names: the retired table's get a `_retired_<stamp>`
+ * suffix and the restored table's take the originals.
+ */
+async function adoptLiveNames(client: pg.Client, retiredOid: number, restoredOid: number, stamp: string): Promise<string[]> {
+  const { rows: indexes } = await client.query<{ table: number; schema: string; name: string; shape: string }>(
+    `SELECT i.indrelid::int8::float8 AS "table", n.nspname AS schema, c.relname AS name,
+            i.indisunique::text || i.indisprimary::text || substr(pg_get_indexdef(i.indexrelid), strpos(pg_get_indexdef(i.indexrelid), ' USING ')) AS shape
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE i.indrelid IN ($1, $2) ORDER BY c.relname`, [retiredOid, restoredOid]);
+  const { rows: sequences } = await client.query<{ table: number; schema: string; name: string; shape: string }>(
+    `SELECT d.refobjid::int8::float8 AS "table", n.nspname AS schema, s.relname AS name, a.attname AS shape
+       FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_namespace n ON n.oid = s.relnamespace
+       JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid IN ($1, $2) AND d.deptype IN ('a', 'i')
+      ORDER BY s.relname`, [retiredOid, restoredOid]);
+  const renamed: string[] = [];
+  for (const [kind, objects] of [['INDEX', indexes], ['SEQUENCE', sequences]] as const) {
+    const restored = objects.filter((o) => Number(o.table) === restoredOid);
+    for (const old of objects.filter((o) => Number(o.table) === retiredOid)) {
+      const i = restored.findIndex((r) => r.shape === old.shape);
+      if (i < 0) continue;
+      const [mine] = restored.splice(i, 1);
+      if (mine!.name === old.name) continue;
+      await client.query(`ALTER ${kind} ${qualified(old)} RENAME TO ${quoteIdent(nameWithSuffix(old.name, `_retired_${stamp}`))}`);
+      await client.query(`ALTER ${kind} ${qualified(mine!)} RENAME TO ${quoteIdent(old.name)}`);
+      renamed.push(`${kind.toLowerCase()} ${old.name}`);
+    }
+  }
+  return renamed;
+}
+
+export interface SwapInRestoredInput extends MigrationRef {
+  plan: RestorePlan;
+  stagedOid: number;
+  stamp: string;
+  lockTimeoutMs: number;
+  attempts: number;
+}
+
+/**
+ * The restore's cutover: under one lock the live table takes its retired name, the staged table the live name,
+ * and everything bound moves to it. Inbound foreign keys are validated before the commit (a child row pointing at
+ * a row the restore takes away refuses the swap and leaves the live table as it was): a restore trades a longer
+ * lock for never committing a broken reference. Idempotent: the names say whether it happened.
+ */
+export async function swapInRestored(input: SwapInRestoredInput): Promise<{ message: string; lockHeldMs: number; statements: string[] }> {
+  const { plan } = input;
+  const live = plan.live;
+  if (!live) throw bad('swapInRestored: this restore goes into a new table');
+  return withDatabase(input, async (client) => {
+    const same = (a: TableRef | undefined, b: TableRef) => a !== undefined && a.schema === b.schema && a.name === b.name;
+    if (same(await relationName(client, live.oid), live.retired) && same(await relationName(client, input.stagedOid), plan.into)) {
+      return { message: 'already swapped (retried after commit)', lockHeldMs: 0, statements: [] };
+    }
+    if (!same(await relationName(client, input.stagedOid), live.staged)) throw fatal('NotOurs', `the staged table ${displayName(live.staged)} was moved or dropped; nothing swapped`);
+    const result = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
+      await lockExclusive(client, plan.into);
+      await lockExclusive(client, live.staged);
+      const bound = await captureBoundObjects(client, live.oid, plan.into);
+      await moveTable(client, plan.into, live.retired);
+      const moved = await moveToNewTable(client, bound, live.oid, { oid: input.stagedOid, home: live.staged }, null);
+      if (moved.problems.length) throw bad(`restore refused, these cannot move to the restored table: ${moved.problems.join('; ')}; ${displayName(plan.into)} left as it was`);
+      try {
+        await validateForeignKeys(client, moved.notValidForeignKeys);
+      } catch (err) {
+        throw bad(`restore refused: rows elsewhere reference rows the restore takes away (${(err as Error).message}); ${displayName(plan.into)} left as it was`);
+      }
+      const renamed = await adoptLiveNames(client, live.oid, input.stagedOid, input.stamp);
+      await client.query(`UPDATE safeshift.restores SET state = 'swapped' WHERE workflow_id = $1`, [input.workflowId]);
+      return {
+        message: `${displayName(plan.into)} now holds the ${plan.rows} restored rows; the table it replaced is kept as ${displayName(live.retired)} (${live.rows} rows when the restore was checked)`,
+        statements: [...moved.statements, ...renamed.map((r) => `-- ${r}: name taken over from the retired table`)],
+      };
+    });
+    return { message: result.message, lockHeldMs: result.lockHeldMs, statements: result.statements };
+  });
+}

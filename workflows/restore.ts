@@ -1,0 +1,120 @@
+/**
+ * restoreWorkflow: one table of an export back into the database.
+ *
+ *   check → load (count and checksum against the manifest before commit) → done               into a new table
+ *   check → load into a staged table → restore gate → swap (live table kept as retired) → done  over the live table
+ *
+ * A reject, a gate timeout or a failure discards the staged table (compensation next to the load); the live table
+ * is touched only by the swap, which is one transaction. Every step is in the audit log. Deterministic: no I/O.
+ */
+import * as wf from '@temporalio/workflow';
+import type * as activities from '../activities';
+import type { RestorePlan } from '../activities/restore';
+import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
+import { approve, reject, restoreStatus, type ApproveArgs, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
+import { displayName } from '../src/sql';
+
+function stampOf(ms: number): string {
+  return new Date(ms).toISOString().replace(/\D/g, '').slice(0, 14);
+}
+
+export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatus> {
+  const info = wf.workflowInfo();
+  const ref = { db: input.db, workflowId: info.workflowId, runId: info.runId };
+  const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
+  const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
+  const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: '1m', retry });
+  const stamp = stampOf(Date.now());
+  const state: RestoreStatus = { phase: 'check', table: input.table, into: input.into, requestedBy: input.requestedBy };
+  let event = 0;
+  const audit = (actor: string, action: string, details: Record<string, unknown>) => quick.recordEvent({
+    ...ref, eventKey: `${info.runId}/${++event}`, actor, action, phase: 'restore', details,
+  });
+  const enter = (phase: RestorePhase) => {
+    state.phase = phase;
+    wf.setCurrentDetails(`**restore ${state.table}** → ${state.into ?? '(new table)'}: ${phase}${state.message ? `\n\n${state.message}` : ''}`);
+  };
+
+  const openGate = () => (state.gate?.state === 'open' ? state.gate : undefined);
+  function validateDecision(approver: string, gate: string | undefined) {
+    const g = openGate();
+    if (!g) throw wf.ApplicationFailure.nonRetryable(`no gate is open (phase ${state.phase}); a restore over the live table decides at the restore gate`, 'GateNotOpen');
+    if (gate && gate !== g.name) throw wf.ApplicationFailure.nonRetryable(`the ${gate} gate is not open; the open gate is ${g.name}`, 'GateNotOpen');
+    if (approver === input.requestedBy) throw wf.ApplicationFailure.nonRetryable(`${approver} requested this restore and cannot decide on it`, 'SelfApproval');
+    if (!g.approvers.includes(approver)) throw wf.ApplicationFailure.nonRetryable(`${approver} is not an approver of the restore gate (approvers: ${g.approvers.join(', ')})`, 'NotAnApprover');
+    if (g.decisions.some((d) => d.approver === approver)) throw wf.ApplicationFailure.nonRetryable(`${approver} has already decided on the restore gate`, 'AlreadyDecided');
+    return g;
+  }
+  wf.setHandler(restoreStatus, () => state);
+  wf.setHandler(approve, async (args: ApproveArgs) => {
+    const g = validateDecision(args.approver, args.gate);
+    g.decisions.push({ approver: args.approver, approved: true, reason: args.reason, at: new Date().toISOString() });
+    const approvals = g.decisions.filter((d) => d.approved).length;
+    if (approvals >= g.required) g.state = 'approved';
+    await audit(args.approver, 'approve:restore', { reason: args.reason ?? null });
+    return `${args.approver} approved the restore gate (${approvals}/${g.required})`;
+  }, { validator: (args: ApproveArgs) => { validateDecision(args.approver, args.gate); } });
+  wf.setHandler(reject, async (args: RejectArgs) => {
+    const g = validateDecision(args.approver, undefined);
+    g.decisions.push({ approver: args.approver, approved: false, reason: args.reason, at: new Date().toISOString() });
+    g.state = 'rejected';
+    await audit(args.approver, 'reject:restore', { reason: args.reason ?? null });
+    return `${args.approver} rejected the restore gate; the staged table is dropped, ${state.into} stays as it is`;
+  }, { validator: (args: RejectArgs) => { validateDecision(args.approver, undefined); } });
+
+  enter('check');
+  const request = { ...ref, dir: input.dir, table: input.table, into: input.into, overLive: Boolean(input.overLive), keyEnv: input.keyEnv, stamp, requestedBy: input.requestedBy };
+  await audit(input.requestedBy, 'restore:requested', { dir: input.dir, table: input.table, into: input.into ?? null, overLive: input.overLive ?? null });
+  let plan: RestorePlan | undefined;
+  let loaded = false;
+  try {
+    plan = await quick.checkRestore(request);
+    Object.assign(state, { backupId: plan.backupId, into: displayName(plan.into), rows: plan.rows });
+    if (plan.live) Object.assign(state, { staged: displayName(plan.live.staged), retired: displayName(plan.live.retired), liveRows: plan.live.rows, moves: plan.live.moves });
+
+    enter('load');
+    const load = await long.loadRestore({ ...request, plan });
+    loaded = true;
+    await audit('safeshift', 'restore:loaded', { id: plan.backupId, table: load.table, rows: load.rows });
+    if (!plan.live || !input.overLive) {
+      state.message = `restored ${displayName(plan.table)} into ${load.table}: ${load.rows} rows, count and checksum equal to the export's`;
+      enter('done');
+      await audit(input.requestedBy, 'backup:restored', { id: plan.backupId, dir: input.dir, table: displayName(plan.table), into: load.table, rows: load.rows });
+      return state;
+    }
+
+    const gateTimeoutMs = input.overLive.gateTimeoutMs;
+    state.gate = {
+      name: 'restore', approvers: input.overLive.approvers, required: input.overLive.required, state: 'open', decisions: [],
+      openedAt: new Date().toISOString(), deadline: new Date(Date.now() + gateTimeoutMs).toISOString(),
+    };
+    state.message = `${load.rows} rows restored and verified in ${state.staged}; ${state.into} has ${plan.live.rows} now. ` +
+      `On approval ${state.staged} takes its place and the live table is kept as ${state.retired}`;
+    enter('awaiting_restore');
+    await audit('safeshift', 'gate:restore:open', { approvers: state.gate.approvers, required: state.gate.required, liveRows: plan.live.rows, rows: load.rows, moves: plan.live.moves });
+    if (!(await wf.condition(() => state.gate!.state !== 'open', gateTimeoutMs))) {
+      state.gate.state = 'timed_out';
+      throw fatal('GateTimeout', `no decision at the restore gate by ${state.gate.deadline}`);
+    }
+    if (state.gate.state === 'rejected') throw fatal('Rejected', `the restore gate was rejected by ${state.gate.decisions.find((d) => !d.approved)?.approver}`);
+
+    enter('swap');
+    const swapped = await long.swapInRestored({ ...ref, plan, stagedOid: load.oid, stamp, lockTimeoutMs: input.overLive.lockTimeoutMs, attempts: input.overLive.attempts });
+    state.message = swapped.message;
+    enter('done');
+    await audit(input.requestedBy, 'backup:restored', { id: plan.backupId, dir: input.dir, table: displayName(plan.table), into: displayName(plan.into), rows: plan.rows, overLive: true, retired: state.retired, lockHeldMs: swapped.lockHeldMs, statements: swapped.statements });
+    return state;
+  } catch (err) {
+    const reason = err instanceof wf.ActivityFailure ? (err.cause?.message ?? err.message) : (err as Error).message;
+    const type = err instanceof wf.ApplicationFailure ? err.type : err instanceof wf.ActivityFailure && err.cause instanceof wf.ApplicationFailure ? err.cause.type : undefined;
+    await wf.CancellationScope.nonCancellable(async () => {
+      // Also when the load's own attempt failed: it is one transaction, so nothing is left, and this is a no-op.
+      const discarded = plan && (loaded || plan.live) ? await quick.discardStagedRestore({ ...ref, plan }) : 'nothing loaded';
+      state.outcome = { phase: loaded ? 'rolled_back' : 'failed', reason };
+      state.message = `${reason}; ${discarded}`;
+      enter(state.outcome.phase);
+      await audit('safeshift', `restore:${state.outcome.phase}`, { reason, compensation: discarded });
+    });
+    throw wf.ApplicationFailure.create({ type: type ?? 'RestoreFailed', message: state.message, nonRetryable: true });
+  }
+}
