@@ -11,6 +11,8 @@ import { moveTable, newTableHome, setLockTimeout } from '../src/swap';
 import { fatal } from '../src/errors';
 import { pgErrorCode } from '../src/db';
 import { statementKinds } from '../src/statements';
+import { exportKey } from '../src/export';
+import { BACKUP_KEY_ENV } from '../src/messages';
 import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { withDatabase } from './support';
@@ -92,7 +94,13 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   if (await tableOid(client, plan.target)) {
     problems.push(`target: ${displayName(plan.target)} already exists; safeshift creates the target itself and never writes into an existing table`);
   }
-  if (plan.backup.export) problems.push('backup.export: file exports are not available yet (issue 5); remove it or use backup.table');
+  if (plan.backup.export?.encrypt) {
+    try {
+      exportKey(BACKUP_KEY_ENV);
+    } catch (err) {
+      problems.push(`backup.export.encrypt: ${(err as Error).message} (on the worker)`);
+    }
+  }
 
   const owner = await client.query<{ ok: boolean; create_ok: boolean }>(
     `SELECT pg_has_role(current_user, $1::text, 'USAGE') AS ok,

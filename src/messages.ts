@@ -129,6 +129,8 @@ export interface MigrationStatus {
   /** From preflight, for approvers: what cutover moves, what a rollback after cutover cannot give back. */
   warnings: string[];
   backupTable?: string;
+  /** The plan's `backup.export`: the verified export's id and directory. */
+  backupExport?: { id: string; dir: string };
   retiredTable?: string;
   compensations: { name: string; state: 'done' | 'failed'; error?: string }[];
   outcome?: { phase: Phase; reason: string };
@@ -146,6 +148,9 @@ export const rollback = defineUpdate<string, [OperatorArgs]>('rollback');
 export const status = defineQuery<MigrationStatus>('status');
 
 export const DEFAULT_TASK_QUEUE = 'safeshift';
+
+/** The environment variable (on the worker) holding the export key when none is named (`--encrypt`, plan `backup.export.encrypt`). */
+export const BACKUP_KEY_ENV = 'SAFESHIFT_BACKUP_KEY';
 
 /** restoreWorkflow's input: one table of an export, into a new table, or over the live table after a gate. */
 export interface RestoreInput {

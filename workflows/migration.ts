@@ -13,7 +13,7 @@ import type { CopyProgress } from '../activities/copy';
 import type { PreflightReport } from '../activities/preflight';
 import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
 import {
-  abort, approve, MIGRATION_PHASE, pause, reject, resume, rollback, status,
+  abort, approve, BACKUP_KEY_ENV, MIGRATION_PHASE, pause, reject, resume, rollback, status,
   type ApproveArgs, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
 } from '../src/messages';
 import type { KeyValue } from '../src/projection';
@@ -244,6 +244,19 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const backup = await long.backupTable({ ...ref, source: plan.source, backup: report.backup });
       state.backupTable = backup.table;
       await audit('safeshift', 'backup:verified', { ...backup });
+    }
+    if (plan.backup.export) {
+      // A file export of the source too, in its own snapshot, verified (restored into a scratch schema) before
+      // anything else happens: a migration never starts on an export that does not restore.
+      const id = `${info.workflowId}-${stampOf(info.startTime)}`;
+      const dir = `${plan.backup.export.dir.replace(/\/+$/, '')}/${id}`;
+      const keyEnv = plan.backup.export.encrypt ? BACKUP_KEY_ENV : undefined;
+      const exported = await long.exportBackup({ db: plan.database, workflowId: info.workflowId, id, tables: [displayName(plan.source)], dir, keyEnv });
+      await audit('safeshift', 'backup:exported', { id, dir, tables: exported.tables, bytes: exported.bytes, encrypted: exported.encrypted });
+      const verified = await long.verifyBackup({ db: plan.database, id, dir, keyEnv });
+      await audit('safeshift', verified.ok ? 'backup:verified' : 'backup:unverified', { id, tables: verified.tables });
+      if (!verified.ok) throw fatal('BackupNotVerified', `export ${id} in ${dir} failed verification: ${verified.tables.filter((t) => !t.ok).map((t) => t.problem).join('; ')}`);
+      state.backupExport = { id, dir };
     }
 
     await checkpoint();

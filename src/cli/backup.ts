@@ -11,14 +11,14 @@ import { connectClient, temporalConfig, workflowUiUrl } from '../config';
 import { inTransaction, withClient } from '../db';
 import { appendAudit, ensureLedger } from '../ledger';
 import { ExportError, readManifest, verifyExport } from '../export';
-import { restoreStatus, type RestoreInput, type RestoreStatus } from '../messages';
+import { BACKUP_KEY_ENV, restoreStatus, type RestoreInput, type RestoreStatus } from '../messages';
 import { parseDuration } from '../plan/duration';
 import { displayName, parseTableRef, qualified } from '../sql';
 import type { BackupResult } from '../../workflows/backup';
 import { CliError, connectionString, EXIT_FAILED, EXIT_OK } from './exit';
 
 /** The encryption key's environment variable when --encrypt is given without --key-env. */
-export const DEFAULT_KEY_ENV = 'SAFESHIFT_BACKUP_KEY';
+const DEFAULT_KEY_ENV = BACKUP_KEY_ENV;
 
 function stamp(d = new Date()): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');

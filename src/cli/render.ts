@@ -34,6 +34,7 @@ export function renderStatus(workflowId: string, s: MigrationStatus, uiUrl?: str
     lines.push(`  catch-up: ${s.catchUp.backlogRows} changes waiting, lag ${s.catchUp.lagSeconds}s, ${s.catchUp.replayedChanges} replayed (as of ${s.catchUp.updatedAt})`);
   }
   if (s.backupTable) lines.push(`  backup ${s.backupTable} (verified)`);
+  if (s.backupExport) lines.push(`  export ${s.backupExport.id} in ${s.backupExport.dir} (verified)`);
   if (s.validation) lines.push(`  validation ${s.validation.ok ? 'OK' : 'MISMATCH'}: ${s.validation.message}`);
   for (const g of s.gates) {
     if (g.state === 'pending') continue;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connectClient } from '../../src/config';
 import { connect } from '../../src/db';
 import { exportTables, readManifest, restoreTable, verifyExport } from '../../src/export';
-import { runCli, sql, uniqueName } from '../support/helpers';
+import { basePlan, fingerprint, runCli, sql, uniqueName, writePlan } from '../support/helpers';
 
 async function withDb<T>(fn: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
   const c = await connect(process.env.DATABASE_URL!);
@@ -185,3 +185,33 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs = 60_000): Pro
     await new Promise((ok) => setTimeout(ok, 250));
   }
 }
+
+test('a plan with backup.export: the migration exports and verifies the source before it prepares; the export restores it', async () => {
+  const t = uniqueName('mexp');
+  await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, v text)`);
+  await sql(`INSERT INTO public.${t} SELECT g, 'v' || g FROM generate_series(1, 2000) g`);
+  const expected = await fingerprint(`SELECT id, v FROM public.${t}`, 'id');
+  const root = mkdtempSync(join(tmpdir(), 'safeshift-plan-export-'));
+
+  // Encrypted, with no key on the worker: refused before anything starts, naming the field.
+  const keyless = await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { backup: { table: false, export: { dir: root, encrypt: true } } })), '--auto-approve', '--json'],
+    { SAFESHIFT_BACKUP_KEY: '' });
+  expect(keyless.code).toBe(2);
+  expect(keyless.stdout + keyless.stderr).toContain('backup.export.encrypt');
+
+  const started = await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { backup: { table: false, export: { dir: root } } })), '--auto-approve', '--json']);
+  expect(started).toMatchObject({ code: 0, stderr: '' });
+  const status = JSON.parse(started.stdout) as { workflowId: string; phase: string; backupExport: { id: string; dir: string } };
+  expect(status.phase).toBe('done');
+  expect(status.backupExport.dir).toBe(`${root}/${status.backupExport.id}`);
+  expect(await sql(`SELECT verified_at IS NOT NULL AS verified, workflow_id FROM safeshift.exports WHERE id = $1`, [status.backupExport.id]))
+    .toEqual([{ verified: true, workflow_id: status.workflowId }]);
+  const actions = (await sql<{ action: string }>(`SELECT action FROM safeshift.audit_log WHERE workflow_id = $1 ORDER BY seq`, [status.workflowId])).map((r) => r.action);
+  expect(actions.indexOf('backup:exported')).toBeGreaterThan(actions.indexOf('phase:backup'));
+  expect(actions.indexOf('backup:verified')).toBeGreaterThan(actions.indexOf('backup:exported'));
+  expect(actions.indexOf('phase:prepare')).toBeGreaterThan(actions.indexOf('backup:verified'));
+
+  // The export holds the rows as they were before the migration.
+  expect(await runCli(['restore', status.backupExport.id, '--into', `public.${t}_back`])).toMatchObject({ code: 0 });
+  expect(await fingerprint(`SELECT id, v FROM public.${t}_back`, 'id')).toEqual(expected);
+});
