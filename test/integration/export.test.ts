@@ -3,7 +3,7 @@
  * encrypted; a changed byte and a wrong key are detected and refused with a clear message, nothing restored.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectClient } from '../../src/config';
@@ -90,6 +90,43 @@ test('a changed byte and a wrong key are refused, named, and nothing is restored
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
   const again = await withDb((c) => verifyExport(c, dir, { keyEnv: 'SAFESHIFT_TEST_EXPORT_KEY' }));
   expect(again.tables[0]).toMatchObject({ ok: false, problem: expect.stringMatching(/decryption failed authentication|does not restore/) });
+});
+
+test('a deleted export file is named by verify and refused by restore', async () => {
+  const s = await tables();
+  const dir = join(mkdtempSync(join(tmpdir(), 'safeshift-export-')), 'out');
+  const manifest = await withDb((c) => exportTables(c, [{ schema: s, name: 'stories' }, { schema: s, name: 'empty_one' }], dir, { id: 'test' }));
+  rmSync(join(dir, manifest.tables[0]!.file));
+  const verified = await withDb((c) => verifyExport(c, dir));
+  expect(verified.tables).toEqual([
+    { table: `${s}.stories`, ok: false, problem: `${manifest.tables[0]!.file} is missing` },
+    { table: `${s}.empty_one`, ok: true, rows: 0 },
+  ]);
+  await expect(withDb((c) => restoreTable(c, dir, { schema: s, name: 'stories' }, { schema: s, name: 'stories_restored' })))
+    .rejects.toThrow(`${manifest.tables[0]!.file} is missing from ${dir}; nothing restored`);
+  expect(await sql(`SELECT to_regclass('${s}.stories_restored') IS NULL AS gone`)).toEqual([{ gone: true }]);
+});
+
+test('backup --all takes every table outside PostgreSQL\'s and safeshift\'s schemas; a partitioned table is one table with all its partitions\' rows', async () => {
+  const s = await tables();
+  await sql(`CREATE TABLE ${s}.events (id int, at date NOT NULL, what text) PARTITION BY RANGE (at)`);
+  await sql(`CREATE TABLE ${s}.events_2025 PARTITION OF ${s}.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+  await sql(`CREATE TABLE ${s}.events_2026 PARTITION OF ${s}.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+  await sql(`INSERT INTO ${s}.events SELECT g, date '2025-06-01' + g, 'e' || g FROM generate_series(1, 400) g`);
+  const dir = join(mkdtempSync(join(tmpdir(), 'safeshift-export-')), 'all');
+  const started = await runCli(['backup', '--all', '--dir', dir, '--json']);
+  expect(started).toMatchObject({ code: 0, stderr: '' });
+  const result = JSON.parse(started.stdout) as { export: { tables: { table: string; rows: number }[] }; verified: { ok: boolean } };
+  expect(result.verified.ok).toBe(true);
+  const mine = result.export.tables.filter((t) => t.table.startsWith(`${s}.`));
+  expect(mine).toEqual([
+    { table: `${s}.empty_one`, rows: 0, bytes: expect.any(Number) },
+    { table: `${s}.events`, rows: 400, bytes: expect.any(Number) },
+    { table: `${s}.stories`, rows: 5000, bytes: expect.any(Number) },
+  ]);
+  expect(result.export.tables.some((t) => /^(safeshift|safeshift_backup|pg_catalog|information_schema)\./.test(t.table))).toBe(false);
+  expect(await runCli(['restore', dir, '--table', `${s}.events`, '--into', `${s}.events_back`])).toMatchObject({ code: 0 });
+  expect(await differing(`${s}.events`, `${s}.events_back`, 'id')).toEqual([{ n: 0 }]);
 });
 
 test('safeshift backup runs as a workflow (export, then verify, both audited); backup verify and restore work from the files', async () => {
