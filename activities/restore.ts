@@ -150,6 +150,9 @@ export async function loadRestore(input: RestoreRequest & { plan: RestorePlan })
         like: plan.live ? plan.table : undefined,
         beforeCommit: async (c) => {
           if (plan.live) await copyForeignKeys(c, plan.table, plan.live.oid, plan.live.staged);
+          // Statistics now, not when autovacuum gets to it: the application's queries (and the swap's FK
+          // validation, an anti-join against this table) are planned on them the moment it goes live.
+          await c.query(`ANALYZE ${qualified(target)}`);
           await c.query(
             `INSERT INTO safeshift.restores (backup_id, source, into_table, rows, actor, workflow_id, mode, state, staged_table, retired_table)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
