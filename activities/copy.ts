@@ -167,7 +167,11 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
 
     const lane = async (n: number): Promise<void> => {
       const src = await connect(url, `safeshift copy ${n} (read)`);
-      const dst = await connect(url, `safeshift copy ${n} (write)`);
+      // A write client that cannot connect must not leave the read client open.
+      const dst = await connect(url, `safeshift copy ${n} (write)`).catch(async (err: unknown) => {
+        await src.end().catch(() => undefined);
+        throw err;
+      });
       lanes.add(dst);
       try {
         for (let work = await dispense(); work; work = await dispense()) {
