@@ -19,7 +19,7 @@ import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } 
 import { inTransaction, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
-import { displayName, nameWithSuffix, qualified, type TableRef } from '../src/sql';
+import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
 import { lockExclusive, moveTable, newTableHome, whileAt } from '../src/swap';
 import type { CompatColumn } from '../src/projection';
@@ -48,10 +48,6 @@ export interface SwapResult {
   statements: string[];
 }
 
-function same(a: TableRef | undefined, b: TableRef): boolean {
-  return a !== undefined && a.schema === b.schema && a.name === b.name;
-}
-
 /** Replay batches until the change table is empty; returns how many changes were replayed. */
 async function drain(batch: () => Promise<{ changes: number }>, progress: (replayed: number) => void = () => undefined): Promise<number> {
   let replayed = 0;
@@ -67,13 +63,13 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
   return withDatabase(input, async (client) => {
     // The source is renamed only by the commit, so its retired name alone says the swap happened.
     const home = newTableHome(spec, Boolean(input.compatView));
-    if (same(await relationName(client, input.sourceOid), retired) && same(await relationName(client, input.targetOid), home)) {
+    if (sameTableRef(await relationName(client, input.sourceOid), retired) && sameTableRef(await relationName(client, input.targetOid), home)) {
       return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)', statements: [] };
     }
     const replay = () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH);
     // Outside the lock first, so what is left for the lock is a handful of changes at most.
     await drain(() => inTransaction(client, replay), (draining) => Context.current().heartbeat({ draining }));
-    const swapped = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
+    const swapped = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       await lockExclusive(client, spec.target);
       await lockExclusive(client, spec.source);
       // Writers wait from here: every change they committed before is in the change table. Drain it all.
@@ -110,8 +106,8 @@ export async function swapBack(input: SwapInput): Promise<string> {
   return withDatabase(input, async (client) => {
     const sourceAt = await relationName(client, input.sourceOid);
     const targetAt = await relationName(client, input.targetOid);
-    if (same(sourceAt, spec.source)) return `${displayName(spec.source)} is the original table; nothing to swap back`;
-    if (!same(sourceAt, retired) || !same(targetAt, home)) {
+    if (sameTableRef(sourceAt, spec.source)) return `${displayName(spec.source)} is the original table; nothing to swap back`;
+    if (!sameTableRef(sourceAt, retired) || !sameTableRef(targetAt, home)) {
       throw fatal('NotOurs', `cannot swap back: the original table is at ${sourceAt ? displayName(sourceAt) : '(gone)'} and the new one at ${targetAt ? displayName(targetAt) : '(gone)'}`);
     }
     // Writes made after cutover flow back through the inverse mapping; outside the lock first, then the rest.
@@ -124,7 +120,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
       throw err;
     });
     let replayedBack = await drain(() => inTransaction(client, replayBack), (n) => Context.current().heartbeat({ replayedBack: n }));
-    const result = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
+    const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       // The view first: writers through it lock the view, then the table.
       if (input.compatView && (await tableOid(client, spec.source))) await lockExclusive(client, spec.source);
       await lockExclusive(client, home);

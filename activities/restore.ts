@@ -14,10 +14,11 @@ import type pg from 'pg';
 import { describeBoundObjects, captureBoundObjects, moveToNewTable, validateForeignKeys, withEmptySearchPath } from '../src/bound-objects';
 import { relationName, tableOid } from '../src/catalog';
 import { CAPTURE_TRIGGER } from '../src/capture';
+import { inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
-import { ExportError, exportedTable, restoreTable } from '../src/export';
+import { ExportError, exportedTable, restoreTable, storedColumns } from '../src/export';
 import { ensureLedger } from '../src/ledger';
-import { displayName, nameWithSuffix, parseTableRef, qualified, quoteIdent, type TableRef } from '../src/sql';
+import { displayName, nameWithSuffix, parseTableRef, qualified, quoteIdent, sameTableRef, type TableRef } from '../src/sql';
 import { lockExclusive, moveTable } from '../src/swap';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 
@@ -48,14 +49,6 @@ export interface RestorePlan {
 
 const bad = (message: string) => fatal('BadRestore', message);
 
-/** Stored (non-generated) columns of a table with their types, as an export records them. */
-async function storedColumns(client: pg.Client, oid: number): Promise<Map<string, string>> {
-  const { rows } = await client.query<{ name: string; type: string }>(
-    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
-      WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, [oid]);
-  return new Map(rows.map((r) => [r.name, r.type]));
-}
-
 /** Everything refusable before the database is touched: the export, the key, the names, the live table's shape. */
 export async function checkRestore(input: RestoreRequest): Promise<RestorePlan> {
   const table = parseTableRef(input.table);
@@ -82,7 +75,7 @@ export async function checkRestore(input: RestoreRequest): Promise<RestorePlan> 
       [liveOid, CAPTURE_TRIGGER]);
     if (rel!.kind !== 'r') throw bad(`${displayName(table)} is not a plain table (relkind ${rel!.kind}); restore it into a new table instead (--into)`);
     if (rel!.capturing) throw bad(`${displayName(table)} is being migrated (it has safeshift's change capture); finish or roll back that migration first`);
-    const live = await storedColumns(client, liveOid);
+    const live = new Map((await storedColumns(client, table)).map((c) => [c.name, c.type]));
     const problems: string[] = [];
     for (const c of exported.table.columns) {
       const type = live.get(c.name);
@@ -177,15 +170,10 @@ export async function discardStagedRestore(input: MigrationRef & { plan: Restore
     const { rows: [r] } = await client.query<{ state: string }>(`SELECT state FROM safeshift.restores WHERE workflow_id = $1`, [input.workflowId]);
     if (r?.state === 'swapped') return `${displayName(input.plan.into)} holds the restored rows; nothing to discard`;
     if (r?.state === 'loaded') {
-      await client.query('BEGIN');
-      try {
+      await inTransaction(client, async () => {
         await client.query(`DROP TABLE IF EXISTS ${qualified(staged)}`);
         await client.query(`UPDATE safeshift.restores SET state = 'discarded' WHERE workflow_id = $1`, [input.workflowId]);
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
+      });
     }
     return `staged table ${displayName(staged)} dropped; ${displayName(input.plan.into)} untouched`;
   });
@@ -244,12 +232,12 @@ export async function swapInRestored(input: SwapInRestoredInput): Promise<{ mess
   const live = plan.live;
   if (!live) throw bad('swapInRestored: this restore goes into a new table');
   return withDatabase(input, async (client) => {
-    const same = (a: TableRef | undefined, b: TableRef) => a !== undefined && a.schema === b.schema && a.name === b.name;
-    if (same(await relationName(client, live.oid), live.retired) && same(await relationName(client, input.stagedOid), plan.into)) {
+    const stagedAt = await relationName(client, input.stagedOid);
+    if (sameTableRef(await relationName(client, live.oid), live.retired) && sameTableRef(stagedAt, plan.into)) {
       return { message: 'already swapped (retried after commit)', lockHeldMs: 0, statements: [] };
     }
-    if (!same(await relationName(client, input.stagedOid), live.staged)) throw fatal('NotOurs', `the staged table ${displayName(live.staged)} was moved or dropped; nothing swapped`);
-    const result = await underLock(client, input.lockTimeoutMs, input.attempts, async () => {
+    if (!sameTableRef(stagedAt, live.staged)) throw fatal('NotOurs', `the staged table ${displayName(live.staged)} was moved or dropped; nothing swapped`);
+    const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'the restore\'s --lock-timeout-ms' }, async () => {
       await lockExclusive(client, plan.into);
       await lockExclusive(client, live.staged);
       const bound = await captureBoundObjects(client, live.oid, plan.into);

@@ -36,8 +36,14 @@ const RETRY_CODES = new Set(['55P03', '40P01']);
 /** Kept well under the heartbeat timeout: the activity must keep heartbeating while it backs off. */
 const MAX_BACKOFF_MS = 10_000;
 
-/** Run `fn` in a transaction with lock_timeout, retrying lock timeouts with exponential backoff and jitter. */
-export async function underLock<T extends { message: string }>(client: pg.Client, lockTimeoutMs: number, attempts: number, fn: () => Promise<T>): Promise<T & { attempts: number; lockHeldMs: number }> {
+/**
+ * Run `fn` in a transaction with lock_timeout, retrying lock timeouts with exponential backoff and jitter.
+ * `settings` names what the operator can raise (the plan's fields, or the command's flags) when it gives up.
+ */
+export async function underLock<T>(
+  client: pg.Client, lock: { timeoutMs: number; attempts: number; settings: string }, fn: () => Promise<T>,
+): Promise<T & { attempts: number; lockHeldMs: number }> {
+  const { timeoutMs: lockTimeoutMs, attempts } = lock;
   const ctx = Context.current();
   for (let attempt = 1; ; attempt++) {
     await client.query('BEGIN');
@@ -55,7 +61,7 @@ export async function underLock<T extends { message: string }>(client: pg.Client
       await client.query('ROLLBACK').catch(() => undefined);
       if (!RETRY_CODES.has(pgErrorCode(err) ?? '')) throw err;
       if (attempt >= attempts) {
-        throw fatal('Unsupported', `could not take the locks within ${lockTimeoutMs} ms in ${attempts} attempts (last: ${(err as Error).message}): long transactions hold the table (see pg_stat_activity); raise cutover.lockTimeoutMs or attempts, or retry later`);
+        throw fatal('Unsupported', `could not take the locks within ${lockTimeoutMs} ms in ${attempts} attempts (last: ${(err as Error).message}): long transactions hold the table (see pg_stat_activity); raise ${lock.settings}, or retry later`);
       }
       ctx.heartbeat({ attempt, backingOff: true });
       await ctx.sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt) * (0.5 + Math.random()));

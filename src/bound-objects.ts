@@ -16,7 +16,7 @@
 import type pg from 'pg';
 import { relationName } from './catalog';
 import { compatViewSql, type CompatColumn } from './projection';
-import { displayName, qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
+import { displayName, qualified, quoteIdent, quoteLiteral, sameTableRef, type TableRef } from './sql';
 import { advanceOwnedSequences, moveSharedSequences, moveTable, whileAt } from './swap';
 
 export interface BoundGrant {
@@ -114,10 +114,6 @@ const OWN_TRIGGER_PREFIX = 'safeshift_';
 /** How the compatibility view says what it is (a person reading \d+ sees it too). */
 const COMPAT_VIEW_COMMENT = 'safeshift compatibility view: the old name of';
 
-function sameRef(a: TableRef | undefined, b: TableRef): boolean {
-  return a !== undefined && a.schema === b.schema && a.name === b.name;
-}
-
 /** PostgreSQL's deparsed SQL sometimes ends with `;`; embedded in a larger statement it must not. */
 function withoutSemicolon(sql: string): string {
   return sql.trim().replace(/;$/, '').trimEnd();
@@ -147,7 +143,7 @@ export async function withEmptySearchPath<T>(client: pg.Client, fn: () => Promis
 /** Read everything bound to `oid` (the table while it still has its live name), as SQL to recreate it on another table. */
 export async function captureBoundObjects(client: pg.Client, oid: number, live: TableRef): Promise<BoundObjects> {
   const at = await relationName(client, oid);
-  if (!sameRef(at, live)) {
+  if (!sameTableRef(at, live)) {
     throw new Error(`captureBoundObjects: table ${oid} is ${at ? displayName(at) : '(gone)'}, not ${displayName(live)}; capture must happen before the renames`);
   }
   return withEmptySearchPath(client, async () => {
@@ -375,10 +371,10 @@ export async function moveBoundObjects(
   const live = captured.live;
   const toAt = await relationName(client, to.oid);
   const retired = await relationName(client, fromOid);
-  if (!sameRef(toAt, live) || !sameRef(to.ref, live)) {
+  if (!sameTableRef(toAt, live) || !sameTableRef(to.ref, live)) {
     throw new Error(`moveBoundObjects: the new table (${to.oid}) is at ${toAt ? displayName(toAt) : '(gone)'}; it must be at the live name ${displayName(live)}, where the captured definitions point`);
   }
-  if (!retired || sameRef(retired, live)) {
+  if (!retired || sameTableRef(retired, live)) {
     throw new Error(`moveBoundObjects: the old table (${fromOid}) is at ${retired ? displayName(retired) : '(gone)'}; it must have been renamed away from ${displayName(live)}`);
   }
   if (captured.oid !== fromOid) throw new Error(`moveBoundObjects: captured from table ${captured.oid}, asked to move from ${fromOid}`);
@@ -672,7 +668,7 @@ async function grantAsOnOldTable(m: Mover, captured: BoundObjects, on: TableRef,
  * Grants go to the view only: the new table has them already (moveBoundObjects), and with `security_invoker`
  * the reader needs both.
  */
-export async function createCompatView(
+async function createCompatView(
   client: pg.Client,
   captured: BoundObjects,
   over: TableRef,
@@ -708,7 +704,7 @@ export async function isCompatViewOver(client: pg.Client, view: TableRef, overOi
   return reads.length === 1 && Number(reads[0]) === overOid;
 }
 
-export interface CutoverMove extends MoveResult {
+interface CutoverMove extends MoveResult {
   /** `cutover.compatView`: what could not be made (the view) or re-pointed to it (its readers). */
   compatProblems: string[];
 }

@@ -17,7 +17,9 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { tableOid } from './catalog';
 import { tableChecksum } from './checksum';
+import { inTransaction } from './db';
 import { displayName, qualified, quoteIdent, type TableRef } from './sql';
 
 export const MANIFEST = 'manifest.json';
@@ -69,8 +71,8 @@ class Digest extends Transform {
   }
 }
 
-/** Stored (non-generated) columns in order: what COPY writes and a restore can load. */
-async function storedColumns(client: pg.Client, t: TableRef): Promise<{ name: string; type: string }[]> {
+/** Stored (non-generated) columns in order, with their types: what COPY writes and a restore can load. */
+export async function storedColumns(client: pg.Client, t: TableRef): Promise<{ name: string; type: string }[]> {
   const { rows } = await client.query<{ name: string; type: string }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
       WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum`,
@@ -94,8 +96,7 @@ export async function exportTables(
   if (existsSync(dir) && readdirSync(dir).length) throw new ExportError(`--dir: ${dir} is not empty; exports go into a new or empty directory`);
   const key = options.keyEnv ? exportKey(options.keyEnv) : undefined;
   mkdirSync(dir, { recursive: true });
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
+  const { meta, exported } = await inTransaction(client, async () => {
     const [meta] = (await client.query<{ server: string; database: string; at: string }>(
       `SELECT 'PostgreSQL ' || current_setting('server_version') AS server, current_database() AS database,
               to_char(transaction_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows;
@@ -134,17 +135,14 @@ export async function exportTables(
       exported.push(entry);
       options.onTable?.(entry);
     }
-    await client.query('COMMIT');
-    const manifest: Manifest = {
-      format: 'safeshift-export/1', id: options.id, server: meta!.server, database: meta!.database, snapshotAt: meta!.at,
-      encryption: key ? { algorithm: 'aes-256-gcm', keyId: key.keyId } : null, tables: exported,
-    };
-    writeFileSync(join(dir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
-    return manifest;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+    return { meta: meta!, exported };
+  }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const manifest: Manifest = {
+    format: 'safeshift-export/1', id: options.id, server: meta.server, database: meta.database, snapshotAt: meta.at,
+    encryption: key ? { algorithm: 'aes-256-gcm', keyId: key.keyId } : null, tables: exported,
+  };
+  writeFileSync(join(dir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
 }
 
 export function readManifest(dir: string): Manifest {
@@ -194,6 +192,34 @@ function plainStreams(dir: string, t: ExportedTable, key: Buffer | undefined): [
   return [createReadStream(path, { start: head.length, end: size - TAG_BYTES - 1 }), decipher, createGunzip()];
 }
 
+/** Why a present file cannot be trusted (it hashes differently from the manifest), or undefined. */
+async function hashProblem(dir: string, t: ExportedTable): Promise<string | undefined> {
+  const sha = await fileSha256(join(dir, t.file));
+  return sha === t.sha256 ? undefined : `${t.file}: SHA-256 ${sha} differs from the manifest's ${t.sha256} (the file was changed or corrupted)`;
+}
+
+/** The exported columns with their types, as a CREATE TABLE column list. */
+const columnDefinitions = (t: ExportedTable) => t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ');
+
+/**
+ * COPY one exported file into `into` (created by the caller, in the caller's transaction) and compare count and
+ * checksum with the manifest: the difference, or undefined when they are equal.
+ */
+async function loadExported(client: pg.Client, dir: string, t: ExportedTable, key: Buffer | undefined, into: TableRef): Promise<string | undefined> {
+  const columns = t.columns.map((c) => c.name);
+  await pipeline([...plainStreams(dir, t, key), client.query(copyFrom(`COPY ${qualified(into)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`))]);
+  const sum = await tableChecksum(client, into, columns);
+  return sum.rows === t.rows && sum.checksum === t.checksum
+    ? undefined
+    : `${t.file} restores to ${sum.rows} rows (checksum ${sum.checksum}); the manifest says ${t.rows} (checksum ${t.checksum})`;
+}
+
+/** A load that threw: a failed authentication is named as such (wrong key or changed file), anything else as it is. */
+function loadFailure(t: ExportedTable, err: unknown): string {
+  const message = (err as Error).message;
+  return /auth/i.test(message) ? `${t.file}: decryption failed authentication (wrong key or changed file)` : `${t.file}: does not restore: ${message}`;
+}
+
 export interface VerifiedTable {
   table: string;
   ok: boolean;
@@ -212,26 +238,19 @@ export async function verifyExport(client: pg.Client, dir: string, options: { ke
   const results: VerifiedTable[] = [];
   for (const t of manifest.tables) {
     const table = displayName(t);
-    const path = join(dir, t.file);
-    if (!existsSync(path)) { results.push({ table, ok: false, problem: `${t.file} is missing` }); continue; }
-    const sha = await fileSha256(path);
-    if (sha !== t.sha256) { results.push({ table, ok: false, problem: `${t.file}: SHA-256 ${sha} differs from the manifest's ${t.sha256} (the file was changed or corrupted)` }); continue; }
+    if (!existsSync(join(dir, t.file))) { results.push({ table, ok: false, problem: `${t.file} is missing` }); continue; }
+    const corrupt = await hashProblem(dir, t);
+    if (corrupt) { results.push({ table, ok: false, problem: corrupt }); continue; }
     const scratch = `safeshift_verify_${randomBytes(4).toString('hex')}`;
     await client.query('BEGIN');
     try {
       await client.query(`CREATE SCHEMA ${quoteIdent(scratch)}`);
       const into = { schema: scratch, name: t.name };
-      await client.query(`CREATE TABLE ${qualified(into)} (${t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
-      await pipeline([...plainStreams(dir, t, key), client.query(copyFrom(`COPY ${qualified(into)} (${t.columns.map((c) => quoteIdent(c.name)).join(', ')}) FROM STDIN`))]);
-      const sum = await tableChecksum(client, into, t.columns.map((c) => c.name));
-      if (sum.rows !== t.rows || sum.checksum !== t.checksum) {
-        results.push({ table, ok: false, problem: `${t.file} restores to ${sum.rows} rows (checksum ${sum.checksum}); the manifest says ${t.rows} (checksum ${t.checksum})` });
-      } else {
-        results.push({ table, ok: true, rows: t.rows });
-      }
+      await client.query(`CREATE TABLE ${qualified(into)} (${columnDefinitions(t)})`);
+      const differs = await loadExported(client, dir, t, key, into);
+      results.push(differs ? { table, ok: false, problem: differs } : { table, ok: true, rows: t.rows });
     } catch (err) {
-      const message = (err as Error).message;
-      results.push({ table, ok: false, problem: /authenticate|auth/i.test(message) ? `${t.file}: decryption failed authentication (wrong key or changed file)` : `${t.file}: does not restore: ${message}` });
+      results.push({ table, ok: false, problem: loadFailure(t, err) });
     } finally {
       await client.query('ROLLBACK').catch(() => undefined);
     }
@@ -250,8 +269,8 @@ export async function exportedTable(dir: string, table: TableRef, options: { key
   if (!t) throw new ExportError(`--table: ${displayName(table)} is not in this export (it has ${manifest.tables.map((x) => displayName(x)).join(', ')})`);
   const key = decryptionKey(manifest, dir, options.keyEnv);
   if (!existsSync(join(dir, t.file))) throw new ExportError(`${t.file} is missing from ${dir}; nothing restored`);
-  const sha = await fileSha256(join(dir, t.file));
-  if (sha !== t.sha256) throw new ExportError(`${t.file}: SHA-256 ${sha} differs from the manifest's ${t.sha256} (the file was changed or corrupted); nothing restored`);
+  const corrupt = await hashProblem(dir, t);
+  if (corrupt) throw new ExportError(`${corrupt}; nothing restored`);
   return { manifest, table: t, key };
 }
 
@@ -270,26 +289,17 @@ export interface RestoreOptions {
  */
 export async function restoreTable(client: pg.Client, dir: string, table: TableRef, into: TableRef, options: RestoreOptions = {}): Promise<{ rows: number; checksum: string }> {
   const { table: t, key } = await exportedTable(dir, table, options);
-  const { rows: exists } = await client.query(`SELECT 1 FROM pg_class WHERE oid = to_regclass($1)`, [qualified(into)]);
-  if (exists.length) throw new ExportError(`--into: ${displayName(into)} exists; restore goes into a new table`);
-  const columns = t.columns.map((c) => c.name);
-  await client.query('BEGIN');
+  if (await tableOid(client, into)) throw new ExportError(`--into: ${displayName(into)} exists; restore goes into a new table`);
   try {
-    await client.query(options.like
-      ? `CREATE TABLE ${qualified(into)} (LIKE ${qualified(options.like)} INCLUDING ALL)`
-      : `CREATE TABLE ${qualified(into)} (${t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
-    await pipeline([...plainStreams(dir, t, key), client.query(copyFrom(`COPY ${qualified(into)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`))]);
-    const sum = await tableChecksum(client, into, columns);
-    if (sum.rows !== t.rows || sum.checksum !== t.checksum) {
-      throw new ExportError(`${t.file} restores to ${sum.rows} rows (checksum ${sum.checksum}); the manifest says ${t.rows} (checksum ${t.checksum}); nothing restored`);
-    }
-    await options.beforeCommit?.(client);
-    await client.query('COMMIT');
+    await inTransaction(client, async () => {
+      await client.query(`CREATE TABLE ${qualified(into)} (${options.like ? `LIKE ${qualified(options.like)} INCLUDING ALL` : columnDefinitions(t)})`);
+      const differs = await loadExported(client, dir, t, key, into);
+      if (differs) throw new ExportError(`${differs}; nothing restored`);
+      await options.beforeCommit?.(client);
+    });
     return { rows: t.rows, checksum: t.checksum };
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
     if (err instanceof ExportError) throw err;
-    const message = (err as Error).message;
-    throw new ExportError(/authenticate|auth/i.test(message) ? `${t.file}: decryption failed authentication (wrong key or changed file); nothing restored` : `${t.file}: does not restore: ${message}`);
+    throw new ExportError(`${loadFailure(t, err)}; nothing restored`);
   }
 }

@@ -13,6 +13,11 @@ export interface TableRef {
   name: string;
 }
 
+/** Whether `a` (say, where a relation is now; undefined when it is gone) is exactly `b`. */
+export function sameTableRef(a: TableRef | undefined, b: TableRef): boolean {
+  return a !== undefined && a.schema === b.schema && a.name === b.name;
+}
+
 export class IdentifierError extends Error {}
 
 /** UTF-8 length without Buffer: this module is also loaded by workflow code, which has no Node globals. */
