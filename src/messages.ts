@@ -190,3 +190,11 @@ export const restoreStatus = defineQuery<RestoreStatus>('restoreStatus');
 export function migrationWorkflowId(planName: string): string {
   return `migration-${planName}`;
 }
+
+export function restoreWorkflowId(suffix: string): string {
+  return `restore-${suffix}`;
+}
+
+export function isRestoreWorkflowId(id: string): boolean {
+  return id.startsWith('restore-');
+}

@@ -6,7 +6,8 @@
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import type { ExportSummary } from '../activities/export';
-import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
+import { NON_RETRYABLE_TYPES } from '../src/errors';
+import { exportAndVerify } from './shared';
 
 export interface BackupInput {
   db: string;
@@ -41,14 +42,8 @@ export async function backupWorkflow(input: BackupInput): Promise<BackupResult> 
 
   const id = input.id ?? info.workflowId;
   const dir = input.dir ?? `${(input.dirRoot ?? 'safeshift-backups').replace(/\/+$/, '')}/${id}`;
-  const exported = await long.exportBackup({ db: input.db, workflowId: info.workflowId, id, tables: input.tables, dir, keyEnv: input.keyEnv, scheduleId: input.schedule?.id });
-  await audit('backup:exported', { id, dir, tables: exported.tables, bytes: exported.bytes, encrypted: exported.encrypted });
-  const verified = await long.verifyBackup({ db: input.db, id, dir, keyEnv: input.keyEnv });
-  await audit(verified.ok ? 'backup:verified' : 'backup:unverified', { id, tables: verified.tables });
-  if (!verified.ok) {
-    throw fatal('BackupNotVerified', `export ${id} in ${dir} failed verification: ` +
-      verified.tables.filter((t) => !t.ok).map((t) => `${t.table}: ${t.problem}`).join('; '));
-  }
+  const { exported, verified } = await exportAndVerify(long, audit,
+    { db: input.db, workflowId: info.workflowId, id, tables: input.tables, dir, keyEnv: input.keyEnv, scheduleId: input.schedule?.id });
   // Only after this export verified: retention never leaves a schedule with fewer verified exports than asked.
   const pruned = input.schedule ? await quick.pruneBackups({ db: input.db, scheduleId: input.schedule.id, retain: input.schedule.retain }) : [];
   if (pruned.length) await audit('backup:pruned', { schedule: input.schedule!.id, pruned, retained: input.schedule!.retain });

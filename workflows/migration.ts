@@ -16,9 +16,9 @@ import {
   abort, approve, BACKUP_KEY_ENV, MIGRATION_PHASE, pause, reject, resume, rollback, status,
   type ApproveArgs, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
 } from '../src/messages';
-import type { KeyValue } from '../src/projection';
 import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
+import { checkDecision, exportAndVerify, failureMessage, stampOf } from './shared';
 
 const COPY_SLICE_MS = 30_000;
 /** How long one follow-the-source activity runs while a gate waits; each adds a few history events. */
@@ -105,12 +105,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const approvals = (g: GateStatus) => g.decisions.filter((d) => d.approved).length;
 
   function validateDecision(approver: string, gate: string | undefined, hash: string | undefined): GateStatus {
-    const g = openGate();
-    if (!g) throw wf.ApplicationFailure.nonRetryable(`no gate is open (phase ${state.phase}); decisions are taken at the cutover and drop gates`, 'GateNotOpen');
-    if (gate && gate !== g.name) throw wf.ApplicationFailure.nonRetryable(`the ${gate} gate is not open; the open gate is ${g.name}`, 'GateNotOpen');
-    if (approver === plan.requestedBy) throw wf.ApplicationFailure.nonRetryable(`${approver} requested this migration and cannot decide on it`, 'SelfApproval');
-    if (!g.approvers.includes(approver)) throw wf.ApplicationFailure.nonRetryable(`${approver} is not an approver of the ${g.name} gate (approvers: ${g.approvers.join(', ')})`, 'NotAnApprover');
-    if (g.decisions.some((d) => d.approver === approver)) throw wf.ApplicationFailure.nonRetryable(`${approver} has already decided on the ${g.name} gate`, 'AlreadyDecided');
+    const g = checkDecision(openGate(), approver, gate, { requestedBy: plan.requestedBy, what: 'migration', phase: state.phase, gatesHint: 'decisions are taken at the cutover and drop gates' });
     if (hash !== undefined && hash !== planHash) throw wf.ApplicationFailure.nonRetryable(`approval is for plan ${hash.slice(0, 12)}, this migration runs plan ${planHash.slice(0, 12)}`, 'PlanMismatch');
     return g;
   }
@@ -251,11 +246,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const id = `${info.workflowId}-${stampOf(info.startTime)}`;
       const dir = `${plan.backup.export.dir.replace(/\/+$/, '')}/${id}`;
       const keyEnv = plan.backup.export.encrypt ? BACKUP_KEY_ENV : undefined;
-      const exported = await long.exportBackup({ db: plan.database, workflowId: info.workflowId, id, tables: [displayName(plan.source)], dir, keyEnv });
-      await audit('safeshift', 'backup:exported', { id, dir, tables: exported.tables, bytes: exported.bytes, encrypted: exported.encrypted });
-      const verified = await long.verifyBackup({ db: plan.database, id, dir, keyEnv });
-      await audit('safeshift', verified.ok ? 'backup:verified' : 'backup:unverified', { id, tables: verified.tables });
-      if (!verified.ok) throw fatal('BackupNotVerified', `export ${id} in ${dir} failed verification: ${verified.tables.filter((t) => !t.ok).map((t) => t.problem).join('; ')}`);
+      await exportAndVerify(long, (action, details) => audit('safeshift', action, details),
+        { db: plan.database, workflowId: info.workflowId, id, tables: [displayName(plan.source)], dir, keyEnv });
       state.backupExport = { id, dir };
     }
 
@@ -384,18 +376,6 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   }
   await wf.condition(wf.allHandlersFinished);
   return state;
-}
-
-function failureMessage(err: unknown): string {
-  let e: unknown = err;
-  // ActivityFailure wraps the activity's own ApplicationFailure: the operator wants the inner message.
-  while (e instanceof wf.ActivityFailure && e.cause) e = e.cause;
-  if (e instanceof wf.CancelledFailure) return 'the workflow was cancelled';
-  return e instanceof Error ? e.message : String(e);
-}
-
-function stampOf(d: Date): string {
-  return d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
 }
 
 function currentDetails(s: MigrationStatus): string {

@@ -13,10 +13,7 @@ import type { RestorePlan } from '../activities/restore';
 import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
 import { approve, reject, restoreStatus, type ApproveArgs, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
 import { displayName } from '../src/sql';
-
-function stampOf(ms: number): string {
-  return new Date(ms).toISOString().replace(/\D/g, '').slice(0, 14);
-}
+import { checkDecision, failureMessage, failureType, stampOf } from './shared';
 
 export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatus> {
   const info = wf.workflowInfo();
@@ -24,7 +21,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatu
   const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
   const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
   const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: '1m', retry });
-  const stamp = stampOf(Date.now());
+  const stamp = stampOf(new Date());
   const state: RestoreStatus = { phase: 'check', table: input.table, into: input.into, requestedBy: input.requestedBy };
   let event = 0;
   const audit = (actor: string, action: string, details: Record<string, unknown>) => quick.recordEvent({
@@ -36,15 +33,8 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatu
   };
 
   const openGate = () => (state.gate?.state === 'open' ? state.gate : undefined);
-  function validateDecision(approver: string, gate: string | undefined) {
-    const g = openGate();
-    if (!g) throw wf.ApplicationFailure.nonRetryable(`no gate is open (phase ${state.phase}); a restore over the live table decides at the restore gate`, 'GateNotOpen');
-    if (gate && gate !== g.name) throw wf.ApplicationFailure.nonRetryable(`the ${gate} gate is not open; the open gate is ${g.name}`, 'GateNotOpen');
-    if (approver === input.requestedBy) throw wf.ApplicationFailure.nonRetryable(`${approver} requested this restore and cannot decide on it`, 'SelfApproval');
-    if (!g.approvers.includes(approver)) throw wf.ApplicationFailure.nonRetryable(`${approver} is not an approver of the restore gate (approvers: ${g.approvers.join(', ')})`, 'NotAnApprover');
-    if (g.decisions.some((d) => d.approver === approver)) throw wf.ApplicationFailure.nonRetryable(`${approver} has already decided on the restore gate`, 'AlreadyDecided');
-    return g;
-  }
+  const validateDecision = (approver: string, gate: string | undefined) => checkDecision(openGate(), approver, gate,
+    { requestedBy: input.requestedBy, what: 'restore', phase: state.phase, gatesHint: 'a restore over the live table decides at the restore gate' });
   wf.setHandler(restoreStatus, () => state);
   wf.setHandler(approve, async (args: ApproveArgs) => {
     const g = validateDecision(args.approver, args.gate);
@@ -105,16 +95,15 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatu
     await audit(input.requestedBy, 'backup:restored', { id: plan.backupId, dir: input.dir, table: displayName(plan.table), into: displayName(plan.into), rows: plan.rows, overLive: true, retired: state.retired, lockHeldMs: swapped.lockHeldMs, statements: swapped.statements });
     return state;
   } catch (err) {
-    const reason = err instanceof wf.ActivityFailure ? (err.cause?.message ?? err.message) : (err as Error).message;
-    const type = err instanceof wf.ApplicationFailure ? err.type : err instanceof wf.ActivityFailure && err.cause instanceof wf.ApplicationFailure ? err.cause.type : undefined;
+    const reason = failureMessage(err);
     await wf.CancellationScope.nonCancellable(async () => {
-      // Also when the load's own attempt failed: it is one transaction, so nothing is left, and this is a no-op.
-      const discarded = plan && (loaded || plan.live) ? await quick.discardStagedRestore({ ...ref, plan }) : 'nothing loaded';
+      // Over the live table also when the load's own attempt failed: it is one transaction, so this is a no-op then.
+      const discarded = plan?.live ? await quick.discardStagedRestore({ ...ref, plan }) : loaded ? `${state.into} is kept` : 'nothing loaded';
       state.outcome = { phase: loaded ? 'rolled_back' : 'failed', reason };
       state.message = `${reason}; ${discarded}`;
       enter(state.outcome.phase);
       await audit('safeshift', `restore:${state.outcome.phase}`, { reason, compensation: discarded });
     });
-    throw wf.ApplicationFailure.create({ type: type ?? 'RestoreFailed', message: state.message, nonRetryable: true });
+    throw wf.ApplicationFailure.create({ type: failureType(err) ?? 'RestoreFailed', message: state.message, nonRetryable: true });
   }
 }

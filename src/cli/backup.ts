@@ -11,14 +11,17 @@ import { connectClient, temporalConfig, workflowUiUrl } from '../config';
 import { inTransaction, withClient } from '../db';
 import { appendAudit, ensureLedger } from '../ledger';
 import { ExportError, readManifest, verifyExport } from '../export';
-import { BACKUP_KEY_ENV, restoreStatus, type RestoreInput, type RestoreStatus } from '../messages';
+import { BACKUP_KEY_ENV, restoreStatus, restoreWorkflowId, type RestoreInput, type RestoreStatus } from '../messages';
 import { parseDuration } from '../plan/duration';
 import { displayName, parseTableRef, qualified } from '../sql';
 import type { BackupResult } from '../../workflows/backup';
 import { CliError, connectionString, EXIT_FAILED, EXIT_OK } from './exit';
 
-/** The encryption key's environment variable when --encrypt is given without --key-env. */
-const DEFAULT_KEY_ENV = BACKUP_KEY_ENV;
+/** Writing an export: the key's environment variable with --encrypt or --key-env (BACKUP_KEY_ENV unless named); none: plain. */
+const encryptionKeyEnv = (opts: { encrypt?: boolean; keyEnv?: string }) => (opts.encrypt || opts.keyEnv ? opts.keyEnv ?? BACKUP_KEY_ENV : undefined);
+/** Reading an export: the named variable, else BACKUP_KEY_ENV when it is set (a plain export needs none). */
+const keyEnvOf = (keyEnv: string | undefined) => keyEnv ?? (process.env[BACKUP_KEY_ENV] ? BACKUP_KEY_ENV : undefined);
+const actorOf = (as: string | undefined) => as ?? process.env.USER ?? 'operator';
 
 function stamp(d = new Date()): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
@@ -45,14 +48,14 @@ export async function startBackup(
   await checkTables(tables, opts);
   const id = `backup-${stamp()}`;
   const dir = resolve(opts.dir ?? `safeshift-backups/${id}`);
-  const keyEnv = opts.encrypt || opts.keyEnv ? opts.keyEnv ?? DEFAULT_KEY_ENV : undefined;
+  const keyEnv = encryptionKeyEnv(opts);
   const config = temporalConfig();
   const client = await connectClient(config);
   try {
     const handle = await client.workflow.start('backupWorkflow', {
       taskQueue: config.taskQueue,
       workflowId: id,
-      args: [{ db: opts.database, id, tables, dir, keyEnv, requestedBy: opts.as ?? process.env.USER ?? 'operator' }],
+      args: [{ db: opts.database, id, tables, dir, keyEnv, requestedBy: actorOf(opts.as) }],
     });
     if (!opts.json) {
       print(`${id}: exporting ${opts.all ? 'every table' : tables.join(', ')} to ${dir}${keyEnv ? ` (encrypted, key from ${keyEnv} on the worker)` : ''}`);
@@ -92,8 +95,6 @@ async function backupDir(client: pg.Client, arg: string): Promise<string> {
   return rows[0].dir;
 }
 
-const keyEnvOf = (keyEnv: string | undefined) => keyEnv ?? (process.env[DEFAULT_KEY_ENV] ? DEFAULT_KEY_ENV : undefined);
-const actorOf = (as: string | undefined) => as ?? process.env.USER ?? 'operator';
 
 export async function verifyBackupDir(arg: string, opts: { keyEnv?: string; json?: boolean; database: string; as?: string }, print: (line: string) => void): Promise<number> {
   try {
@@ -160,13 +161,6 @@ function restoreRequest(opts: RestoreOptions, requestedBy: string): Pick<Restore
   return { overLive: { approvers, required, gateTimeoutMs, lockTimeoutMs, attempts: 20 } };
 }
 
-/** The failure a restore workflow ended with; bad input found by its check (nothing loaded) is exit 2. */
-function restoreFailure(err: WorkflowFailedError): { message: string; badInput: boolean } {
-  const cause = err.cause;
-  const type = cause instanceof ApplicationFailure ? cause.type : undefined;
-  return { message: cause?.message ?? err.message, badInput: type === 'BadRestore' && /nothing loaded$/.test(cause?.message ?? '') };
-}
-
 export function renderRestoreStatus(id: string, s: RestoreStatus): string {
   const lines = [`${id}: restore ${s.table}${s.backupId ? ` from ${s.backupId}` : ''} → ${s.into ?? '(new table)'}  [${s.phase}]`];
   if (s.rows !== undefined) lines.push(`  restored rows: ${s.rows}${s.liveRows !== undefined ? `; live table now: ${s.liveRows}` : ''}`);
@@ -202,7 +196,7 @@ export async function restoreFromDir(arg: string, opts: RestoreOptions, print: (
     table = tables[0]!;
   }
   if (!parseTableRef(table)) throw new CliError(`--table: ${JSON.stringify(table)} is not schema.table`);
-  const id = `restore-${stamp()}-${randomUUID().slice(0, 6)}`;
+  const id = restoreWorkflowId(`${stamp()}-${randomUUID().slice(0, 6)}`);
   const config = temporalConfig();
   const client = await connectClient(config);
   try {
@@ -221,11 +215,13 @@ export async function restoreFromDir(arg: string, opts: RestoreOptions, print: (
         return await handle.result() as RestoreStatus;
       } catch (err) {
         if (!(err instanceof WorkflowFailedError)) throw err;
-        const failure = restoreFailure(err);
-        if (failure.badInput) throw new CliError(failure.message);
-        if (opts.json) print(JSON.stringify({ id, ok: false, error: failure.message }, null, 2));
-        else process.stderr.write(`${id}: ${failure.message}\n`);
-        return { ...(await handle.query(restoreStatus)), phase: 'failed' };
+        const message = err.cause?.message ?? err.message;
+        const s = await handle.query(restoreStatus);
+        // Refused by the check, before anything was loaded: bad input, exit 2.
+        if (s.outcome?.phase === 'failed' && err.cause instanceof ApplicationFailure && err.cause.type === 'BadRestore') throw new CliError(message);
+        if (opts.json) print(JSON.stringify({ id, ok: false, error: message }, null, 2));
+        else process.stderr.write(`${id}: ${message}\n`);
+        return { ...s, phase: 'failed' };
       }
     };
     let final: RestoreStatus;
@@ -271,7 +267,7 @@ export async function scheduleBackup(
   await checkTables(tables, opts);
   const scheduleId = backupScheduleId(opts.name);
   const dirRoot = resolve(opts.dir);
-  const keyEnv = opts.encrypt || opts.keyEnv ? opts.keyEnv ?? DEFAULT_KEY_ENV : undefined;
+  const keyEnv = encryptionKeyEnv(opts);
   const config = temporalConfig();
   const client = await connectClient(config);
   try {
@@ -283,7 +279,7 @@ export async function scheduleBackup(
         workflowType: 'backupWorkflow',
         taskQueue: config.taskQueue,
         workflowId: scheduleId,
-        args: [{ db: opts.database, tables, dirRoot, keyEnv, requestedBy: opts.as ?? process.env.USER ?? 'operator', schedule: { id: scheduleId, retain } }],
+        args: [{ db: opts.database, tables, dirRoot, keyEnv, requestedBy: actorOf(opts.as), schedule: { id: scheduleId, retain } }],
       },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: parseDuration(opts.catchupWindow)! },
     });

@@ -9,7 +9,7 @@ import { inspectPlan, PlanCheckFailed } from '../../activities/preflight';
 import { connectClient, temporalConfig, workflowUiUrl, type TemporalConfig } from '../config';
 import { withClient } from '../db';
 import {
-  abort, approve, FINAL_PHASES, restoreStatus, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, rollback, status,
+  abort, approve, FINAL_PHASES, isRestoreWorkflowId, restoreStatus, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, rollback, status,
   type GateName, type MigrationInput, type MigrationStatus,
 } from '../messages';
 import { loadPlan, PlanError, type LoadedPlan } from '../plan/load';
@@ -43,7 +43,7 @@ export async function checkPlan(file: string, options: { offline?: boolean } = {
 
 export function workflowIdOf(idOrName: string): string {
   // Restores share approve / reject (their gate is the restore gate).
-  return idOrName.startsWith('migration-') || idOrName.startsWith('restore-') ? idOrName : migrationWorkflowId(idOrName);
+  return idOrName.startsWith('migration-') || isRestoreWorkflowId(idOrName) ? idOrName : migrationWorkflowId(idOrName);
 }
 
 async function withTemporal<T>(fn: (client: Client, config: TemporalConfig) => Promise<T>): Promise<T> {
@@ -164,7 +164,7 @@ export async function showStatus(idOrName: string, options: { json?: boolean; wa
     const workflowId = workflowIdOf(idOrName);
     const handle = client.workflow.getHandle(workflowId);
     const uiUrl = workflowUiUrl(config, workflowId);
-    if (workflowId.startsWith('restore-')) {
+    if (isRestoreWorkflowId(workflowId)) {
       const s = await handle.query(restoreStatus).catch((err: unknown) => {
         throw err instanceof WorkflowNotFoundError ? new CliError(`no restore ${workflowId}`) : err;
       });
