@@ -158,11 +158,14 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
       (readOnly.length ? `; read-only through the view (derived, not a column of the same type): ${readOnly.join(', ')}` : ''));
   }
   const size = await client.query<{ bytes: string }>(`SELECT pg_total_relation_size($1::oid)::text AS bytes`, [source.oid]);
+  const copy: { format: 'text' | 'binary'; reason: string } = plan.copy.format === 'text' ? { format: 'text', reason: 'copy.format: text in the plan' }
+    : textOnly.length ? { format: 'text', reason: `no binary I/O for ${textOnly.join(', ')}` }
+    : { format: 'binary', reason: 'every column type has binary I/O' };
 
   return {
     sourceOid: source.oid,
-    spec: { source: plan.source, target: plan.target, columns, key, format: plan.copy.format === 'text' || textOnly.length ? 'text' : 'binary' },
-    copyFormatReason: plan.copy.format === 'text' ? 'copy.format: text in the plan' : textOnly.length ? `no binary I/O for ${textOnly.join(', ')}` : 'every column type has binary I/O',
+    spec: { source: plan.source, target: plan.target, columns, key, format: copy.format },
+    copyFormatReason: copy.reason,
     rowsEstimate: await estimatedRowCount(client, plan.source, source.oid),
     sourceBytes: Number(size.rows[0]!.bytes),
     retired,
@@ -273,7 +276,7 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
     await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems);
     const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
     if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, compatView, problems, moves);
-    return { columns, reverse, compatView, textOnly: await typesWithoutBinaryIo(client, target.oid) };
+    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid) };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }

@@ -97,7 +97,8 @@ async function onClients<T>(clients: pg.Client[], tasks: ((c: pg.Client) => Prom
  */
 async function checkRanges(url: string, input: ValidateInput, ranges: Range[] | null): Promise<Pass> {
   const inFlight = changeTable(input.sourceOid);
-  return inOneSnapshot(url, input.parallel, async (clients) => {
+  // Two tasks per range (one per side): known ranges need no more connections than that.
+  return inOneSnapshot(url, ranges ? Math.min(input.parallel, 2 * ranges.length) : input.parallel, async (clients) => {
     const lead = clients[0]!;
     const { rows } = await lead.query<{ n: string }>(`SELECT count(DISTINCT key)::text AS n FROM ${qualified(inFlight)}`);
     const todo: Range[] = ranges ?? [];

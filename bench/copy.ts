@@ -23,7 +23,7 @@ import type { StatusJson } from '../src/cli/render';
 import { connect } from '../src/db';
 import { attachOrStartDevStack } from '../src/dev/stack';
 import { loadPlan } from '../src/plan/load';
-import { copyInSql, sourceProjection, targetColumnList } from '../src/projection';
+import { copyInSql, copyOptions, sourceProjection, targetColumnList } from '../src/projection';
 import { qualified } from '../src/sql';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 2_000_000);
@@ -94,8 +94,7 @@ async function main(): Promise<void> {
       psqlFound = spawnSync('psql', ['--version']).status === 0;
       if (psqlFound) {
         await fresh();
-        const options = format === 'binary' ? ' (FORMAT binary)' : '';
-        const out = `(SELECT ${sourceProjection(spec).replace(/\n/g, ' ')} FROM ${qualified(plan.source)}) TO STDOUT${options}`;
+        const out = `(SELECT ${sourceProjection(spec).replace(/\n/g, ' ')} FROM ${qualified(plan.source)}) TO STDOUT${copyOptions(spec)}`;
         [, t.psqlPipe] = await timed(() => psqlPipe(url, out, copyInSql(spec).replace(/^COPY /, '')));
       }
       [, t.hashTarget] = await timed(() => checksum(client, spec, 'target'));

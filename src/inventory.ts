@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { qualified } from './sql';
+import { inTransaction } from './db';
 
 export interface ColumnDoc {
   name: string;
@@ -171,17 +172,11 @@ const GRANTS_SQL = `
  * client is used as is: the function opens and closes its own transaction.
  */
 export async function readInventory(client: pg.Client, options: InventoryOptions = {}): Promise<Inventory> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
+  return inTransaction(client, async () => {
     // Every name printed schema-qualified, whatever the role's search_path.
     await client.query(`SELECT set_config('search_path', '', true)`);
-    const inventory = await readCatalog(client, options);
-    await client.query('COMMIT');
-    return inventory;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+    return readCatalog(client, options);
+  }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
 }
 
 /** The reading itself, in the caller's transaction; the caller empties search_path so names print qualified. */
@@ -306,7 +301,7 @@ export async function readCatalog(client: pg.Client, options: InventoryOptions):
           policies: (policies.get(r.relid) ?? []).map((p) => ({ name: p.name, command: p.command, permissive: p.permissive, roles: p.roles, using: p.using, withCheck: p.with_check })),
           grants: grantDocs(r.relid),
           publications: (published.get(r.relid) ?? []).map((p) => p.name),
-          rows: options.exactCounts && exact.has(r.relid) ? { estimate: r.estimate === null ? null : Number(r.estimate), exact: exact.get(r.relid)! } : { estimate: r.estimate === null ? null : Number(r.estimate) },
+          rows: { estimate: r.estimate === null ? null : Number(r.estimate), ...(exact.has(r.relid) ? { exact: exact.get(r.relid)! } : {}) },
           bytes: { table: Number(r.table_bytes), indexes: Number(r.index_bytes), total: Number(r.total_bytes) },
         })),
         views: mine.filter((r) => ['v', 'm'].includes(r.kind)).map((r): ViewDoc => ({

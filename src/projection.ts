@@ -95,7 +95,8 @@ export function chunkUpperBoundSql(spec: CopySpec, lo: KeyValue): string {
            ORDER BY ${keyOrder(spec.key)} OFFSET $1 LIMIT 1`;
 }
 
-function copyOptions(spec: CopySpec): string {
+/** COPY's option list for the spec's format (nothing for text, the default). */
+export function copyOptions(spec: Pick<CopySpec, 'format'>): string {
   return spec.format === 'binary' ? ' (FORMAT binary)' : '';
 }
 

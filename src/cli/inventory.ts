@@ -7,7 +7,7 @@ import { MissingSchemaError, readInventory, type Inventory } from '../inventory'
 import { inventoryMarkdown } from '../inventory-markdown';
 import { CliError, connectionString, EXIT_FAILED, EXIT_OK } from './exit';
 
-export interface DatabaseOption {
+interface DatabaseOption {
   /** Name of the environment variable holding the connection string. */
   database: string;
 }
@@ -55,7 +55,7 @@ function expectationFromJson(file: string, text: string): Inventory {
   return parsed.data as unknown as Inventory;
 }
 
-export function renderDrift(items: DriftItem[]): string[] {
+function renderDrift(items: DriftItem[]): string[] {
   if (!items.length) return ['no drift: the live database has what the expectation describes'];
   return [`${items.length} difference(s) between the expectation and the live database:`, ...items.map((d) => `  ${d.kind.padEnd(9)} ${d.object}: ${d.detail}`)];
 }
