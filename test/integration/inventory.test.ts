@@ -177,3 +177,13 @@ describe('drift refuses bad input with exit 2, the problem named, nothing change
     expect(await catalogSnapshot()).toBe(before);
   });
 });
+
+test('a schema that does not exist: inventory refuses it (exit 2, named); drift reports everything it expects there as missing', async () => {
+  const schema = uniqueName('nowhere');
+  expect(await runCli(['inventory', '--schema', schema])).toMatchObject({ code: 2, stderr: expect.stringContaining(`--schema: schema ${schema} does not exist in database`) });
+  const expectation = join(dir, `${schema}.sql`);
+  writeFileSync(expectation, 'CREATE TABLE things (id int PRIMARY KEY);');
+  const drift = await runCli(['drift', '--expect', expectation, '--schema', schema]);
+  expect(drift.code).toBe(1);
+  expect(drift.stdout).toMatch(new RegExp(`missing +${schema}`));
+});

@@ -103,6 +103,12 @@ test('restore over the live table: staged, approved, swapped in with everything 
   expect(await relationOid(restore!.retired)).toBe(oldOid);
   expect(await fingerprint(`SELECT * FROM ${restore!.retired}`, 'id')).toEqual(damaged);
 
+  // Analyzed before it went live: the planner knows its size (a table only loaded by COPY says -1, never analyzed).
+  expect(await sql(`SELECT reltuples::int AS n FROM pg_class WHERE oid = '${s}.profiles'::regclass`)).toEqual([{ n: 1000 }]);
+  const shown = await runCli(['status', id, '--json']);
+  expect(shown).toMatchObject({ code: 0, stderr: '' });
+  expect(JSON.parse(shown.stdout)).toMatchObject({ id, phase: 'done', rows: 1000, retired: restore!.retired, gate: { state: 'approved' } });
+
   // What was bound to the live table is bound to the restored one.
   const rel = `'${s}.profiles'::regclass`;
   expect(await sql(`SELECT conname, convalidated FROM pg_constraint WHERE confrelid = ${rel} AND conrelid <> ${rel} ORDER BY conname`))
@@ -127,7 +133,7 @@ test('restore over the live table: staged, approved, swapped in with everything 
     .toEqual([{ actor: 'safeshift', action: 'gate:restore:open' }, { actor: 'bob', action: 'approve:restore' }, { actor: 'alice', action: 'backup:restored' }]);
 });
 
-test('a reject, or a child row pointing at a row the restore takes away, leaves the live table as it was; bad input changes nothing', async () => {
+test('a reject, a gate timeout, or a child row pointing at a row the restore takes away leave the live table as it was; bad input changes nothing; by default a restore goes into a new table beside it', async () => {
   const s = await schema();
   const dir = await exportOf(s);
   const oldOid = await relationOid(`${s}.profiles`);
@@ -138,6 +144,12 @@ test('a reject, or a child row pointing at a row the restore takes away, leaves 
   expect(afterReject).toMatchObject({ ok: false, status: { phase: 'rolled_back' } });
   expect(await sql(`SELECT to_regclass($1) IS NULL AS gone, (SELECT state FROM safeshift.restores WHERE workflow_id = $2) AS state`, [rejected.status.staged, rejected.id]))
     .toEqual([{ gone: true, state: 'discarded' }]);
+  expect(await relationOid(`${s}.profiles`)).toBe(oldOid);
+
+  // Nobody decides in time: the staged rows are discarded, the live table untouched.
+  const expiring = await runCli(['restore', dir, '--over-live', '--approvers', 'bob', '--as', 'alice', '--gate-timeout', '1s', '--wait']);
+  expect(expiring.code).toBe(1);
+  expect(expiring.stderr).toMatch(/no decision at the restore gate by .*; staged table .* dropped/);
   expect(await relationOid(`${s}.profiles`)).toBe(oldOid);
 
   // A profile the export lacks, and a post pointing at it: the swap would break that reference.
@@ -163,4 +175,11 @@ test('a reject, or a child row pointing at a row the restore takes away, leaves 
   expect(await runCli(['restore', dir, '--over-live', '--into', `${s}.x`, '--approvers', 'bob'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--into and --over-live') });
   expect(await runCli(['restore', dir, '--over-live', '--approvers', 'alice', '--as', 'alice'])).toMatchObject({ code: 2, stderr: expect.stringContaining('besides the requester alice') });
   expect(await sql(`SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = $1::regnamespace AND relname LIKE 'profiles\\_re%'`, [s])).toEqual([{ n: 0 }]);
+
+  // Into a new table by default, named after the table and the time, beside it.
+  const beside = await runCli(['restore', dir]);
+  expect(beside).toMatchObject({ code: 0, stderr: '' });
+  const [into] = beside.stdout.match(new RegExp(`${s}\\.profiles_restored_\\d{14}`)) ?? [];
+  expect(into).toBeDefined();
+  expect(await sql(`SELECT count(*)::int AS n FROM ${into}`)).toEqual([{ n: 1000 }]);
 });
