@@ -1,6 +1,7 @@
 /**
  * Connections. Every client is opened and closed in the same function (`withClient`); sessions pin the
- * settings that change how values print, so checksums and COPY text are the same on every connection.
+ * settings that change how values print, so checksums and COPY text are the same on every connection. Every client
+ * is made here (`connect`), so every one survives the server dropping it (see failQueriesOnConnectionLoss).
  */
 import pg from 'pg';
 import { fatal } from './errors';
@@ -25,8 +26,21 @@ export function databaseUrl(envName: string, env: NodeJS.ProcessEnv = process.en
   return url;
 }
 
+/**
+ * When PostgreSQL drops a connection (pg_terminate_backend, a restart, a failover, a reset socket), pg emits
+ * 'error' on its client, even an idle one; with no listener Node ends the process, and with it the worker and, under
+ * `safeshift dev`, the whole stack. Listened to, the error only makes the client unusable: the query in flight fails
+ * with the server's reason, and any later one fails with pg's "not queryable" error, so the activity holding the
+ * client fails and Temporal retries it on a new connection. Nothing to do here beyond that: whoever uses the client
+ * learns of the loss from their next query.
+ */
+function failQueriesOnConnectionLoss(client: pg.Client): void {
+  client.on('error', () => undefined);
+}
+
 export async function connect(url: string, applicationName = 'safeshift'): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: applicationName });
+  failQueriesOnConnectionLoss(client);
   await client.connect();
   try {
     for (const [name, value] of SESSION_SETTINGS) {

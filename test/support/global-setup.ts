@@ -46,6 +46,7 @@ export default async function globalSetup(): Promise<void> {
   child.stdout.resume();
   child.stderr.resume();
   const devEnv = parseEnvFile(readFileSync(join(home, 'dev.env'), 'utf8'));
-  Object.assign(process.env, devEnv, { SAFESHIFT_HOME: home });
+  // SAFESHIFT_DEV_PID: tests that disturb the stack check that this process (worker included) outlived it.
+  Object.assign(process.env, devEnv, { SAFESHIFT_HOME: home, SAFESHIFT_DEV_PID: String(child.pid) });
   (globalThis as { __SAFESHIFT_DEV__?: unknown }).__SAFESHIFT_DEV__ = child;
 }
