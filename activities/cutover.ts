@@ -16,13 +16,14 @@ import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { relationName, tableOid } from '../src/catalog';
 import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } from '../src/capture';
-import { inTransaction, pgErrorCode } from '../src/db';
+import { inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
 import { lockExclusive, moveTable, newTableHome, whileAt } from '../src/swap';
 import type { CompatColumn } from '../src/projection';
+import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 
 const REPLAY_BATCH = 5000;
@@ -110,16 +111,14 @@ export async function swapBack(input: SwapInput): Promise<string> {
     if (!sameTableRef(sourceAt, retired) || !sameTableRef(targetAt, home)) {
       throw fatal('NotOurs', `cannot swap back: the original table is at ${sourceAt ? displayName(sourceAt) : '(gone)'} and the new one at ${targetAt ? displayName(targetAt) : '(gone)'}`);
     }
-    // Writes made after cutover flow back through the inverse mapping; outside the lock first, then the rest.
+    // Writes made after cutover flow back through the inverse mapping; outside the lock first, then the rest. A
+    // value the original table refuses rolls its batch back (its changes stay recorded for the next attempt) and
+    // is explained once that transaction has ended (refusedBack).
     const replayBack = () => replayBatch(client, input.reverse, input.targetOid, REPLAY_BATCH, 'upsert').catch((err: unknown) => {
-      const code = pgErrorCode(err);
-      if (code && /^2[23]/.test(code)) {
-        throw fatal('SwapBackUnsafe', `a write made after cutover cannot go back into ${displayName(retired)}: ${(err as Error).message}; ` +
-          `both tables are left as they are: the new table is live at ${displayName(home)}, the original is ${displayName(retired)}`);
-      }
-      throw err;
+      throw RefusedWrite.from(err) ?? err;
     });
-    let replayedBack = await drain(() => inTransaction(client, replayBack), (n) => Context.current().heartbeat({ replayedBack: n }));
+    const explain = (err: unknown) => refusedBack(client, input, err);
+    let replayedBack = await drain(() => inTransaction(client, replayBack), (n) => Context.current().heartbeat({ replayedBack: n })).catch(explain);
     const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       // The view first: writers through it lock the view, then the table.
       if (input.compatView && (await tableOid(client, spec.source))) await lockExclusive(client, spec.source);
@@ -153,10 +152,25 @@ export async function swapBack(input: SwapInput): Promise<string> {
       }
       await dropCaptureObjects(client, input.targetOid);
       return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys };
-    });
+    }).catch(explain);
     await heartbeating(() => validateForeignKeys(client, result.foreignKeys));
     return result.message;
   });
+}
+
+/**
+ * A write the original table refused, as SwapBackUnsafe: what refused (SQLSTATE, column, constraint) and, for a
+ * data exception (which PostgreSQL ties to no column), which columns of how many pending rows do not fit. No
+ * value is told. Anything else is rethrown as it is.
+ */
+async function refusedBack(client: pg.Client, input: SwapInput, err: unknown): Promise<never> {
+  if (!(err instanceof RefusedWrite)) throw err;
+  const found = err.sqlstate.startsWith('22') ? await refusingColumns(client, input.reverse, input.targetOid).catch(() => []) : [];
+  const first = input.reverse.columns.find((c) => c.target === found[0]?.column);
+  const live = newTableHome(input.spec, Boolean(input.compatView));
+  const findRows = first ? findRowsSql(live, input.reverse.key, first) : undefined;
+  const { message, details } = describeRefusal(err, found, { retired: displayName(input.retired), live: displayName(live) }, findRows);
+  throw fatal('SwapBackUnsafe', message, details);
 }
 
 interface ParkedView {

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
 import { captureBoundObjects, describeBoundObjects, moveToNewTable } from '../src/bound-objects';
-import { accessControl, estimatedRowCount, tableInfo, tableOid, typesWithoutBinaryIo, type TableInfo } from '../src/catalog';
+import { accessControl, columnTypes, estimatedRowCount, tableInfo, tableOid, typesWithoutBinaryIo, type TableInfo } from '../src/catalog';
 import { moveTable, newTableHome, setLockTimeout } from '../src/swap';
 import { fatal } from '../src/errors';
 import { pgErrorCode } from '../src/db';
@@ -14,6 +14,7 @@ import { statementKinds } from '../src/statements';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
 import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
+import { riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { withDatabase } from './support';
 
@@ -33,9 +34,10 @@ export interface PreflightReport {
   /**
    * How writes made after cutover flow back into the retired table on rollback: the inverse of the mapping
    * (source = the live name, which is then the new table; target = the retired table), and the source columns
-   * it cannot give back (their values stay as they were for updated rows; new rows get defaults).
+   * it cannot give back (their values stay as they were for updated rows; new rows get defaults). `risks`: the
+   * columns whose values a rollback can fail on or change (narrower type, lossy cast, NOT NULL, expression).
    */
-  reverse: { spec: CopySpec; notInvertible: string[] };
+  reverse: { spec: CopySpec; notInvertible: string[]; risks: RollbackRisk[] };
   /** `cutover.compatView`: the columns of the view that takes the old name; null without one. */
   compatView: CompatColumn[] | null;
   snapshot: {
@@ -139,8 +141,9 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   let reverse: { columns: MappedColumn[]; notInvertible: string[] } = { columns: [], notInvertible: [] };
   let compatView: CompatColumn[] | null = null;
   let textOnly: string[] = [];
+  let risks: RollbackRisk[] = [];
   const moves: string[] = [];
-  if (problems.length === 0) ({ columns, reverse, compatView, textOnly } = await tryTargetDdl(client, plan, source, key, problems, moves));
+  if (problems.length === 0) ({ columns, reverse, compatView, textOnly, risks } = await tryTargetDdl(client, plan, source, key, problems, moves));
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
@@ -151,6 +154,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
       'rows updated after cutover keep their old values there, rows inserted after cutover get defaults' +
       (strict.length ? `; ${strict.join(', ')} ${strict.length > 1 ? 'are' : 'is'} NOT NULL without a default, so a rollback after rows were inserted would fail` : ''));
   }
+  warnings.push(...risks.map(riskWarning));
   if (compatView) {
     const readOnly = compatView.filter((c) => !c.plain).map((c) => c.name);
     warnings.push(`at cutover: ${displayName(plan.target)} keeps its name and ${displayName(plan.source)} becomes a view over it with the old columns ` +
@@ -172,7 +176,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
     backup,
     warnings,
     // Reverse replay reads the new table where it lives after cutover: the live name, or its own with a compat view.
-    reverse: { spec: { source: newTableHome(plan, plan.cutover.compatView), target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible },
+    reverse: { spec: { source: newTableHome(plan, plan.cutover.compatView), target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible, risks },
     compatView,
     snapshot: {
       columns: source.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
@@ -220,10 +224,12 @@ type Mappings = {
   compatView: CompatColumn[] | null;
   /** Target column types without binary I/O (the copy then uses text). */
   textOnly: string[];
+  /** Inverse-mapping columns a rollback can fail on or change. */
+  risks: RollbackRisk[];
 };
 
 async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[], moves: string[]): Promise<Mappings> {
-  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [] };
+  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [] };
   await client.query('BEGIN');
   try {
     try {
@@ -276,7 +282,8 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
     await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems);
     const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
     if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, compatView, problems, moves);
-    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid) };
+    const risks = problems.length ? [] : rollbackRisks(await reverseColumns(client, source, target, reverse.columns));
+    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }
@@ -318,6 +325,15 @@ export function inverseMapping(plan: Plan, source: TableInfo, forward: MappedCol
     else columns.push({ target: sc.name, expr, type: sc.type, copyType: sc.baseType });
   }
   return { columns, notInvertible };
+}
+
+/** The inverse mapping with the catalog's types at both ends (the target exists only in preflight's transaction). */
+async function reverseColumns(client: pg.Client, source: TableInfo, target: TableInfo, reverse: MappedColumn[]): Promise<ReverseColumn[]> {
+  const [oldTypes, newTypes] = [await columnTypes(client, source.oid), await columnTypes(client, target.oid)];
+  return reverse.map((r) => {
+    const plain = target.columns.find((t) => isColumn(r.expr, t.name));
+    return { column: r.target, into: oldTypes.get(r.target)!, ...(plain ? { from: newTypes.get(plain.name)! } : { expr: r.expr }) };
+  });
 }
 
 /**

@@ -1,5 +1,6 @@
 /** What the database holds: read-only catalog queries, values always passed as parameters. */
 import type pg from 'pg';
+import type { ColumnType } from './rollback-feasibility';
 import { qualified, type TableRef } from './sql';
 
 export interface ColumnInfo {
@@ -87,6 +88,21 @@ export async function tableInfo(client: pg.Client, ref: TableRef): Promise<Table
     primaryKey: keys.rows.find((k) => k.primary)?.columns ?? [],
     uniqueNotNullKeys: keys.rows.map((k) => k.columns),
   };
+}
+
+/**
+ * Each column's type as rollback feasibility compares them (src/rollback-feasibility.ts): the type with and
+ * without its modifier, the modifier itself (atttypmod), NOT NULL, and whether it is a domain.
+ */
+export async function columnTypes(client: pg.Client, oid: number): Promise<Map<string, ColumnType>> {
+  const { rows } = await client.query<ColumnType & { name: string }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, format_type(a.atttypid, NULL) AS base,
+            a.atttypmod AS typmod, a.attnotnull AS "notNull", t.typtype = 'd' AS domain
+       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`,
+    [oid],
+  );
+  return new Map(rows.map(({ name, ...type }) => [name, type]));
 }
 
 /** Privileges and RLS settings the target will not have unless its DDL grants them: shown to approvers. */

@@ -5,6 +5,7 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Plan } from './plan/schema';
+import type { RollbackRisk } from './rollback-feasibility';
 
 export const MIGRATION_PHASE = defineSearchAttributeKey('MigrationPhase', SearchAttributeType.KEYWORD);
 export const MIGRATION_TABLE = defineSearchAttributeKey('MigrationTable', SearchAttributeType.KEYWORD);
@@ -13,7 +14,7 @@ export const SEARCH_ATTRIBUTES = [MIGRATION_PHASE, MIGRATION_TABLE, MIGRATION_PR
 
 export const PHASES = [
   'preflight', 'backup', 'prepare', 'copy', 'build', 'catch_up', 'validate', 'awaiting_cutover', 'cutover',
-  'verify', 'awaiting_drop', 'drop', 'done', 'rolling_back', 'rolled_back', 'failed',
+  'verify', 'awaiting_drop', 'drop', 'done', 'rolling_back', 'rollback_blocked', 'rolled_back', 'failed',
 ] as const;
 export type Phase = (typeof PHASES)[number];
 export const FINAL_PHASES: readonly Phase[] = ['done', 'rolled_back', 'failed'];
@@ -109,6 +110,28 @@ export interface CopyStatus {
   format: 'binary' | 'text';
 }
 
+/**
+ * A rollback the original table refused (a write made after cutover does not fit it): the new table stays live
+ * and keeps recording writes while the workflow waits for the operator to fix the data and run rollback again.
+ * Never a row value: what refused is told by SQLSTATE, column and constraint.
+ */
+export interface RollbackBlocked {
+  since: string;
+  /** How many times the swap back was refused so far (1 the first time). */
+  attempts: number;
+  reason: string;
+  sqlstate?: string;
+  /** The original table's column that refuses, when PostgreSQL or the diagnosis names one. */
+  column?: string;
+  constraint?: string;
+  /** Rows written after cutover whose `column` the original type refuses (class 22, PostgreSQL 16+). */
+  rows?: number;
+  /** A query that lists the keys of those rows on the live table. */
+  findRows?: string;
+  /** What the operator does next. */
+  next: string;
+}
+
 export interface MigrationStatus {
   name: string;
   planHash: string;
@@ -128,6 +151,10 @@ export interface MigrationStatus {
   throttle?: { reason: string; at: string };
   /** From preflight, for approvers: what cutover moves, what a rollback after cutover cannot give back. */
   warnings: string[];
+  /** From preflight: columns a rollback after cutover can fail on or change (also among the warnings). */
+  rollbackRisks?: RollbackRisk[];
+  /** Set while the rollback waits in phase `rollback_blocked`. */
+  rollbackBlocked?: RollbackBlocked;
   backupTable?: string;
   /** The plan's `backup.export`: the verified export's id and directory. */
   backupExport?: { id: string; dir: string };

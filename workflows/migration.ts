@@ -16,9 +16,10 @@ import {
   abort, approve, BACKUP_KEY_ENV, MIGRATION_PHASE, pause, reject, resume, rollback, status,
   type ApproveArgs, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
 } from '../src/messages';
+import type { SwapBackRefusal } from '../src/rollback-feasibility';
 import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
-import { checkDecision, exportAndVerify, failureMessage, stampOf } from './shared';
+import { checkDecision, exportAndVerify, failureDetails, failureMessage, failureType, stampOf } from './shared';
 
 const COPY_SLICE_MS = 30_000;
 /** How long one follow-the-source activity runs while a gate waits; each adds a few history events. */
@@ -71,6 +72,9 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   let eventNo = 0;
   let dropStarted = false;
   let cutoverAt: number | undefined;
+  /** How many times the original table refused the swap back, and whether an operator asked for another try. */
+  let rollbackBlocks = 0;
+  let rollbackRetry = false;
 
   const audit = (actor: string, action: string, details: Record<string, unknown> = {}, extra: Partial<Parameters<typeof quick.recordEvent>[0]> = {}) =>
     quick.recordEvent({ ...ref, eventKey: `${info.runId}/${++eventNo}`, actor, action, phase: state.phase, details, ...extra });
@@ -135,18 +139,33 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     touch();
     await audit(args.by ?? 'operator', 'resume', { reason: args.reason ?? null }, { paused: false });
   });
+  /** A rollback blocked on data, asked for again (rollback or abort): the swap back runs once more. */
+  async function retryRollback(args: OperatorArgs, via: 'rollback' | 'abort'): Promise<string> {
+    rollbackRetry = true;
+    await audit(args.by ?? 'operator', 'rollback:retry', { via, attempt: rollbackBlocks + 1, reason: args.reason ?? null });
+    return `retrying the rollback of ${state.source} (attempt ${rollbackBlocks + 1}): writes made since cutover go back to the original table, then the names are swapped back; \`safeshift status ${plan.name}\` tells whether it finished`;
+  }
+
   wf.setHandler(rollback, async (args: OperatorArgs) => {
+    if (state.rollbackBlocked) return retryRollback(args, 'rollback');
     state.abortRequested = true;
     await audit(args.by ?? 'operator', 'rollback', { reason: args.reason ?? null });
     return `rolling back ${state.source}: writes made since cutover go back to the original table, then the names are swapped back`;
   }, {
     validator: (_args: OperatorArgs) => {
+      // A blocked rollback is taken up again by the same command (even if the cutover's reply was lost).
+      if (state.rollbackBlocked) return;
       if (!cutoverAt || dropStarted || state.outcome) {
         throw wf.ApplicationFailure.nonRetryable(`rollback is possible after cutover and before the drop starts; the migration is in phase ${state.phase} (before cutover, use abort)`, 'NotReversible');
       }
     },
   });
   wf.setHandler(abort, async (args) => {
+    // An abort asks for the original table back, as the blocked rollback does: it is one more try.
+    if (state.rollbackBlocked) {
+      await retryRollback(args, 'abort');
+      return;
+    }
     if (dropStarted || state.outcome) {
       await audit(args.by ?? 'operator', 'abort:ignored', { reason: 'drop has started or the migration is over' });
       return;
@@ -223,6 +242,42 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
   }
 
+  /**
+   * The swap back, taken up again for as long as the original table refuses a write made after cutover
+   * (SwapBackUnsafe). Nothing is lost meanwhile: the new table stays live and reverse capture records every
+   * write. Any other failure is the compensation's failure, as before.
+   */
+  async function untilSwappedBack(c: Compensation): Promise<string | void> {
+    for (;;) {
+      try {
+        return await c.run();
+      } catch (err) {
+        if (failureType(err) !== 'SwapBackUnsafe') throw err;
+        await waitWhileBlocked(err);
+      }
+    }
+  }
+
+  /** Phase rollback_blocked: say what refused (no values) and wait, without polling, until asked to try again. */
+  async function waitWhileBlocked(err: unknown): Promise<void> {
+    const { sqlstate, column, constraint, rows, findRows } = (failureDetails(err) ?? {}) as Partial<SwapBackRefusal>;
+    rollbackBlocks += 1;
+    rollbackRetry = false;
+    const fix = sqlstate
+      ? `fix the rows written after cutover that the original table refuses (UPDATE or DELETE them through ${state.source}${findRows ? `; to list their keys: ${findRows}` : ''})`
+      : 'fix what the reason names';
+    state.rollbackBlocked = {
+      since: new Date().toISOString(), attempts: rollbackBlocks, reason: failureMessage(err), sqlstate, column, constraint, rows, findRows,
+      next: `${fix}, then run \`safeshift rollback ${plan.name}\` again; until then the new table stays live and every write to it is recorded for the rollback`,
+    };
+    await enter('rollback_blocked', { attempt: rollbackBlocks }).catch(() => undefined);
+    await audit('safeshift', 'rollback:blocked', { attempt: rollbackBlocks, reason: state.rollbackBlocked.reason, sqlstate: sqlstate ?? null, column: column ?? null, constraint: constraint ?? null, rows: rows ?? null })
+      .catch(() => undefined);
+    await wf.condition(() => rollbackRetry);
+    state.rollbackBlocked = undefined;
+    await enter('rolling_back', { attempt: rollbackBlocks + 1 }).catch(() => undefined);
+  }
+
   const throttle = { maxReplicationLagMs: plan.copy.maxReplicationLag, throttleQuery: plan.copy.throttleQuery };
   const compensations: Compensation[] = [];
   let report: PreflightReport | undefined;
@@ -231,6 +286,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     report = await quick.preflight({ db: plan.database, plan, stamp: stampOf(info.startTime) });
     state.copy.rowsTotal = report.rowsEstimate;
     state.warnings = report.warnings;
+    state.rollbackRisks = report.reverse.risks;
     const { spec, retired } = report;
 
     await checkpoint();
@@ -355,7 +411,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       await enter('rolling_back', { reason }).catch(() => undefined);
       for (const c of compensations) {
         try {
-          const message = await c.run();
+          const message = c.name === 'swapBack' ? await untilSwappedBack(c) : await c.run();
           state.compensations.push({ name: c.name, state: 'done' });
           await audit('safeshift', `compensate:${c.name}`, { message: message ?? null });
         } catch (cerr) {
@@ -366,7 +422,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const failed = state.compensations.filter((c) => c.state === 'failed');
       state.outcome = failed.length
         ? { phase: 'failed', reason: `${reason}; rollback incomplete: ${failed.map((c) => `${c.name}: ${c.error}`).join('; ')}` }
-        : { phase: 'rolled_back', reason };
+        : { phase: 'rolled_back', reason: rollbackBlocks ? `${reason}; the swap back was refused ${rollbackBlocks} time${rollbackBlocks > 1 ? 's' : ''} before it went through` : reason };
       await enter(state.outcome.phase, {}, { reason: state.outcome.reason }).catch(() => undefined);
       // Inside the scope: after a Temporal cancel this wait must not throw, the rollback has finished.
       await wf.condition(wf.allHandlersFinished);
@@ -388,6 +444,7 @@ function currentDetails(s: MigrationStatus): string {
     lines.push(`gate ${g.name}: ${g.state} (${g.decisions.filter((d) => d.approved).length}/${g.required}; approvers ${g.approvers.join(', ')})`);
   }
   for (const w of s.warnings) lines.push(`note: ${w}`);
+  if (s.rollbackBlocked) lines.push(`rollback BLOCKED (attempt ${s.rollbackBlocked.attempts}): ${s.rollbackBlocked.reason}`, `next: ${s.rollbackBlocked.next}`);
   if (s.outcome) lines.push(`outcome: ${s.outcome.phase} — ${s.outcome.reason}`);
   return lines.join('\n\n');
 }

@@ -46,6 +46,13 @@ export function checkDecision<N extends string>(
   return open;
 }
 
+/** The first detail of the failure inside Temporal's wrappers (what `fatal` was given), if there is one. */
+export function failureDetails(err: unknown): unknown {
+  let e: unknown = err;
+  while (e instanceof wf.ActivityFailure && e.cause) e = e.cause;
+  return e instanceof wf.ApplicationFailure ? e.details?.[0] : undefined;
+}
+
 type Audit = (action: string, details: Record<string, unknown>) => Promise<void>;
 
 /**

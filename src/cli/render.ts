@@ -44,6 +44,8 @@ export function renderStatus(workflowId: string, s: MigrationStatus, uiUrl?: str
   }
   if (s.retiredTable) lines.push(`  retired table ${s.retiredTable}`);
   for (const w of s.warnings) lines.push(`  note: ${w}`);
+  const b = s.rollbackBlocked;
+  if (b) lines.push(`  ROLLBACK BLOCKED since ${b.since} (attempt ${b.attempts}): ${b.reason}`, `  next: ${b.next}`);
   const durations = Object.entries(s.phaseDurationsMs).map(([p, ms]) => `${p} ${(ms / 1000).toFixed(1)}s`).join(', ');
   if (durations) lines.push(`  phases: ${durations}`);
   for (const c2 of s.compensations) lines.push(`  compensation ${c2.name}: ${c2.state}${c2.error ? ` — ${c2.error}` : ''}`);
