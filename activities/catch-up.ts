@@ -7,6 +7,7 @@
 import { Context } from '@temporalio/activity';
 import { backlog, replayBatch, type Backlog } from '../src/capture';
 import { inTransaction } from '../src/db';
+import { REPLAY_BEGIN } from '../src/replay';
 import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
 import type { CopySpec } from '../src/projection';
 import { withDatabase } from './support';
@@ -72,7 +73,7 @@ export async function catchUp(input: CatchUpInput): Promise<CatchUpResult> {
         continue;
       }
       const batchStarted = Date.now();
-      const done = await inTransaction(client, () => replayBatch(client, input.spec, input.sourceOid, input.batch));
+      const done = await inTransaction(client, () => replayBatch(client, input.spec, input.sourceOid, input.batch), REPLAY_BEGIN);
       result.replayedChanges += done.changes;
       result.replayedKeys += done.keys;
       result.batches += 1;

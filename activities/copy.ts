@@ -14,7 +14,7 @@ import { connect, databaseUrl, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import { chunkRecords, recordCopiedChunk, recordHandedChunk } from '../src/ledger';
 import { displayName } from '../src/sql';
-import { copyChunk, nextChunkBound, resumePoint, tuneChunkRows, type ChunkSizing } from '../src/copy';
+import { copyChunkResolvingStale, nextChunkBound, resumePoint, tuneChunkRows, type ChunkSizing, openSourceReader } from '../src/copy';
 import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
 import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
 import type { MigrationRef } from './support';
@@ -166,10 +166,10 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
     };
 
     const lane = async (n: number): Promise<void> => {
-      const src = await connect(url, `safeshift copy ${n} (read)`);
+      const src = await openSourceReader(url, `safeshift copy ${n} (read)`);
       // A write client that cannot connect must not leave the read client open.
       const dst = await connect(url, `safeshift copy ${n} (write)`).catch(async (err: unknown) => {
-        await src.end().catch(() => undefined);
+        await src.client.end().catch(() => undefined);
         throw err;
       });
       lanes.add(dst);
@@ -179,7 +179,7 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
           const t0 = Date.now();
           let rows: number;
           try {
-            rows = await copyChunk(src, dst, spec, lo, hi, (r) => recordCopiedChunk(dst, input.runId, input.targetOid, seq, r, Date.now() - t0));
+            rows = await copyChunkResolvingStale(src, dst, spec, lo, hi, (r) => recordCopiedChunk(dst, input.runId, input.targetOid, seq, r, Date.now() - t0));
           } catch (err) {
             stopping = true;
             if (pauseRequested && pgErrorCode(err) === QUERY_CANCELED) return;
@@ -194,7 +194,7 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
       } finally {
         lanes.delete(dst);
         // After a failed COPY the read client can be wedged mid-stream: never reuse, always end both.
-        await Promise.all([src.end().catch(() => undefined), dst.end().catch(() => undefined)]);
+        await Promise.all([src.client.end().catch(() => undefined), dst.end().catch(() => undefined)]);
       }
     };
 

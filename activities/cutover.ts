@@ -17,6 +17,7 @@ import type pg from 'pg';
 import { relationName, tableOid } from '../src/catalog';
 import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } from '../src/capture';
 import { inTransaction } from '../src/db';
+import { REPLAY_BEGIN } from '../src/replay';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
@@ -69,7 +70,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     }
     const replay = () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH);
     // Outside the lock first, so what is left for the lock is a handful of changes at most.
-    await drain(() => inTransaction(client, replay), (draining) => Context.current().heartbeat({ draining }));
+    await drain(() => inTransaction(client, replay, REPLAY_BEGIN), (draining) => Context.current().heartbeat({ draining }));
     const swapped = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       await lockExclusive(client, spec.target);
       await lockExclusive(client, spec.source);
@@ -118,7 +119,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
       throw RefusedWrite.from(err) ?? err;
     });
     const explain = (err: unknown) => refusedBack(client, input, err);
-    let replayedBack = await drain(() => inTransaction(client, replayBack), (n) => Context.current().heartbeat({ replayedBack: n })).catch(explain);
+    let replayedBack = await drain(() => inTransaction(client, replayBack, REPLAY_BEGIN), (n) => Context.current().heartbeat({ replayedBack: n })).catch(explain);
     const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       // The view first: writers through it lock the view, then the table.
       if (input.compatView && (await tableOid(client, spec.source))) await lockExclusive(client, spec.source);

@@ -14,7 +14,7 @@
 import type pg from 'pg';
 import { changeTable } from '../src/capture';
 import { checksum, sameChecksum, type Checksum } from '../src/checksum';
-import { copyChunk, nextChunkBound } from '../src/copy';
+import { copyChunkResolvingStale, nextChunkBound, openSourceReader } from '../src/copy';
 import { connect, databaseUrl } from '../src/db';
 import type { KeyRangeReport, ValidationResult } from '../src/messages';
 import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
@@ -125,12 +125,12 @@ async function checkRanges(url: string, input: ValidateInput, ranges: Range[] | 
 
 /** Copy each range again, exactly as the copy phase does (delete the range, COPY it in, one transaction). */
 async function recopy(url: string, spec: CopySpec, ranges: Range[]): Promise<void> {
-  const src = await connect(url, 'safeshift validate (repair read)');
+  const src = await openSourceReader(url, 'safeshift validate (repair read)');
   const dst = await connect(url, 'safeshift validate (repair write)');
   try {
-    for (const r of ranges) await copyChunk(src, dst, spec, r.lo, r.hi);
+    for (const r of ranges) await copyChunkResolvingStale(src, dst, spec, r.lo, r.hi);
   } finally {
-    await Promise.all([src.end().catch(() => undefined), dst.end().catch(() => undefined)]);
+    await Promise.all([src.client.end().catch(() => undefined), dst.end().catch(() => undefined)]);
   }
 }
 

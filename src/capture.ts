@@ -6,7 +6,8 @@
  * no harm, and a change committed while a batch runs is simply in a later batch.
  */
 import type pg from 'pg';
-import { sourceProjection, targetColumnList, type CopySpec } from './projection';
+import type { CopySpec } from './projection';
+import { replayKeys, type ReplayMode } from './replay';
 import { qualified, quoteIdent, type TableRef } from './sql';
 
 export interface CaptureRef {
@@ -95,23 +96,13 @@ export async function backlog(client: pg.Client, sourceOid: number): Promise<Bac
   return { rows: Number(rows[0]!.rows), lagSeconds: Math.max(0, rows[0]!.lag ?? 0) };
 }
 
-/** Key columns as typed rows from per-column text arrays ($1, $2, ...): keys travel as parameters, never as SQL. */
-function keysFromParams(key: CopySpec['key']): string {
-  const cols = key.map((k) => quoteIdent(k.name)).join(', ');
-  const typed = key.map((k, i) => `u.${quoteIdent(k.name)}::${k.type} AS ${quoteIdent(k.name)}`).join(', ');
-  return `SELECT ${typed} FROM unnest(${key.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS u(${cols})`;
-}
-
-function keyMatch(key: CopySpec['key'], a: string, b: string): string {
-  return key.map((k) => `${a}.${quoteIdent(k.name)} = ${b}.${quoteIdent(k.name)}`).join(' AND ');
-}
-
 /**
  * Replay up to `limit` captured changes, in the caller's transaction: take them off the change table (exactly
- * the rows returned, so a change committed meanwhile stays for the next batch), delete those keys from the
- * target, insert the current source rows for them. Returns how many changes and distinct keys it handled.
+ * the rows returned, so a change committed meanwhile stays for the next batch), then bring those keys up to date
+ * in the target (`replayKeys`: delete, insert the current source rows, stale unique collisions resolved). Returns
+ * how many changes and distinct keys it handled.
  */
-export async function replayBatch(client: pg.Client, spec: CopySpec, sourceOid: number, limit: number, how: 'replace' | 'upsert' = 'replace'): Promise<{ changes: number; keys: number }> {
+export async function replayBatch(client: pg.Client, spec: CopySpec, sourceOid: number, limit: number, how: ReplayMode = 'replace'): Promise<{ changes: number; keys: number }> {
   const changes = qualified(changeTable(sourceOid));
   const taken = await client.query<{ key: string[] }>({
     text: `DELETE FROM ${changes} WHERE seq IN (SELECT seq FROM ${changes} ORDER BY seq LIMIT $1) RETURNING key`,
@@ -120,25 +111,6 @@ export async function replayBatch(client: pg.Client, spec: CopySpec, sourceOid: 
   if (taken.rows.length === 0) return { changes: 0, keys: 0 };
   const distinct = new Map<string, string[]>();
   for (const r of taken.rows) distinct.set(JSON.stringify(r.key), r.key);
-  const columns = spec.key.map((_, i) => [...distinct.values()].map((k) => k[i]!));
-  const keys = keysFromParams(spec.key);
-  // replace: the target row becomes exactly the mapped source row. upsert (rollback into the retired table):
-  // columns the mapping cannot give back keep the values they had, so only rows gone from the source are deleted.
-  const gone = how === 'replace' ? '' : ` AND NOT EXISTS (SELECT 1 FROM ${qualified(spec.source)} s WHERE ${keyMatch(spec.key, 's', 'k')})`;
-  await client.query({
-    text: `DELETE FROM ${qualified(spec.target)} t USING (${keys}) k WHERE ${keyMatch(spec.key, 't', 'k')}${gone}`,
-    values: columns,
-  });
-  const keyCols = spec.key.map((k) => quoteIdent(k.name)).join(', ');
-  const others = spec.columns.filter((c) => !spec.key.some((k) => k.name === c.target));
-  const onConflict = how === 'replace' ? '' : ` ON CONFLICT (${keyCols}) DO ${others.length
-    ? `UPDATE SET ${others.map((c) => `${quoteIdent(c.target)} = EXCLUDED.${quoteIdent(c.target)}`).join(', ')}`
-    : 'NOTHING'}`;
-  await client.query({
-    text: `INSERT INTO ${qualified(spec.target)} (${targetColumnList(spec)}) OVERRIDING SYSTEM VALUE
-             SELECT ${sourceProjection(spec)} FROM ${qualified(spec.source)} s
-              WHERE EXISTS (SELECT 1 FROM (${keys}) k WHERE ${keyMatch(spec.key, 's', 'k')})${onConflict}`,
-    values: columns,
-  });
+  await replayKeys(client, spec, [...distinct.values()], how);
   return { changes: taken.rows.length, keys: distinct.size };
 }

@@ -5,7 +5,9 @@
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { connect, inTransaction, pgErrorCode } from './db';
 import { chunkUpperBoundSql, copyInSql, copyOutSql, deleteRangeSql, type CopySpec, type KeyValue } from './projection';
+import { MAX_STALE_ROUNDS, REPLAY_BEGIN, replayKeys, staleChain } from './replay';
 
 /** The key `rows` rows after `lo`, or null when the rest of the table fits in one chunk. */
 export async function nextChunkBound(src: pg.Client, spec: CopySpec, lo: KeyValue, rows: number): Promise<KeyValue> {
@@ -36,6 +38,49 @@ export async function copyChunk(
   } catch (err) {
     await dst.query('ROLLBACK').catch(() => undefined);
     throw err;
+  }
+}
+
+/** A lane's read connection. A COPY that failed mid-stream may leave it wedged: it is replaced, never reused. */
+export interface SourceReader {
+  client: pg.Client;
+  reopen(): Promise<void>;
+}
+
+export async function openSourceReader(url: string, applicationName: string): Promise<SourceReader> {
+  const reader: SourceReader = {
+    client: await connect(url, applicationName),
+    async reopen() {
+      await reader.client.end().catch(() => undefined);
+      reader.client = await connect(url, applicationName);
+    },
+  };
+  return reader;
+}
+
+/**
+ * `copyChunk`, and when a unique index of the target refuses a row because a stale copy of another row still holds
+ * the value (a writer moved it, or changed a key, after that row was copied), bring the stale rows up to date in
+ * their own transaction and copy the chunk again. A real violation (the source's rows themselves collide under
+ * the target's index) is raised as it came.
+ */
+export async function copyChunkResolvingStale(
+  reader: SourceReader, dst: pg.Client, spec: CopySpec, lo: KeyValue, hi: KeyValue,
+  beforeCommit?: (rows: number) => Promise<void>,
+): Promise<number> {
+  const budget = { rounds: MAX_STALE_ROUNDS };
+  for (;;) {
+    try {
+      return await copyChunk(reader.client, dst, spec, lo, hi, beforeCommit);
+    } catch (err) {
+      if (pgErrorCode(err) !== '23505') throw err;
+      await reader.reopen();
+      await inTransaction(dst, async () => {
+        // The chunk's own rows are replaced by the retry anyway; gone now, an older copy of them cannot be in the way.
+        await dst.query(deleteRangeSql(spec, lo, hi));
+        await replayKeys(dst, spec, await staleChain(dst, spec, { range: [lo, hi] }, err, budget), 'replace', budget);
+      }, REPLAY_BEGIN);
+    }
   }
 }
 
