@@ -18,6 +18,7 @@ import { relationName, tableOid } from '../src/catalog';
 import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } from '../src/capture';
 import { inTransaction } from '../src/db';
 import { REPLAY_BEGIN } from '../src/replay';
+import { makeTriggersInert, restoreTriggers } from '../src/inert-triggers';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
@@ -83,6 +84,10 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
       if (moved.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
       if (moved.compatProblems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot take the live name: ${moved.compatProblems.join('; ')}`);
+      // The retired table is written only by a swap back, exactly: its triggers rest until it is live again. The
+      // new table's own triggers (the plan's DDL), inert while it was filled, wake up with it.
+      await makeTriggersInert(client, input.sourceOid, retired);
+      await restoreTriggers(client, input.targetOid, home);
       // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
       // whether it would lose something.
       await installCapture(client, { source: home, sourceOid: input.targetOid }, spec.key);
@@ -151,6 +156,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
         const readers = await moveReaders(client, bound, input.targetOid);
         if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${readers.problems.join('; ')}`);
       }
+      await restoreTriggers(client, input.sourceOid, spec.source);
       await dropCaptureObjects(client, input.targetOid);
       return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys };
     }).catch(explain);

@@ -4,6 +4,7 @@
  */
 import { relationName } from '../src/catalog';
 import { fatal } from '../src/errors';
+import { forgetInertTriggers } from '../src/inert-triggers';
 import { displayName, qualified, type TableRef } from '../src/sql';
 import { withDatabase, type MigrationRef } from './support';
 
@@ -20,6 +21,7 @@ export async function dropRetired(input: DropInput): Promise<string> {
       throw fatal('NotOurs', `the retired table is now ${displayName(at)}, not ${displayName(input.retired)}; not dropped`);
     }
     await client.query(`DROP TABLE ${qualified(input.retired)}`);
+    await forgetInertTriggers(client, input.sourceOid);
     return `dropped ${displayName(input.retired)}`;
   });
 }

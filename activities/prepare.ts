@@ -5,6 +5,7 @@
  */
 import { changeTable, dropCaptureObjects, dropCaptureTriggers, installCapture } from '../src/capture';
 import { createdByRun, recordCreatedObject } from '../src/ledger';
+import { forgetInertTriggers, makeTriggersInert } from '../src/inert-triggers';
 import type { CopySpec } from '../src/projection';
 import { setLockTimeout } from '../src/swap';
 import { relationName, tableOid } from '../src/catalog';
@@ -67,6 +68,8 @@ export async function createTarget(input: PrepareInput): Promise<CreatedTarget> 
           [input.runId, oid, ix.name, ix.definition, ix.comment]);
         await client.query(`DROP INDEX ${qualified({ schema: input.target.schema, name: ix.name })}`);
       }
+      // Copy and replay write exactly the mapped source rows: the target's own triggers rest until cutover.
+      await makeTriggersInert(client, oid, input.target);
       return { targetOid: oid, deferredIndexes: rows.map((r) => r.name) };
     });
   });
@@ -94,6 +97,7 @@ export async function dropTarget(input: DropTargetInput): Promise<string> {
       throw fatal('NotOurs', `${displayName(input.target)} is not recorded as created by this migration; left in place`);
     }
     await client.query(`DROP TABLE ${qualified(input.target)}`);
+    await forgetInertTriggers(client, input.targetOid);
     return `dropped target ${displayName(input.target)}`;
   });
 }

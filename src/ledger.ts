@@ -83,6 +83,15 @@ CREATE TABLE IF NOT EXISTS safeshift.deferred_indexes (
   built_at   timestamptz,
   PRIMARY KEY (run_id, target_oid, name)
 );
+-- Triggers of a table that safeshift fills (a target before cutover, the retired table while a swap back may
+-- still replay into it), disabled so they never rewrite the values it writes, and the state each goes back to.
+CREATE TABLE IF NOT EXISTS safeshift.inert_triggers (
+  table_oid  bigint NOT NULL,
+  name       text NOT NULL,
+  enabled    text NOT NULL,
+  since      timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (table_oid, name)
+);
 -- File exports (safeshift backup): where they are, what they hold, whether they were verified.
 CREATE TABLE IF NOT EXISTS safeshift.exports (
   id           text PRIMARY KEY,

@@ -126,3 +126,15 @@ export async function waitFor(planName: string, until: (s: MigrationStatus) => b
 }
 
 export const atPhase = (phase: Phase) => (s: MigrationStatus) => s.phase === phase;
+
+/**
+ * `fn(text) RETURNS text`: its argument, after sleeping 0.5 ms when called by a safeshift copy connection. In a
+ * target CHECK, it makes chunks slow enough to catch mid-flight, and costs replay and validation nothing.
+ */
+export async function slowOnCopy(fn: string): Promise<void> {
+  await sql(`CREATE FUNCTION ${fn}(v text) RETURNS text LANGUAGE plpgsql AS $$
+    BEGIN
+      IF current_setting('application_name') LIKE 'safeshift copy%' THEN PERFORM pg_sleep(0.0005); END IF;
+      RETURN v;
+    END $$`);
+}
