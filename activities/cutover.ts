@@ -19,6 +19,7 @@ import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } 
 import { inTransaction } from '../src/db';
 import { REPLAY_BEGIN } from '../src/replay';
 import { makeTriggersInert, restoreTriggers } from '../src/inert-triggers';
+import { addForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
@@ -39,6 +40,8 @@ export interface SwapInput extends MigrationRef {
   reverse: CopySpec;
   lockTimeoutMs: number;
   attempts: number;
+  /** The new table's own foreign keys (preflight), added NOT VALID under the lock and validated after the commit. */
+  foreignKeys?: OutboundForeignKey[];
   /** `cutover.compatView`: the view's columns (preflight); absent or null for a plain swap. */
   compatView?: CompatColumn[] | null;
 }
@@ -80,6 +83,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       await dropCaptureTriggers(client, spec.source);
       const bound = await captureBoundObjects(client, input.sourceOid, spec.source);
       await moveTable(client, spec.source, retired);
+      // Before the moves: a self-reference must be the new table's own when the old one's is looked at.
+      const keys = await addForeignKeys(client, input.foreignKeys ?? [], input.targetOid);
       const moved = await moveToNewTable(client, bound, input.sourceOid, { oid: input.targetOid, home: spec.target }, input.compatView ?? null);
       // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
       if (moved.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
@@ -96,8 +101,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         : `${displayName(spec.target)} is now ${displayName(spec.source)}`;
       return {
         message: `${now}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
-        statements: moved.statements,
-        foreignKeys: moved.notValidForeignKeys,
+        statements: [...keys.map((k) => k.statement), ...moved.statements],
+        foreignKeys: [...keys.map((k) => ({ table: home, name: k.name })), ...moved.notValidForeignKeys],
       };
     });
     // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile.

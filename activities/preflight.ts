@@ -16,6 +16,7 @@ import { BACKUP_KEY_ENV } from '../src/messages';
 import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
 import { riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
+import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
 import { withDatabase } from './support';
 
 export interface PreflightReport {
@@ -38,6 +39,8 @@ export interface PreflightReport {
    * columns whose values a rollback can fail on or change (narrower type, lossy cast, NOT NULL, expression).
    */
   reverse: { spec: CopySpec; notInvertible: string[]; risks: RollbackRisk[] };
+  /** Foreign keys the new table gets at cutover (NOT VALID, validated after the commit); kept off the target until then. */
+  foreignKeys: OutboundForeignKey[];
   /** `cutover.compatView`: the columns of the view that takes the old name; null without one. */
   compatView: CompatColumn[] | null;
   snapshot: {
@@ -142,8 +145,9 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   let compatView: CompatColumn[] | null = null;
   let textOnly: string[] = [];
   let risks: RollbackRisk[] = [];
+  let foreignKeys: OutboundForeignKey[] = [];
   const moves: string[] = [];
-  if (problems.length === 0) ({ columns, reverse, compatView, textOnly, risks } = await tryTargetDdl(client, plan, source, key, problems, moves));
+  if (problems.length === 0) ({ columns, reverse, compatView, textOnly, risks, foreignKeys } = await tryTargetDdl(client, plan, source, key, problems, moves));
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
@@ -178,6 +182,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
     // Reverse replay reads the new table where it lives after cutover: the live name, or its own with a compat view.
     reverse: { spec: { source: newTableHome(plan, plan.cutover.compatView), target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible, risks },
     compatView,
+    foreignKeys,
     snapshot: {
       columns: source.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
       primaryKey: source.primaryKey,
@@ -226,12 +231,15 @@ type Mappings = {
   textOnly: string[];
   /** Inverse-mapping columns a rollback can fail on or change. */
   risks: RollbackRisk[];
+  /** Foreign keys the new table gets at cutover: the source's (default target) or the plan DDL's. */
+  foreignKeys: OutboundForeignKey[];
 };
 
 async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[], moves: string[]): Promise<Mappings> {
-  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [] };
+  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], foreignKeys: [] };
   await client.query('BEGIN');
   try {
+    const existed = await relationOids(client);
     try {
       await client.query(plan.createSql ?? createLikeSql(plan.source, plan.target));
     } catch (err) {
@@ -243,7 +251,7 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL ran but did not create ${displayName(plan.target)}`);
       return none;
     }
-    for (const other of await relationsCreatedBesides(client, target.oid)) {
+    for (const other of await relationsCreatedBesides(client, target.oid, existed)) {
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL also creates ${other}; only the target and what belongs to it may be created`);
     }
     const columns: MappedColumn[] = [];
@@ -281,9 +289,11 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
     const reverse = inverseMapping(plan, source, columns, problems);
     await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems);
     const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
-    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, compatView, problems, moves);
+    // The default target (LIKE) has no foreign keys: it gets the source's. A DDL target gets its own.
+    const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
+    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, compatView, foreignKeys, problems, moves);
     const risks = problems.length ? [] : rollbackRisks(await reverseColumns(client, source, target, reverse.columns));
-    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks };
+    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, foreignKeys };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }
@@ -363,13 +373,17 @@ export function compatViewColumns(source: TableInfo, target: TableInfo, reverse:
  * move is a problem now, with the object named, instead of a failed cutover later. Bounded by the plan's
  * lock_timeout: a busy table is reported, never waited on indefinitely.
  */
-async function rehearseCutover(client: pg.Client, plan: Plan, sourceOid: number, targetOid: number, compatView: CompatColumn[] | null, problems: string[], moves: string[]): Promise<void> {
+async function rehearseCutover(
+  client: pg.Client, plan: Plan, sourceOid: number, targetOid: number, compatView: CompatColumn[] | null, foreignKeys: OutboundForeignKey[],
+  problems: string[], moves: string[],
+): Promise<void> {
   await client.query('SAVEPOINT rehearsal');
   try {
     await setLockTimeout(client, plan.cutover.lockTimeoutMs);
     const captured = await captureBoundObjects(client, sourceOid, plan.source);
-    moves.push(...describeBoundObjects(captured, { compatView: compatView !== null }));
+    moves.push(...describeBoundObjects(captured, { compatView: compatView !== null }), ...describeForeignKeys(foreignKeys));
     await moveTable(client, plan.source, { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_retired_rehearsal') });
+    await addForeignKeys(client, foreignKeys, targetOid);
     const result = await moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: plan.target }, compatView, { dryRun: true });
     problems.push(...result.problems.map((p) => `cutover: ${p}`));
     problems.push(...result.compatProblems.map((p) => `cutover.compatView: ${p}`));
@@ -383,18 +397,28 @@ async function rehearseCutover(client: pg.Client, plan: Plan, sourceOid: number,
 }
 
 /** Relations created in this transaction that are neither the target nor its indexes, TOAST or sequences. */
-async function relationsCreatedBesides(client: pg.Client, targetOid: number): Promise<string[]> {
+/**
+ * Relations that exist now and did not before the DDL (`existed`): touched in this transaction is not enough, a
+ * foreign key to a table updates that table's pg_class row (relhastriggers) without creating anything.
+ */
+async function relationsCreatedBesides(client: pg.Client, targetOid: number, existed: string[]): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>(
     `SELECT format('%s %I.%I', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
                    WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' ELSE 'relation' END, n.nspname, c.relname) AS name
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.xmin = pg_current_xact_id()::xid AND c.oid <> $1 AND n.nspname <> 'pg_toast'
+      WHERE c.xmin = pg_current_xact_id()::xid AND c.oid <> $1 AND n.nspname <> 'pg_toast' AND NOT (c.oid = ANY ($2::oid[]))
         AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid = $1)
         AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.refobjid = $1 AND d.deptype IN ('a', 'i'))
       ORDER BY 1`,
-    [targetOid],
+    [targetOid, existed],
   );
   return rows.map((r) => r.name);
+}
+
+/** Every relation's OID (as text) before the DDL runs, for relationsCreatedBesides. */
+async function relationOids(client: pg.Client): Promise<string[]> {
+  const { rows } = await client.query<{ oids: string[] }>(`SELECT coalesce(array_agg(oid::text), '{}') AS oids FROM pg_class`);
+  return rows[0]!.oids;
 }
 
 export function createLikeSql(source: TableRef, target: TableRef): string {

@@ -6,6 +6,7 @@
 import { changeTable, dropCaptureObjects, dropCaptureTriggers, installCapture } from '../src/capture';
 import { createdByRun, recordCreatedObject } from '../src/ledger';
 import { forgetInertTriggers, makeTriggersInert } from '../src/inert-triggers';
+import { dropForeignKeys, outboundForeignKeys } from '../src/foreign-keys';
 import type { CopySpec } from '../src/projection';
 import { setLockTimeout } from '../src/swap';
 import { relationName, tableOid } from '../src/catalog';
@@ -68,6 +69,9 @@ export async function createTarget(input: PrepareInput): Promise<CreatedTarget> 
           [input.runId, oid, ix.name, ix.definition, ix.comment]);
         await client.query(`DROP INDEX ${qualified({ schema: input.target.schema, name: ix.name })}`);
       }
+      // A foreign key on a target holding stale rows would refuse the application's valid deletes of parents: the
+      // DDL's keys come back at cutover (preflight listed them).
+      await dropForeignKeys(client, await outboundForeignKeys(client, oid), input.target);
       // Copy and replay write exactly the mapped source rows: the target's own triggers rest until cutover.
       await makeTriggersInert(client, oid, input.target);
       return { targetOid: oid, deferredIndexes: rows.map((r) => r.name) };

@@ -15,7 +15,8 @@ import type pg from 'pg';
 import { changeTable } from '../src/capture';
 import { checksum, sameChecksum, type Checksum } from '../src/checksum';
 import { copyChunkResolvingStale, nextChunkBound, openSourceReader } from '../src/copy';
-import { connect, databaseUrl } from '../src/db';
+import { connect, databaseUrl, withClient } from '../src/db';
+import { orphanCount, type OutboundForeignKey } from '../src/foreign-keys';
 import type { KeyRangeReport, ValidationResult } from '../src/messages';
 import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
 import { displayName, qualified, quoteLiteral } from '../src/sql';
@@ -34,6 +35,9 @@ export interface ValidateInput {
   chunkRows: number;
   /** Connections checking at once (the copy's lanes), all reading one exported snapshot. */
   parallel: number;
+  /** Foreign keys the new table gets at cutover: the target must have no orphan for any of them. */
+  foreignKeys?: OutboundForeignKey[];
+  targetOid?: number;
 }
 
 interface Range {
@@ -159,6 +163,28 @@ export async function validateCopy(input: ValidateInput): Promise<ValidationResu
       ? `${first.target.rows} rows${first.ranges > 1 ? ` in ${first.ranges} key ranges` : ''}; checksum of the mapped projection equal on ${displayName(spec.source)} and ${displayName(spec.target)}${repairedText}${excluded}`
       : `${stillDifferent.length} of ${first.ranges} key ranges still differ after ${REPAIR_PASSES} repair passes: ${list(stillDifferent)}; ` +
         `${displayName(spec.source)} maps to ${first.source.rows} rows (checksum ${first.source.checksum}), ${displayName(spec.target)} held ${first.target.rows} (checksum ${first.target.checksum}) before repair${excluded}`;
-    return { ok, source: first.source, target: first.target, inFlightKeys: first.inFlightKeys, rangesChecked: first.ranges, repaired, stillDifferent, message };
+    const result = { ok, source: first.source, target: first.target, inFlightKeys: first.inFlightKeys, rangesChecked: first.ranges, repaired, stillDifferent, message };
+    return ok && input.foreignKeys?.length ? withForeignKeys(url, input, result) : result;
   });
+}
+
+/**
+ * The foreign keys the new table gets at cutover, checked now so the approver sees the result: target rows whose
+ * keys match no referenced row (keys with changes in flight left out, as above). Any orphan fails the validation,
+ * named: VALIDATE at cutover would refuse the same rows.
+ */
+async function withForeignKeys(url: string, input: ValidateInput, result: ValidationResult): Promise<ValidationResult> {
+  const fks = input.foreignKeys!;
+  const counted = await withClient(url, async (client) => {
+    const out: { name: string; orphans: number }[] = [];
+    for (const fk of fks) {
+      out.push({ name: fk.name, orphans: await orphanCount(client, fk, input.spec.target, input.targetOid!, input.spec.key.map((k) => k.name), changeTable(input.sourceOid)) });
+    }
+    return out;
+  }, 'safeshift validate (foreign keys)');
+  const broken = counted.filter((c) => c.orphans > 0);
+  const message = broken.length
+    ? `foreign keys the new table gets at cutover would refuse target rows: ${broken.map((b) => `${b.name}: ${b.orphans} rows of ${displayName(input.spec.target)} reference no existing row`).join('; ')}`
+    : `${result.message}; ${fks.length} foreign key${fks.length > 1 ? 's' : ''}: no orphans`;
+  return { ...result, ok: broken.length === 0, foreignKeys: counted, message };
 }

@@ -42,7 +42,7 @@ export interface BoundObjects {
     enforced: boolean;
   }[];
   /** Foreign keys of the table to itself: part of the table, the target DDL must define its own. */
-  selfForeignKeys: { name: string; definition: string }[];
+  selfForeignKeys: { name: string; definition: string; columns: string[] }[];
   /** First-level views (views on views keep their OIDs when these are replaced). `definition` names the live name. */
   views: { oid: number; ref: TableRef; definition: string; options: { name: string; value: string }[] }[];
   materializedViews: TableRef[];
@@ -275,7 +275,7 @@ export async function captureBoundObjects(client: pg.Client, oid: number, live: 
         columns: f.columns, referencedColumns: f.referencedColumns, definition: f.definition,
         validated: f.validated, enforced: f.enforced,
       })),
-      selfForeignKeys: fks.filter((f) => f.self).map((f) => ({ name: f.name, definition: f.definition })),
+      selfForeignKeys: fks.filter((f) => f.self).map((f) => ({ name: f.name, definition: f.definition, columns: f.columns })),
       views: rewrites.filter((r) => r.definition !== null).map((r) => ({
         oid: Number(r.oid), ref: { schema: r.schema, name: r.name }, definition: r.definition!, options: r.options,
       })),
@@ -518,8 +518,12 @@ export async function moveBoundObjects(
     if (ok && notValid) notValidForeignKeys.push({ table, name: fk.name });
   }
   for (const fk of captured.selfForeignKeys) {
+    // The new table's own self-reference: by name, or (the plan's DDL names it after the new table) by its columns.
     const [own] = await m.rows<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_constraint WHERE conrelid = $1 AND confrelid = $1 AND conname = $2 AND contype = 'f'`, [to.oid, fk.name]);
+      `SELECT count(*)::int AS n FROM pg_constraint c WHERE c.conrelid = $1 AND c.confrelid = $1 AND c.contype = 'f'
+          AND (c.conname = $2 OR array(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+                                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)::text[] = $3::text[])`,
+      [to.oid, fk.name, fk.columns]);
     if (own!.n > 0) m.skipped.push(`self-referencing foreign key ${fk.name}: the new table defines its own`);
     else m.problems.push(`self-referencing foreign key ${fk.name} of ${displayName(live)} (${fk.definition}): part of the old table, not moved; the target DDL must define its own`);
   }

@@ -83,6 +83,8 @@ export interface ValidationResult {
   repaired: KeyRangeReport[];
   /** Ranges that still differed after the last repair pass: the migration fails. */
   stillDifferent: KeyRangeReport[];
+  /** The foreign keys the new table gets at cutover, and the target rows that would break each (0: none). */
+  foreignKeys?: { name: string; orphans: number }[];
   message: string;
 }
 

@@ -365,7 +365,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
     await checkpoint();
     await enter('validate');
-    const validation = await long.validateCopy({ db: plan.database, spec, sourceOid: report.sourceOid, chunkRows: plan.copy.chunkRows, parallel: plan.copy.parallel });
+    const validation = await long.validateCopy({ db: plan.database, spec, sourceOid: report.sourceOid, chunkRows: plan.copy.chunkRows, parallel: plan.copy.parallel, foreignKeys: report.foreignKeys, targetOid });
     state.validation = validation;
     await audit('safeshift', validation.ok ? 'validate:ok' : 'validate:mismatch', { ...validation });
     if (!validation.ok) throw fatal('ValidationMismatch', validation.message);
@@ -373,7 +373,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await gate('cutover', (settled) => followSource(replay, settled));
     await checkpoint();
     await enter('cutover');
-    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
+    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, foreignKeys: report.foreignKeys, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
     // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
     compensations.unshift({ name: 'swapBack', run: () => long.swapBack(swap) });
     const swapped = await long.swapTables(swap);
