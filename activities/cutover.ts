@@ -20,6 +20,7 @@ import { inTransaction } from '../src/db';
 import { REPLAY_BEGIN } from '../src/replay';
 import { makeTriggersInert, restoreTriggers } from '../src/inert-triggers';
 import { addForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
+import { addBoundCheck, attachPartition, detachPartition, lockParent, validateBoundCheck, type PartitionOf } from '../src/partition';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
@@ -40,6 +41,8 @@ export interface SwapInput extends MigrationRef {
   reverse: CopySpec;
   lockTimeoutMs: number;
   attempts: number;
+  /** The source is a partition (preflight): the new table takes its place in the partitioned table. */
+  partition?: PartitionOf | null;
   /** The new table's own foreign keys (preflight), added NOT VALID under the lock and validated after the commit. */
   foreignKeys?: OutboundForeignKey[];
   /** `cutover.compatView`: the view's columns (preflight); absent or null for a plain swap. */
@@ -75,13 +78,17 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     const replay = () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH);
     // Outside the lock first, so what is left for the lock is a handful of changes at most.
     await drain(() => inTransaction(client, replay, REPLAY_BEGIN), (draining) => Context.current().heartbeat({ draining }));
+    const { partition } = input;
     const swapped = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
+      if (partition) await lockParent(client, partition);
       await lockExclusive(client, spec.target);
       await lockExclusive(client, spec.source);
       // Writers wait from here: every change they committed before is in the change table. Drain it all.
       const drained = await drain(replay);
       await dropCaptureTriggers(client, spec.source);
       const bound = await captureBoundObjects(client, input.sourceOid, spec.source);
+      const partitioning: string[] = [];
+      if (partition) partitioning.push(await detachPartition(client, spec.source, partition));
       await moveTable(client, spec.source, retired);
       // Before the moves: a self-reference must be the new table's own when the old one's is looked at.
       const keys = await addForeignKeys(client, input.foreignKeys ?? [], input.targetOid);
@@ -89,6 +96,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
       if (moved.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
       if (moved.compatProblems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot take the live name: ${moved.compatProblems.join('; ')}`);
+      // From here on the partitioned table routes this bound's rows to the new table.
+      if (partition) partitioning.push(await attachPartition(client, home, partition));
       // The retired table is written only by a swap back, exactly: its triggers rest until it is live again. The
       // new table's own triggers (the plan's DDL), inert while it was filled, wake up with it.
       await makeTriggersInert(client, input.sourceOid, retired);
@@ -101,7 +110,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         : `${displayName(spec.target)} is now ${displayName(spec.source)}`;
       return {
         message: `${now}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
-        statements: [...keys.map((k) => k.statement), ...moved.statements],
+        statements: [...partitioning, ...keys.map((k) => k.statement), ...moved.statements],
         foreignKeys: [...keys.map((k) => ({ table: home, name: k.name })), ...moved.notValidForeignKeys],
       };
     });
@@ -129,9 +138,17 @@ export async function swapBack(input: SwapInput): Promise<string> {
       throw RefusedWrite.from(err) ?? err;
     });
     const explain = (err: unknown) => refusedBack(client, input, err);
+    const { partition } = input;
+    // Attaching the original partition again must not scan it under the lock: a CHECK implying the bound, validated
+    // now (only replay writes the retired table, with rows the new partition held).
+    if (partition) {
+      await addBoundCheck(client, retired, partition, 'not valid');
+      await heartbeating(() => validateBoundCheck(client, retired, partition));
+    }
     let replayedBack = await drain(() => inTransaction(client, replayBack, REPLAY_BEGIN), (n) => Context.current().heartbeat({ replayedBack: n })).catch(explain);
     const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       // The view first: writers through it lock the view, then the table.
+      if (partition) await lockParent(client, partition);
       if (input.compatView && (await tableOid(client, spec.source))) await lockExclusive(client, spec.source);
       await lockExclusive(client, home);
       await lockExclusive(client, retired);
@@ -145,10 +162,12 @@ export async function swapBack(input: SwapInput): Promise<string> {
         // The parked view reads the new table too; it is dropped below, not moved.
         bound.views = bound.views.filter((v) => v.oid !== parked?.oid);
       } else {
+        if (partition) await detachPartition(client, spec.source, partition);
         bound = await captureBoundObjects(client, input.targetOid, spec.source);
         await moveTable(client, spec.source, spec.target);
       }
       await moveTable(client, retired, spec.source);
+      if (partition) await attachPartition(client, spec.source, partition);
       // With a compatibility view, what reads the new table moves last: the parked view reads it until dropped.
       const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid }, { readersLater: Boolean(input.compatView) });
       if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);

@@ -17,6 +17,7 @@ import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn }
 import { riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
+import { attachPartition, detachPartition, partitionOf, type PartitionOf } from '../src/partition';
 import { withDatabase } from './support';
 
 export interface PreflightReport {
@@ -41,6 +42,8 @@ export interface PreflightReport {
   reverse: { spec: CopySpec; notInvertible: string[]; risks: RollbackRisk[] };
   /** Foreign keys the new table gets at cutover (NOT VALID, validated after the commit); kept off the target until then. */
   foreignKeys: OutboundForeignKey[];
+  /** The source is a partition: the new table takes its place in the partitioned table at cutover. */
+  partition: PartitionOf | null;
   /** `cutover.compatView`: the columns of the view that takes the old name; null without one. */
   compatView: CompatColumn[] | null;
   snapshot: {
@@ -93,9 +96,15 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   const problems: string[] = [];
   const source = await tableInfo(client, plan.source);
   if (!source) throw new PlanCheckFailed([`source: table ${displayName(plan.source)} does not exist`]);
-  if (source.kind !== 'r') {
-    throw new PlanCheckFailed([`source: ${displayName(plan.source)} is not a plain table (relkind ${source.kind}); partitioned tables and views are not supported yet`]);
+  if (source.kind === 'p') {
+    throw new PlanCheckFailed([`source: ${displayName(plan.source)} is a partitioned table; migrating a whole partitioned table is not supported yet: migrate its partitions one by one (each is detached and its new table attached in its place at cutover)`]);
   }
+  if (source.kind !== 'r') {
+    throw new PlanCheckFailed([`source: ${displayName(plan.source)} is not a plain table (relkind ${source.kind}); views and other relations are not supported`]);
+  }
+  // A partition: its new table takes its place in the tree at cutover (src/partition.ts).
+  const partition = (await partitionOf(client, source.oid)) ?? null;
+  if (partition && plan.cutover.compatView) problems.push(`cutover.compatView: ${displayName(plan.source)} is a partition; a view cannot take its place in the partitioned table (use false)`);
   if (await tableOid(client, plan.target)) {
     problems.push(`target: ${displayName(plan.target)} already exists; safeshift creates the target itself and never writes into an existing table`);
   }
@@ -147,7 +156,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   let risks: RollbackRisk[] = [];
   let foreignKeys: OutboundForeignKey[] = [];
   const moves: string[] = [];
-  if (problems.length === 0) ({ columns, reverse, compatView, textOnly, risks, foreignKeys } = await tryTargetDdl(client, plan, source, key, problems, moves));
+  if (problems.length === 0) ({ columns, reverse, compatView, textOnly, risks, foreignKeys } = await tryTargetDdl(client, plan, source, key, partition, problems, moves));
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
@@ -183,6 +192,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
     reverse: { spec: { source: newTableHome(plan, plan.cutover.compatView), target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible, risks },
     compatView,
     foreignKeys,
+    partition,
     snapshot: {
       columns: source.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
       primaryKey: source.primaryKey,
@@ -235,7 +245,9 @@ type Mappings = {
   foreignKeys: OutboundForeignKey[];
 };
 
-async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], problems: string[], moves: string[]): Promise<Mappings> {
+async function tryTargetDdl(
+  client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], partition: PartitionOf | null, problems: string[], moves: string[],
+): Promise<Mappings> {
   const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], foreignKeys: [] };
   await client.query('BEGIN');
   try {
@@ -291,7 +303,7 @@ async function tryTargetDdl(client: pg.Client, plan: Plan, source: TableInfo, ke
     const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
     // The default target (LIKE) has no foreign keys: it gets the source's. A DDL target gets its own.
     const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
-    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, compatView, foreignKeys, problems, moves);
+    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition }, problems, moves);
     const risks = problems.length ? [] : rollbackRisks(await reverseColumns(client, source, target, reverse.columns));
     return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, foreignKeys };
   } finally {
@@ -374,7 +386,8 @@ export function compatViewColumns(source: TableInfo, target: TableInfo, reverse:
  * lock_timeout: a busy table is reported, never waited on indefinitely.
  */
 async function rehearseCutover(
-  client: pg.Client, plan: Plan, sourceOid: number, targetOid: number, compatView: CompatColumn[] | null, foreignKeys: OutboundForeignKey[],
+  client: pg.Client, plan: Plan, sourceOid: number, targetOid: number,
+  { compatView, foreignKeys, partition }: { compatView: CompatColumn[] | null; foreignKeys: OutboundForeignKey[]; partition: PartitionOf | null },
   problems: string[], moves: string[],
 ): Promise<void> {
   await client.query('SAVEPOINT rehearsal');
@@ -382,9 +395,24 @@ async function rehearseCutover(
     await setLockTimeout(client, plan.cutover.lockTimeoutMs);
     const captured = await captureBoundObjects(client, sourceOid, plan.source);
     moves.push(...describeBoundObjects(captured, { compatView: compatView !== null }), ...describeForeignKeys(foreignKeys));
+    if (partition) {
+      moves.push(`${displayName(plan.source)} is detached from its partitioned table and the new table attached in its place (${partition.bound}); the partitioned table is locked for that moment`);
+      await detachPartition(client, plan.source, partition);
+    }
     await moveTable(client, plan.source, { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_retired_rehearsal') });
     await addForeignKeys(client, foreignKeys, targetOid);
     const result = await moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: plan.target }, compatView, { dryRun: true });
+    if (partition && result.problems.length === 0) {
+      // The shape must fit the partitioned table exactly (same columns and types, its unique indexes): ATTACH says.
+      await client.query('SAVEPOINT attach');
+      try {
+        await attachPartition(client, plan.source, partition);
+      } catch (err) {
+        problems.push(`cutover: the new table cannot take the place of partition ${displayName(plan.source)}: ${(err as Error).message}`);
+      } finally {
+        await client.query('ROLLBACK TO SAVEPOINT attach');
+      }
+    }
     problems.push(...result.problems.map((p) => `cutover: ${p}`));
     problems.push(...result.compatProblems.map((p) => `cutover.compatView: ${p}`));
   } catch (err) {

@@ -7,6 +7,7 @@ import { changeTable, dropCaptureObjects, dropCaptureTriggers, installCapture } 
 import { createdByRun, recordCreatedObject } from '../src/ledger';
 import { forgetInertTriggers, makeTriggersInert } from '../src/inert-triggers';
 import { dropForeignKeys, outboundForeignKeys } from '../src/foreign-keys';
+import { addBoundCheck, type PartitionOf } from '../src/partition';
 import type { CopySpec } from '../src/projection';
 import { setLockTimeout } from '../src/swap';
 import { relationName, tableOid } from '../src/catalog';
@@ -21,6 +22,8 @@ export interface PrepareInput extends MigrationRef {
   source: TableRef;
   target: TableRef;
   createSql?: string;
+  /** The source is a partition: the target gets the CHECK that spares ATTACH its scan at cutover. */
+  partition?: PartitionOf | null;
 }
 
 /**
@@ -72,6 +75,7 @@ export async function createTarget(input: PrepareInput): Promise<CreatedTarget> 
       // A foreign key on a target holding stale rows would refuse the application's valid deletes of parents: the
       // DDL's keys come back at cutover (preflight listed them).
       await dropForeignKeys(client, await outboundForeignKeys(client, oid), input.target);
+      if (input.partition) await addBoundCheck(client, input.target, input.partition);
       // Copy and replay write exactly the mapped source rows: the target's own triggers rest until cutover.
       await makeTriggersInert(client, oid, input.target);
       return { targetOid: oid, deferredIndexes: rows.map((r) => r.name) };
