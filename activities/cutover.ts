@@ -20,7 +20,9 @@ import { inTransaction } from '../src/db';
 import { REPLAY_BEGIN } from '../src/replay';
 import { makeTriggersInert, restoreTriggers } from '../src/inert-triggers';
 import { addForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
-import { addBoundCheck, attachPartition, detachPartition, lockParent, validateBoundCheck, type PartitionOf } from '../src/partition';
+import {
+  addBoundCheck, attachPartition, detachPartition, lockParent, swapPartitions, validateBoundCheck, type PartitionOf, type PartitionPair,
+} from '../src/partition';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
@@ -43,6 +45,8 @@ export interface SwapInput extends MigrationRef {
   attempts: number;
   /** The source is a partition (preflight): the new table takes its place in the partitioned table. */
   partition?: PartitionOf | null;
+  /** The source is partitioned (preflight): partitions of the new table that take the old ones' names. */
+  partitions?: PartitionPair[];
   /** The new table's own foreign keys (preflight), added NOT VALID under the lock and validated after the commit. */
   foreignKeys?: OutboundForeignKey[];
   /** `cutover.compatView`: the view's columns (preflight); absent or null for a plain swap. */
@@ -98,9 +102,13 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       if (moved.compatProblems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot take the live name: ${moved.compatProblems.join('; ')}`);
       // From here on the partitioned table routes this bound's rows to the new table.
       if (partition) partitioning.push(await attachPartition(client, home, partition));
+      const pairs = await swapPartitions(client, input.partitions ?? [], 'forward');
+      if (pairs.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new partitions: ${pairs.problems.join('; ')}`);
+      partitioning.push(...pairs.statements);
       // The retired table is written only by a swap back, exactly: its triggers rest until it is live again. The
       // new table's own triggers (the plan's DDL), inert while it was filled, wake up with it.
       await makeTriggersInert(client, input.sourceOid, retired);
+      for (const p of input.partitions ?? []) await makeTriggersInert(client, (await tableOid(client, p.retired))!, p.retired);
       await restoreTriggers(client, input.targetOid, home);
       // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
       // whether it would lose something.
@@ -168,6 +176,8 @@ export async function swapBack(input: SwapInput): Promise<string> {
       }
       await moveTable(client, retired, spec.source);
       if (partition) await attachPartition(client, spec.source, partition);
+      const pairs = await swapPartitions(client, input.partitions ?? [], 'back');
+      if (pairs.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original partitions: ${pairs.problems.join('; ')}`);
       // With a compatibility view, what reads the new table moves last: the parked view reads it until dropped.
       const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid }, { readersLater: Boolean(input.compatView) });
       if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);
@@ -181,6 +191,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
         if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${readers.problems.join('; ')}`);
       }
       await restoreTriggers(client, input.sourceOid, spec.source);
+      for (const p of input.partitions ?? []) await restoreTriggers(client, (await tableOid(client, p.source))!, p.source);
       await dropCaptureObjects(client, input.targetOid);
       return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys };
     }).catch(explain);

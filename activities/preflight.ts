@@ -17,7 +17,10 @@ import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn }
 import { riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
-import { attachPartition, detachPartition, partitionOf, type PartitionOf } from '../src/partition';
+import {
+  attachPartition, childPartitions, defaultPartitionedDdl, detachPartition, pairPartitions, partitionOf, swapPartitions,
+  type ChildPartition, type PartitionOf, type PartitionPair,
+} from '../src/partition';
 import { withDatabase } from './support';
 
 export interface PreflightReport {
@@ -44,6 +47,10 @@ export interface PreflightReport {
   foreignKeys: OutboundForeignKey[];
   /** The source is a partition: the new table takes its place in the partitioned table at cutover. */
   partition: PartitionOf | null;
+  /** The source is partitioned: its partitions whose names the new table's partitions take at cutover. */
+  partitions: PartitionPair[];
+  /** The DDL that makes the target: the plan's, or made like the source (partitioned like it, when it is). */
+  createSql: string;
   /** `cutover.compatView`: the columns of the view that takes the old name; null without one. */
   compatView: CompatColumn[] | null;
   snapshot: {
@@ -96,15 +103,20 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   const problems: string[] = [];
   const source = await tableInfo(client, plan.source);
   if (!source) throw new PlanCheckFailed([`source: table ${displayName(plan.source)} does not exist`]);
-  if (source.kind === 'p') {
-    throw new PlanCheckFailed([`source: ${displayName(plan.source)} is a partitioned table; migrating a whole partitioned table is not supported yet: migrate its partitions one by one (each is detached and its new table attached in its place at cutover)`]);
-  }
-  if (source.kind !== 'r') {
+  if (source.kind !== 'r' && source.kind !== 'p') {
     throw new PlanCheckFailed([`source: ${displayName(plan.source)} is not a plain table (relkind ${source.kind}); views and other relations are not supported`]);
   }
   // A partition: its new table takes its place in the tree at cutover (src/partition.ts).
   const partition = (await partitionOf(client, source.oid)) ?? null;
   if (partition && plan.cutover.compatView) problems.push(`cutover.compatView: ${displayName(plan.source)} is a partition; a view cannot take its place in the partitioned table (use false)`);
+  const sourcePartitions = source.kind === 'p' ? await childPartitions(client, source.oid) : [];
+  for (const p of sourcePartitions.filter((x) => x.partitioned)) {
+    problems.push(`source: partition ${displayName(p.ref)} of ${displayName(plan.source)} is itself partitioned; more than one level of partitions is not supported yet`);
+  }
+  if (source.kind === 'p' && plan.cutover.compatView) problems.push(`cutover.compatView: not supported yet for a partitioned table (use false)`);
+  // Neither create nor createFile: the target is made like the source (and partitioned like it, with its partitions).
+  const createSql = plan.createSql
+    ?? (source.kind === 'p' ? await defaultPartitionedDdl(client, plan.source, source.oid, plan.target, stamp) : createLikeSql(plan.source, plan.target));
   if (await tableOid(client, plan.target)) {
     problems.push(`target: ${displayName(plan.target)} already exists; safeshift creates the target itself and never writes into an existing table`);
   }
@@ -156,7 +168,11 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   let risks: RollbackRisk[] = [];
   let foreignKeys: OutboundForeignKey[] = [];
   const moves: string[] = [];
-  if (problems.length === 0) ({ columns, reverse, compatView, textOnly, risks, foreignKeys } = await tryTargetDdl(client, plan, source, key, partition, problems, moves));
+  let partitions: PartitionPair[] = [];
+  if (problems.length === 0) {
+    ({ columns, reverse, compatView, textOnly, risks, foreignKeys, partitions } =
+      await tryTargetDdl(client, plan, source, key, { createSql, partition, sourcePartitions, stamp }, problems, moves));
+  }
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
@@ -193,6 +209,8 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
     compatView,
     foreignKeys,
     partition,
+    partitions,
+    createSql,
     snapshot: {
       columns: source.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull })),
       primaryKey: source.primaryKey,
@@ -243,17 +261,30 @@ type Mappings = {
   risks: RollbackRisk[];
   /** Foreign keys the new table gets at cutover: the source's (default target) or the plan DDL's. */
   foreignKeys: OutboundForeignKey[];
+  /** A partitioned source: its partitions and the new table's with the same bounds, which take their names. */
+  partitions: PartitionPair[];
 };
 
+/** What the target is made from and where it will stand: the DDL to run, and the source's place among partitions. */
+interface TargetShape {
+  createSql: string;
+  /** The source is a partition. */
+  partition: PartitionOf | null;
+  /** The source is partitioned: its partitions. */
+  sourcePartitions: ChildPartition[];
+  stamp: string;
+}
+
 async function tryTargetDdl(
-  client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], partition: PartitionOf | null, problems: string[], moves: string[],
+  client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], shape: TargetShape, problems: string[], moves: string[],
 ): Promise<Mappings> {
-  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], foreignKeys: [] };
+  const { partition } = shape;
+  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], foreignKeys: [], partitions: [] };
   await client.query('BEGIN');
   try {
     const existed = await relationOids(client);
     try {
-      await client.query(plan.createSql ?? createLikeSql(plan.source, plan.target));
+      await client.query(shape.createSql);
     } catch (err) {
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the target DDL fails: ${(err as Error).message}`);
       return none;
@@ -303,12 +334,26 @@ async function tryTargetDdl(
     const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
     // The default target (LIKE) has no foreign keys: it gets the source's. A DDL target gets its own.
     const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
-    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition }, problems, moves);
+    const partitions = await partitionPairs(client, target, shape, problems, moves);
+    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions }, problems, moves);
     const risks = problems.length ? [] : rollbackRisks(await reverseColumns(client, source, target, reverse.columns));
-    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, foreignKeys };
+    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, foreignKeys, partitions };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }
+}
+
+/**
+ * A partitioned source: which of its partitions the new table's take the place of (same bound), the names they
+ * retire under (free now), and, for the gate, the partitions with no counterpart.
+ */
+async function partitionPairs(client: pg.Client, target: TableInfo, shape: TargetShape, problems: string[], moves: string[]): Promise<PartitionPair[]> {
+  if (shape.sourcePartitions.length === 0) return [];
+  const targetPartitions = target.kind === 'p' ? await childPartitions(client, target.oid) : [];
+  const { pairs, unpaired } = pairPartitions(shape.sourcePartitions, targetPartitions, shape.stamp);
+  for (const p of pairs) if (await tableOid(client, p.retired)) problems.push(`cutover: the retired name ${displayName(p.retired)} of partition ${displayName(p.source)} is taken`);
+  moves.push(...unpaired, ...(pairs.length ? [`${pairs.length} partitions of the new table take the names of the old ones with the same bounds`] : []));
+  return pairs;
 }
 
 /**
@@ -387,7 +432,7 @@ export function compatViewColumns(source: TableInfo, target: TableInfo, reverse:
  */
 async function rehearseCutover(
   client: pg.Client, plan: Plan, sourceOid: number, targetOid: number,
-  { compatView, foreignKeys, partition }: { compatView: CompatColumn[] | null; foreignKeys: OutboundForeignKey[]; partition: PartitionOf | null },
+  { compatView, foreignKeys, partition, partitions }: { compatView: CompatColumn[] | null; foreignKeys: OutboundForeignKey[]; partition: PartitionOf | null; partitions: PartitionPair[] },
   problems: string[], moves: string[],
 ): Promise<void> {
   await client.query('SAVEPOINT rehearsal');
@@ -402,6 +447,9 @@ async function rehearseCutover(
     await moveTable(client, plan.source, { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_retired_rehearsal') });
     await addForeignKeys(client, foreignKeys, targetOid);
     const result = await moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: plan.target }, compatView, { dryRun: true });
+    if (partitions.length && result.problems.length === 0) {
+      problems.push(...(await swapPartitions(client, partitions, 'forward', { dryRun: true })).problems.map((p) => `cutover: ${p}`));
+    }
     if (partition && result.problems.length === 0) {
       // The shape must fit the partitioned table exactly (same columns and types, its unique indexes): ATTACH says.
       await client.query('SAVEPOINT attach');
@@ -430,13 +478,16 @@ async function rehearseCutover(
  * foreign key to a table updates that table's pg_class row (relhastriggers) without creating anything.
  */
 async function relationsCreatedBesides(client: pg.Client, targetOid: number, existed: string[]): Promise<string[]> {
+  // The target's own: itself, its partitions (all levels) and their indexes, TOAST tables and sequences.
   const { rows } = await client.query<{ name: string }>(
-    `SELECT format('%s %I.%I', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+    `WITH RECURSIVE mine(oid) AS (SELECT $1::oid UNION SELECT i.inhrelid FROM pg_inherits i JOIN mine m ON i.inhparent = m.oid)
+     SELECT format('%s %I.%I', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
                    WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' ELSE 'relation' END, n.nspname, c.relname) AS name
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.xmin = pg_current_xact_id()::xid AND c.oid <> $1 AND n.nspname <> 'pg_toast' AND NOT (c.oid = ANY ($2::oid[]))
-        AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid = $1)
-        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.refobjid = $1 AND d.deptype IN ('a', 'i'))
+      WHERE c.xmin = pg_current_xact_id()::xid AND n.nspname <> 'pg_toast' AND NOT (c.oid = ANY ($2::oid[]))
+        AND c.oid NOT IN (SELECT oid FROM mine)
+        AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid IN (SELECT oid FROM mine))
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.refobjid IN (SELECT oid FROM mine) AND d.deptype IN ('a', 'i'))
       ORDER BY 1`,
     [targetOid, existed],
   );

@@ -35,6 +35,8 @@ const DEFERRABLE_INDEXES = `
   SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition, obj_description(i.indexrelid, 'pg_class') AS comment
     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
    WHERE i.indrelid = $1 AND NOT i.indisunique AND NOT i.indisprimary AND NOT i.indisclustered AND NOT i.indisreplident
+     -- A partitioned table's indexes print as CREATE INDEX ... ON ONLY (no partitions): not rebuilt that way.
+     AND (SELECT relkind FROM pg_class WHERE oid = $1) = 'r'
      AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
    ORDER BY c.relname`;
 

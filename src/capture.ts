@@ -69,12 +69,30 @@ export async function installCapture(client: pg.Client, ref: CaptureRef, key: Co
   await client.query(`CREATE OR REPLACE TRIGGER ${quoteIdent(NO_TRUNCATE_TRIGGER)} BEFORE TRUNCATE ON ${qualified(ref.source)}
       FOR EACH STATEMENT EXECUTE FUNCTION ${qualified(noTruncateFunction(ref.sourceOid))}()`);
   await client.query(`ALTER TABLE ${qualified(ref.source)} ENABLE ALWAYS TRIGGER ${quoteIdent(CAPTURE_TRIGGER)}`);
+  // A partitioned source: the row trigger above is cloned to every partition (and to partitions added later), but
+  // a TRUNCATE of one partition fires only that partition's statement triggers.
+  for (const p of await partitionsBelow(client, ref.source)) {
+    await client.query(`CREATE OR REPLACE TRIGGER ${quoteIdent(NO_TRUNCATE_TRIGGER)} BEFORE TRUNCATE ON ${qualified(p)}
+        FOR EACH STATEMENT EXECUTE FUNCTION ${qualified(noTruncateFunction(ref.sourceOid))}()`);
+  }
+}
+
+/** Every partition below `t`, all levels (none for a plain table). */
+async function partitionsBelow(client: pg.Client, t: TableRef): Promise<TableRef[]> {
+  const { rows } = await client.query<TableRef>(
+    `WITH RECURSIVE below(oid) AS (
+       SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::regclass
+       UNION SELECT i.inhrelid FROM pg_inherits i JOIN below b ON i.inhparent = b.oid)
+     SELECT n.nspname AS schema, c.relname AS name FROM below JOIN pg_class c ON c.oid = below.oid
+       JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY 1, 2`, [qualified(t)]);
+  return rows;
 }
 
 /** Drop the triggers from wherever the source now lives (`at`), in the caller's transaction. */
 export async function dropCaptureTriggers(client: pg.Client, at: TableRef): Promise<void> {
   await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(CAPTURE_TRIGGER)} ON ${qualified(at)}`);
   await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(NO_TRUNCATE_TRIGGER)} ON ${qualified(at)}`);
+  for (const p of await partitionsBelow(client, at)) await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(NO_TRUNCATE_TRIGGER)} ON ${qualified(p)}`);
 }
 
 /** Drop what installCapture made; the triggers must be gone already (or their table). Idempotent. */

@@ -16,11 +16,14 @@ const ENABLE_CLAUSE: Record<string, string> = { O: 'ENABLE TRIGGER', A: 'ENABLE 
 /** safeshift's own triggers (change capture) are never made inert: they must fire for every write. */
 const OWN_TRIGGER_PREFIX = 'safeshift_';
 
-/** Disable the user triggers of `table` (at `at`), recording the state each had. In the caller's transaction. */
+/**
+ * Disable the user triggers of `table` (at `at`), recording the state each had. In the caller's transaction. A
+ * partitioned table's triggers take their clones on the partitions along; the clones are not touched on their own.
+ */
 export async function makeTriggersInert(client: pg.Client, tableOid: number, at: TableRef): Promise<string[]> {
   const { rows } = await client.query<{ name: string; enabled: string }>(
     `SELECT tgname AS name, tgenabled::text AS enabled FROM pg_trigger
-      WHERE tgrelid = $1 AND NOT tgisinternal AND tgenabled <> 'D' AND left(tgname, length($2)) <> $2 ORDER BY tgname`,
+      WHERE tgrelid = $1 AND NOT tgisinternal AND tgparentid = 0 AND tgenabled <> 'D' AND left(tgname, length($2)) <> $2 ORDER BY tgname`,
     [tableOid, OWN_TRIGGER_PREFIX]);
   for (const t of rows) {
     // A trigger already recorded keeps its first recorded state: that is the one it goes back to.

@@ -9,8 +9,10 @@
  * lock, before a swap back attaches it again. Both are dropped once attached.
  */
 import type pg from 'pg';
-import { relationName } from './catalog';
-import { qualified, quoteIdent, type TableRef } from './sql';
+import { captureBoundObjects, moveBoundObjects, type MoveOptions } from './bound-objects';
+import { relationName, tableOid } from './catalog';
+import { moveTable } from './swap';
+import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from './sql';
 
 export interface PartitionOf {
   parentOid: number;
@@ -68,4 +70,94 @@ export async function attachPartition(client: pg.Client, table: TableRef, p: Par
 /** ACCESS EXCLUSIVE on the parent, taken before its partitions: writers through the parent lock it first too. */
 export async function lockParent(client: pg.Client, p: PartitionOf): Promise<void> {
   await client.query(`LOCK TABLE ${qualified(await parentOf(client, p))} IN ACCESS EXCLUSIVE MODE`);
+}
+
+/** A partition of a partitioned table, as the whole-table migration sees it. */
+export interface ChildPartition {
+  ref: TableRef;
+  bound: string;
+  /** Itself partitioned (a second level): not supported yet. */
+  partitioned: boolean;
+}
+
+/** The direct partitions of `parentOid`, in name order. */
+export async function childPartitions(client: pg.Client, parentOid: number): Promise<ChildPartition[]> {
+  const { rows } = await client.query<{ schema: string; name: string; bound: string; partitioned: boolean }>(
+    `SELECT n.nspname AS schema, c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound, c.relkind = 'p' AS partitioned
+       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE i.inhparent = $1 ORDER BY n.nspname, c.relname`, [parentOid]);
+  return rows.map((r) => ({ ref: { schema: r.schema, name: r.name }, bound: r.bound, partitioned: r.partitioned }));
+}
+
+/**
+ * A partition of the source and the partition of the new table with the same bound: at cutover the new one takes
+ * the old one's name (applications and grants may name partitions) and the old one retires under `retired`.
+ */
+export interface PartitionPair {
+  source: TableRef;
+  target: TableRef;
+  retired: TableRef;
+}
+
+/**
+ * The default target for a partitioned source: LIKE the parent (columns, defaults, identity, constraints, its
+ * partitioned indexes), partitioned by the same key, with one partition per source partition, same bound, in the
+ * source partition's schema, named `<partition>_new_<stamp>` until cutover. Key and bounds are PostgreSQL's own
+ * printing of the catalog.
+ */
+export async function defaultPartitionedDdl(client: pg.Client, source: TableRef, sourceOid: number, target: TableRef, stamp: string): Promise<string> {
+  const { rows } = await client.query<{ key: string }>(`SELECT pg_get_partkeydef($1) AS key`, [sourceOid]);
+  const statements = [`CREATE TABLE ${qualified(target)} (LIKE ${qualified(source)} INCLUDING ALL) PARTITION BY ${rows[0]!.key}`];
+  for (const p of await childPartitions(client, sourceOid)) {
+    statements.push(`CREATE TABLE ${qualified(newPartitionName(p.ref, stamp))} PARTITION OF ${qualified(target)} ${p.bound}`);
+  }
+  return statements.join(';\n');
+}
+
+export function newPartitionName(p: TableRef, stamp: string): TableRef {
+  return { schema: p.schema, name: nameWithSuffix(p.name, `_new_${stamp}`) };
+}
+
+/** Source and target partitions paired by equal bounds; the rest are returned as unpaired, for the gate. */
+export function pairPartitions(source: ChildPartition[], target: ChildPartition[], stamp: string): { pairs: PartitionPair[]; unpaired: string[] } {
+  const pairs: PartitionPair[] = [];
+  const unpaired: string[] = [];
+  for (const s of source) {
+    const t = target.find((x) => x.bound === s.bound);
+    if (t) pairs.push({ source: s.ref, target: t.ref, retired: { schema: s.ref.schema, name: nameWithSuffix(s.ref.name, `_retired_${stamp}`) } });
+    else unpaired.push(`partition ${displayName(s.ref)} (${s.bound}) has no partition with that bound in the new table: it retires with the old table`);
+  }
+  for (const t of target) {
+    if (!source.some((s) => s.bound === t.bound)) unpaired.push(`partition ${displayName(t.ref)} (${t.bound}) of the new table keeps its name`);
+  }
+  return { pairs, unpaired };
+}
+
+/**
+ * Cutover, under its lock, after the parents were swapped: each source partition retires and its new counterpart
+ * takes its name and what is bound to the partition itself (grants, policies, its own triggers, comments).
+ * 'back' reverses it for a swap back. Objects that would not move come back as problems (the caller refuses).
+ */
+export async function swapPartitions(
+  client: pg.Client, pairs: PartitionPair[], direction: 'forward' | 'back', options: MoveOptions = {},
+): Promise<{ statements: string[]; problems: string[] }> {
+  const statements: string[] = [];
+  const problems: string[] = [];
+  for (const p of pairs) {
+    // Forward: the source partition leaves the name to the new one. Back: the new one leaves it to the retired one.
+    const [outgoing, outgoingTo, incoming] = direction === 'forward' ? [p.source, p.retired, p.target] : [p.source, p.target, p.retired];
+    const outOid = await tableOid(client, outgoing);
+    const inOid = await tableOid(client, incoming);
+    if (outOid === undefined || inOid === undefined) {
+      problems.push(`partition ${displayName(p.source)}: ${displayName(outOid === undefined ? outgoing : incoming)} no longer exists`);
+      continue;
+    }
+    const captured = await captureBoundObjects(client, outOid, outgoing);
+    await moveTable(client, outgoing, outgoingTo);
+    await moveTable(client, incoming, p.source);
+    const moved = await moveBoundObjects(client, captured, outOid, { ref: p.source, oid: inOid }, options);
+    statements.push(...moved.statements);
+    problems.push(...moved.problems.map((x) => `partition ${displayName(p.source)}: ${x}`));
+  }
+  return { statements, problems };
 }

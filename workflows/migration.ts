@@ -309,7 +309,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
     await checkpoint();
     await enter('prepare');
-    const { targetOid, deferredIndexes } = await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: plan.createSql, partition: report.partition });
+    const { targetOid, deferredIndexes } = await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: report.createSql, partition: report.partition });
     compensations.unshift({ name: 'dropTarget', run: () => quick.dropTarget({ ...ref, target: plan.target, targetOid }) });
     const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, lockTimeoutMs: plan.cutover.lockTimeoutMs };
     // Registered first: the trigger may be in place even if the reply is lost.
@@ -373,7 +373,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await gate('cutover', (settled) => followSource(replay, settled));
     await checkpoint();
     await enter('cutover');
-    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, foreignKeys: report.foreignKeys, partition: report.partition, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
+    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, foreignKeys: report.foreignKeys, partition: report.partition, partitions: report.partitions, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
     // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
     compensations.unshift({ name: 'swapBack', run: () => long.swapBack(swap) });
     const swapped = await long.swapTables(swap);

@@ -1,8 +1,11 @@
 /**
  * A partition as the source: the cutover detaches the old partition and attaches the new one under the same lock,
  * so the parent never routes a row to the retired table. Migrating one monthly partition used to leave the new
- * table standalone while the parent kept routing that month to the retired one, which the drop then removed.
+ * table standalone while the parent kept routing that month to the retired one, which the drop then removed. A
+ * partitioned table migrated whole: every partition captured, the new tree's partitions take the old names.
  */
+import pg from 'pg';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { atPhase, basePlan, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
 
 async function monthlyPayments(t: string): Promise<void> {
@@ -77,10 +80,110 @@ test('one partition migrated, then rolled back: the original partition is attach
   await migrateFebruary(true);
 });
 
-test('a partitioned table as the source is refused at preflight, naming it', async () => {
+/**
+ * A writer through the parent: inserts, updates, deletes, and updates that move a row to another partition (its
+ * date, part of the key, changes). `known` is its record, by key.
+ */
+async function paymentsWriter(t: string, known: Map<string, string>, stop: () => boolean): Promise<number> {
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  let writes = 0;
+  let nextId = 500_000;
+  const day = (n: number) => new Date(Date.UTC(2024, 0, 1 + (n % 91))).toISOString().slice(0, 10);
+  try {
+    while (!stop()) {
+      const keys = [...known.keys()];
+      const pick = keys[Math.floor(Math.random() * keys.length)]!;
+      const [id, paidOn] = pick.split('|') as [string, string];
+      const op = Math.random();
+      if (op < 0.3) {
+        const key = `${nextId}|${day(nextId)}`;
+        await client.query(`INSERT INTO public.${t} VALUES ($1, $2, 7.25)`, [nextId, day(nextId)]);
+        known.set(key, '7.25');
+        nextId++;
+      } else if (op < 0.6) {
+        const r = await client.query(`UPDATE public.${t} SET amount = amount + 1 WHERE id = $1 AND paid_on = $2 RETURNING amount::text`, [id, paidOn]);
+        if (r.rowCount) known.set(pick, r.rows[0].amount);
+      } else if (op < 0.8) {
+        // Moves the row to another month's partition.
+        const moved = day(Number(id) + 31);
+        const r = await client.query(`UPDATE public.${t} SET paid_on = $3 WHERE id = $1 AND paid_on = $2 RETURNING amount::text`, [id, paidOn, moved]);
+        if (r.rowCount) { known.delete(pick); known.set(`${id}|${moved}`, r.rows[0].amount); }
+      } else {
+        const r = await client.query(`DELETE FROM public.${t} WHERE id = $1 AND paid_on = $2`, [id, paidOn]);
+        if (r.rowCount) known.delete(pick);
+      }
+      writes++;
+      if (writes % 20 === 0) await sleep(2);
+    }
+  } finally {
+    await client.end();
+  }
+  return writes;
+}
+
+test('a partitioned table migrated whole under a writer moving rows between partitions: the live tree equals its record', async () => {
   const t = uniqueName('payments');
   await monthlyPayments(t);
-  const r = await runCli(['plan', 'validate', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`))]);
-  expect(r.code).toBe(2);
-  expect(r.stdout + r.stderr).toMatch(new RegExp(`public\\.${t} is a partitioned table`));
+  const before = await routing(t);
+  const known = new Map<string, string>();
+  for (const r of await sql<{ key: string; amount: string }>(`SELECT id || '|' || paid_on AS key, amount::text AS amount FROM public.${t}`)) known.set(r.key, r.amount);
+  const planName = t.replace(/_/g, '-');
+  const plan = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { copy: { chunkRows: 500, chunkTime: '0s', maxRowsPerSecond: 5000 } }));
+  let stopping = false;
+  const writer = paymentsWriter(t, known, () => stopping);
+  let writes = 0;
+  try {
+    expect((await runCli(['start', plan])).code).toBe(0);
+    const gate = await waitFor(planName, atPhase('awaiting_cutover'), 120_000);
+    expect(gate.warnings.join('\n')).toMatch(/3 partitions of the new table take the names of the old ones/);
+    // While safeshift captures the tree, emptying one partition (which fires no row trigger) is refused.
+    await expect(sql(`TRUNCATE public.${t}_2024_01`)).rejects.toThrow(/refused/);
+    expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+    await waitFor(planName, atPhase('awaiting_drop'));
+    await sleep(500);
+  } finally {
+    stopping = true;
+    writes = await writer;
+  }
+  expect(writes).toBeGreaterThan(100);
+  expect((await runCli(['approve', planName, '--as', 'alice', '--gate', 'drop'])).code).toBe(0);
+  const end = await waitFor(planName, atPhase('done'));
+  const after = await routing(t);
+  expect(after.partitions).toEqual(before.partitions);
+  expect(await sql(`SELECT 1 FROM pg_class WHERE relname LIKE $1`, [`${t}%retired%`])).toHaveLength(0);
+  const live = await sql<{ key: string; amount: string }>(`SELECT id || '|' || paid_on AS key, amount::text AS amount FROM public.${t} ORDER BY id, paid_on`);
+  const expected = [...known.entries()].map(([key, amount]) => ({ key, amount }))
+    .sort((a, b) => Number(a.key.split('|')[0]) - Number(b.key.split('|')[0]) || a.key.localeCompare(b.key));
+  expect(live.length).toBe(expected.length);
+  expect(live).toEqual(expected);
+  // Each row is in the partition its date belongs to, and the new tree keeps the parent's index on every partition.
+  const misplaced = await sql(`SELECT 1 FROM public.${t}_2024_02 WHERE paid_on < '2024-02-01' OR paid_on >= '2024-03-01'`);
+  expect(misplaced).toHaveLength(0);
+  expect(await sql(`SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexdef LIKE '%(amount)%'`, [`${t}_2024_03`])).toHaveLength(1);
+  expect(end.copy.rowsCopied).toBeGreaterThan(8000);
+}, 240_000);
+
+test('a partitioned table migrated whole, then rolled back: the original tree is live again, partitions by name, with every write made meanwhile', async () => {
+  const t = uniqueName('payments');
+  await monthlyPayments(t);
+  const originalOids = await sql<{ name: string; oid: number }>(
+    `SELECT c.relname AS name, c.oid::int AS oid FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass ORDER BY 1`, [`public.${t}`]);
+  const planName = t.replace(/_/g, '-');
+  expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`))])).code).toBe(0);
+  await waitFor(planName, atPhase('awaiting_cutover'));
+  expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+  await waitFor(planName, atPhase('awaiting_drop'));
+  // Writes on the new tree: an insert, an update, a row moved to another month, a delete.
+  await sql(`INSERT INTO public.${t} VALUES (700001, '2024-03-05', 9.99)`);
+  await sql(`UPDATE public.${t} SET amount = 1234.5 WHERE id = 10`);
+  await sql(`UPDATE public.${t} SET paid_on = '2024-03-31' WHERE id = 20`);
+  await sql(`DELETE FROM public.${t} WHERE id = 30`);
+  const written = await sql(`SELECT id, paid_on::text, amount::text FROM public.${t} ORDER BY id, paid_on`);
+  expect((await runCli(['rollback', planName, '--as', 'carol'])).code).toBe(0);
+  await waitFor(planName, atPhase('rolled_back'));
+  expect(await sql(`SELECT c.relname AS name, c.oid::int AS oid FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass ORDER BY 1`, [`public.${t}`]))
+    .toEqual(originalOids);
+  expect(await sql(`SELECT id, paid_on::text, amount::text FROM public.${t} ORDER BY id, paid_on`)).toEqual(written);
+  expect(await sql(`SELECT relname FROM pg_class WHERE relname LIKE $1`, [`${t}%new%`])).toEqual([]);
 });
