@@ -17,6 +17,7 @@ import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn }
 import { riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
+import { checkConstraints } from '../src/constraints';
 import {
   attachPartition, childPartitions, defaultPartitionedDdl, detachPartition, pairPartitions, partitionOf, swapPartitions,
   type ChildPartition, type PartitionOf, type PartitionPair,
@@ -106,6 +107,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   if (source.kind !== 'r' && source.kind !== 'p') {
     throw new PlanCheckFailed([`source: ${displayName(plan.source)} is not a plain table (relkind ${source.kind}); views and other relations are not supported`]);
   }
+  problems.push(...(await inheritanceProblems(client, source.oid)));
   // A partition: its new table takes its place in the tree at cutover (src/partition.ts).
   const partition = (await partitionOf(client, source.oid)) ?? null;
   if (partition && plan.cutover.compatView) problems.push(`cutover.compatView: ${displayName(plan.source)} is a partition; a view cannot take its place in the partitioned table (use false)`);
@@ -169,14 +171,16 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   let foreignKeys: OutboundForeignKey[] = [];
   const moves: string[] = [];
   let partitions: PartitionPair[] = [];
+  let constraintNotes: string[] = [];
   if (problems.length === 0) {
-    ({ columns, reverse, compatView, textOnly, risks, foreignKeys, partitions } =
+    ({ columns, reverse, compatView, textOnly, risks, foreignKeys, partitions, constraintNotes } =
       await tryTargetDdl(client, plan, source, key, { createSql, partition, sourcePartitions, stamp }, problems, moves));
   }
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
   const warnings = moves.map((m) => `at cutover: ${m}`);
+  warnings.push(...constraintNotes);
   if (reverse.notInvertible.length) {
     const strict = reverse.notInvertible.filter((n) => { const c = source.columns.find((x) => x.name === n)!; return c.notNull && !c.hasDefault && !c.identity; });
     warnings.push(`rollback after cutover: source columns ${reverse.notInvertible.join(', ')} cannot be derived from the new table (give them under reverse:); ` +
@@ -217,6 +221,20 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
       ...acl,
     },
   };
+}
+
+/**
+ * Table inheritance (INHERITS, not partitioning), either way round: reading a parent includes its children's rows
+ * (a copy would carry them into the new table), and a retired child takes its rows out of every read of the parent.
+ */
+async function inheritanceProblems(client: pg.Client, oid: number): Promise<string[]> {
+  const { rows } = await client.query<{ parent: string; pschema: string; child: string; cschema: string }>(
+    `SELECT pn.nspname AS pschema, p.relname AS parent, cn.nspname AS cschema, c.relname AS child
+       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+       JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+      WHERE (i.inhrelid = $1 OR i.inhparent = $1) AND NOT c.relispartition ORDER BY 3, 4`, [oid]);
+  return rows.map((r) => `source: ${displayName({ schema: r.cschema, name: r.child })} inherits from ${displayName({ schema: r.pschema, name: r.parent })} ` +
+    '(table inheritance): a parent\'s reads include its children\'s rows, so neither can be migrated on its own; only declarative partitions are supported');
 }
 
 /** A mapping expression that is just the column `name` (quoted, or written plainly), not an expression over it. */
@@ -263,6 +281,8 @@ type Mappings = {
   foreignKeys: OutboundForeignKey[];
   /** A partitioned source: its partitions and the new table's with the same bounds, which take their names. */
   partitions: PartitionPair[];
+  /** For the gate: what the target keeps of the source's constraints, drops on purpose, adds (src/constraints.ts). */
+  constraintNotes: string[];
 };
 
 /** What the target is made from and where it will stand: the DDL to run, and the source's place among partitions. */
@@ -279,7 +299,7 @@ async function tryTargetDdl(
   client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], shape: TargetShape, problems: string[], moves: string[],
 ): Promise<Mappings> {
   const { partition } = shape;
-  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], foreignKeys: [], partitions: [] };
+  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], foreignKeys: [], partitions: [], constraintNotes: [] };
   await client.query('BEGIN');
   try {
     const existed = await relationOids(client);
@@ -337,7 +357,13 @@ async function tryTargetDdl(
     const partitions = await partitionPairs(client, target, shape, problems, moves);
     if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions }, problems, moves);
     const risks = problems.length ? [] : rollbackRisks(await reverseColumns(client, source, target, reverse.columns));
-    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, foreignKeys, partitions };
+    const constraints = await checkConstraints(client, {
+      source: { ref: plan.source, oid: source.oid, columns: source.columns.map((c) => c.name) }, targetOid: target.oid,
+      carried: carriedColumns(source, target, columns), foreignKeys, drop: plan.dropConstraints,
+      field: plan.createSql ? (plan.createFile ? 'createFile' : 'create') : 'target',
+    });
+    problems.push(...constraints.problems);
+    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, foreignKeys, partitions, constraintNotes: constraints.notes };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }
@@ -392,6 +418,22 @@ export function inverseMapping(plan: Plan, source: TableInfo, forward: MappedCol
     else columns.push({ target: sc.name, expr, type: sc.type, copyType: sc.baseType });
   }
   return { columns, notInvertible };
+}
+
+/**
+ * Target column -> the source column it carries as is or renamed (a generated column: the source's generated
+ * column of its name), for comparing constraints over the mapping.
+ */
+function carriedColumns(source: TableInfo, target: TableInfo, columns: MappedColumn[]): Map<string, string> {
+  const carried = new Map<string, string>();
+  for (const c of columns) {
+    const from = source.columns.find((s) => !s.generated && isColumn(c.expr, s.name));
+    if (from) carried.set(c.target, from.name);
+  }
+  for (const t of target.columns) {
+    if (t.generated && source.columns.some((s) => s.generated && s.name === t.name)) carried.set(t.name, t.name);
+  }
+  return carried;
 }
 
 /** The inverse mapping with the catalog's types at both ends (the target exists only in preflight's transaction). */

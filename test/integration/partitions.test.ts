@@ -187,3 +187,19 @@ test('a partitioned table migrated whole, then rolled back: the original tree is
   expect(await sql(`SELECT id, paid_on::text, amount::text FROM public.${t} ORDER BY id, paid_on`)).toEqual(written);
   expect(await sql(`SELECT relname FROM pg_class WHERE relname LIKE $1`, [`${t}%new%`])).toEqual([]);
 });
+
+test('tables in an inheritance hierarchy (not partitions) are refused at preflight, naming the other table', async () => {
+  const t = uniqueName('events');
+  await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, at date NOT NULL)`);
+  await sql(`CREATE TABLE public.${t}_old (id int PRIMARY KEY, at date NOT NULL) INHERITS (public.${t})`);
+  await sql(`INSERT INTO public.${t} VALUES (1, '2024-01-01')`);
+  await sql(`INSERT INTO public.${t}_old VALUES (2, '2020-01-01')`);
+  // The parent: reading it reads the child's rows too, which a copy would duplicate into the new table.
+  const parent = await runCli(['plan', 'validate', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`))]);
+  expect(parent.code).toBe(2);
+  expect(parent.stdout + parent.stderr).toMatch(new RegExp(`public\\.${t}_old inherits from public\\.${t}`));
+  // The child: the parent reads its rows; once retired and dropped they would be gone from the parent.
+  const child = await runCli(['plan', 'validate', writePlan(basePlan(`${t}_old`, `public.${t}_old`, `public.${t}_old_v2`))]);
+  expect(child.code).toBe(2);
+  expect(child.stdout + child.stderr).toMatch(new RegExp(`public\\.${t}_old inherits from public\\.${t}`));
+});
