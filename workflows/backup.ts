@@ -6,8 +6,7 @@
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import type { ExportSummary } from '../activities/export';
-import { NON_RETRYABLE_TYPES } from '../src/errors';
-import { exportAndVerify } from './shared';
+import { ACTIVITY_RETRY, exportAndVerify } from './shared';
 
 export interface BackupInput {
   db: string;
@@ -31,7 +30,7 @@ export interface BackupResult {
 
 export async function backupWorkflow(input: BackupInput): Promise<BackupResult> {
   const info = wf.workflowInfo();
-  const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
+  const retry = ACTIVITY_RETRY;
   const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
   const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: '1m', retry });
   let event = 0;

@@ -11,7 +11,7 @@ import type * as activities from '../activities';
 import type { CatchUpResult } from '../activities/catch-up';
 import type { CopyProgress } from '../activities/copy';
 import type { PreflightReport } from '../activities/preflight';
-import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
+import { fatal } from '../src/errors';
 import {
   abort, approve, BACKUP_KEY_ENV, MIGRATION_PHASE, pause, reject, resume, rollback, status,
   type ApproveArgs, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
@@ -19,7 +19,7 @@ import {
 import type { SwapBackRefusal } from '../src/rollback-feasibility';
 import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
-import { checkDecision, exportAndVerify, failureDetails, failureMessage, failureType, stampOf } from './shared';
+import { ACTIVITY_RETRY, checkDecision, exportAndVerify, failureDetails, failureMessage, failureType, stampOf } from './shared';
 
 const COPY_SLICE_MS = 30_000;
 /** How long one follow-the-source activity runs while a gate waits; each adds a few history events. */
@@ -37,7 +37,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const { plan, planHash } = input;
   const info = wf.workflowInfo();
   const ref = { db: plan.database, workflowId: info.workflowId, runId: info.runId };
-  const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
+  const retry = ACTIVITY_RETRY;
   const heartbeatTimeout = input.timeouts?.heartbeat ?? '30s';
   const sliceMs = input.timeouts?.copySliceMs ?? COPY_SLICE_MS;
   // WAIT_CANCELLATION_COMPLETED: on a cancel, compensations start only once the running activity has stopped,

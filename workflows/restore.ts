@@ -10,15 +10,15 @@
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import type { RestorePlan } from '../activities/restore';
-import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
+import { fatal } from '../src/errors';
 import { approve, reject, restoreStatus, type ApproveArgs, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
 import { displayName } from '../src/sql';
-import { checkDecision, failureMessage, failureType, stampOf } from './shared';
+import { ACTIVITY_RETRY, checkDecision, failureMessage, failureType, stampOf } from './shared';
 
 export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatus> {
   const info = wf.workflowInfo();
   const ref = { db: input.db, workflowId: info.workflowId, runId: info.runId };
-  const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
+  const retry = ACTIVITY_RETRY;
   const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
   const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: '1m', retry });
   const stamp = stampOf(new Date());

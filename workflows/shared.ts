@@ -5,7 +5,15 @@
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import type { ExportSummary, ExportInput } from '../activities/export';
-import { fatal } from '../src/errors';
+import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
+
+/**
+ * How activities are retried. Anything not in the closed set of fatal types is transient: a lost connection, a
+ * restarting or failing-over server. 30 attempts with backoff capped at a minute is about 25 minutes of a database
+ * that does not answer before the migration gives up and rolls back; a PostgreSQL restart or failover is well
+ * inside that, so the migration resumes on its own once the server is back.
+ */
+export const ACTIVITY_RETRY = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 30, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
 import type { GateStatus } from '../src/messages';
 
 /** yyyymmddhhmmss (UTC): makes the names a run creates (retired, backup, staged tables; export ids) unique. */
