@@ -77,6 +77,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     // The source is renamed only by the commit, so its retired name alone says the swap happened.
     const home = newTableHome(spec, Boolean(input.compatView));
     if (sameTableRef(await relationName(client, input.sourceOid), retired) && sameTableRef(await relationName(client, input.targetOid), home)) {
+      // The attempt that committed may have died validating the new table's own foreign keys: finish that.
+      await heartbeating(() => validateForeignKeys(client, (input.foreignKeys ?? []).map((fk) => ({ table: home, name: fk.name }))));
       return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)', statements: [] };
     }
     const replay = () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH);
