@@ -53,11 +53,12 @@ export function buildProgram(): Command {
 
   const plan = program.command('plan').description('work with plan files');
   plan.command('validate <plan>')
-    .description('exit 0 if the plan is valid (file, and the live database unless --offline); else exit 2, one line per problem')
+    .description('exit 0 if the plan is valid (file, and the live database unless --offline), with preflight\'s notes for the approver; else exit 2, one line per problem')
     .option('--offline', 'check the file only; do not connect to the database')
     .action(action(async (file: string, opts: { offline?: boolean }) => {
-      const { plan: p, hash } = await checkPlan(file, opts);
+      const { plan: p, hash, notes } = await checkPlan(file, opts);
       print(`${file}: valid (${p.name}, sha256:${hash})`);
+      for (const n of notes) print(`  note: ${n}`);
     }));
 
   program.command('start <plan>')

@@ -21,8 +21,11 @@ import { planSummary, renderStatus, toJson } from './render';
 
 type Print = (line: string) => void;
 
-/** Static checks of the file, then (unless offline) the read-only preflight against the live database. */
-export async function checkPlan(file: string, options: { offline?: boolean } = {}): Promise<LoadedPlan> {
+/**
+ * Static checks of the file, then (unless offline) the read-only preflight against the live database. `notes`:
+ * what preflight tells the approver (what the cutover moves, constraints kept and dropped, rollback risks).
+ */
+export async function checkPlan(file: string, options: { offline?: boolean } = {}): Promise<LoadedPlan & { notes: string[] }> {
   let loaded: LoadedPlan;
   try {
     loaded = loadPlan(file, options.offline ? null : process.env);
@@ -30,15 +33,15 @@ export async function checkPlan(file: string, options: { offline?: boolean } = {
     if (err instanceof PlanError) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
     throw err;
   }
-  if (options.offline) return loaded;
+  if (options.offline) return { ...loaded, notes: [] };
   const url = process.env[loaded.plan.database]!;
   try {
-    await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000'), 'safeshift plan check');
+    const report = await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000'), 'safeshift plan check');
+    return { ...loaded, notes: report.warnings };
   } catch (err) {
     if (err instanceof PlanCheckFailed) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
     throw new CliError(`${file}: database: cannot check the plan against ${loaded.plan.database}: ${(err as Error).message}`);
   }
-  return loaded;
 }
 
 export function workflowIdOf(idOrName: string): string {

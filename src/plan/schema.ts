@@ -46,6 +46,31 @@ const duration = z.string().transform((text, ctx): number => {
 
 const sqlText = z.string().trim().min(1, 'must not be empty');
 
+/** What a column has that `dropConstraints` can name: `column:NOT NULL`, `column:IDENTITY`, `column:DEFAULT` (from a sequence). */
+export const COLUMN_PROPERTIES = ['NOT NULL', 'IDENTITY', 'DEFAULT'] as const;
+export type ColumnProperty = (typeof COLUMN_PROPERTIES)[number];
+/** A source constraint the operator drops on purpose: by its name, or a column's NOT NULL / identity / sequence default. */
+export type DropName = { constraint: string } | { column: string; property: ColumnProperty };
+
+/**
+ * `name` (a constraint, a_b or "Quoted") or `column:PROPERTY`. The property is split at the last colon, so a
+ * quoted column name may contain one; NOT NULL, IDENTITY and DEFAULT are matched in any case.
+ */
+const dropName = z.string().transform((text, ctx): DropName => {
+  const colon = text.lastIndexOf(':');
+  const property = COLUMN_PROPERTIES.find((p) => colon >= 0 && text.slice(colon + 1).trim().replace(/\s+/g, ' ').toUpperCase() === p);
+  if (property) {
+    const column = parseIdent(text.slice(0, colon).trim());
+    if (column !== undefined) return { column, property };
+    ctx.addIssue({ code: 'custom', message: `"${text}": "${text.slice(0, colon).trim()}" is not a column name (a_b or "Quoted")` });
+    return z.NEVER;
+  }
+  const constraint = parseIdent(text);
+  if (constraint !== undefined) return { constraint };
+  ctx.addIssue({ code: 'custom', message: `"${text}" is neither a constraint name (a_b or "Quoted") nor column:NOT NULL, column:IDENTITY or column:DEFAULT` });
+  return z.NEVER;
+});
+
 const cutoverGate = z.strictObject({
   approvers: z.array(personName).min(1, 'needs at least one approver'),
   required: z.number().int().min(1).default(1),
@@ -69,6 +94,8 @@ export const planSchema = z
     columns: z.record(z.string(), sqlText).default({}),
     /** Source column -> SQL expression over target columns: how writes after cutover flow back on rollback. */
     reverse: z.record(z.string(), sqlText).default({}),
+    /** Source constraints the target DDL leaves out on purpose (preflight refuses any other it lacks). */
+    dropConstraints: z.array(dropName).default([]),
     copy: z
       .strictObject({
         /** Rows in the first chunk; later chunks are sized toward chunkTime. */
@@ -119,6 +146,10 @@ export const planSchema = z
         }
       }
     }
+    const listed = plan.dropConstraints.map((d) => JSON.stringify(d));
+    listed.forEach((d, i) => {
+      if (listed.indexOf(d) !== i) ctx.addIssue({ code: 'custom', path: ['dropConstraints', i], message: 'lists a constraint twice' });
+    });
     for (const g of ['cutover', 'drop'] as const) {
       const { approvers, required } = plan.approvals[g];
       const eligible = new Set(approvers.filter((a) => a !== plan.requestedBy));

@@ -66,6 +66,18 @@ describe('plan file', () => {
     expect(plan.cutover).toEqual({ mode: 'swap', lockTimeoutMs: 2000, attempts: 10, compatView: false });
   });
 
+  test('dropConstraints: constraint names and column:NOT NULL / IDENTITY / DEFAULT, normalised', () => {
+    const text = good.replace('columns:', 'dropConstraints: [profiles_score_check, \'"Odd:Name"\', "email: not null", \'"Full:Name":identity\', id:DEFAULT]\ncolumns:');
+    expect(loadPlan(file(text), env).plan.dropConstraints).toEqual([
+      { constraint: 'profiles_score_check' },
+      { constraint: 'Odd:Name' },
+      { column: 'email', property: 'NOT NULL' },
+      { column: 'Full:Name', property: 'IDENTITY' },
+      { column: 'id', property: 'DEFAULT' },
+    ]);
+    expect(loadPlan(file(good), env).plan.dropConstraints).toEqual([]);
+  });
+
   test('the same plan as JSON is accepted', () => {
     const { parse } = require('yaml');
     expect(problems(JSON.stringify(parse(good)), 'plan.json')).toEqual([]);
@@ -87,6 +99,10 @@ describe('plan file', () => {
     ['bad replication lag', good.replace('maxRowsPerSecond: 0', 'maxRowsPerSecond: 0, maxReplicationLag: 10'), 'copy.maxReplicationLag:'],
     ['negative chunk size', good.replace('chunkRows: 50000', 'chunkRows: -1'), 'copy.chunkRows:'],
     ['missing approvals', good.replace(/approvals:[\s\S]*$/, ''), 'approvals:'],
+    ['bad dropConstraints name', good.replace('columns:', 'dropConstraints: [Profiles_Check]\ncolumns:'), 'dropConstraints[0]: "Profiles_Check" is neither a constraint name'],
+    ['bad dropConstraints column', good.replace('columns:', 'dropConstraints: ["Full Name:NOT NULL"]\ncolumns:'), 'dropConstraints[0]: "Full Name:NOT NULL": "Full Name" is not a column name'],
+    ['dropConstraints listing one twice', good.replace('columns:', 'dropConstraints: [a_check, "email:not null", "email:NOT NULL"]\ncolumns:'), 'dropConstraints[2]: lists a constraint twice'],
+    ['dropConstraints not a list', good.replace('columns:', 'dropConstraints: a_check\ncolumns:'), 'dropConstraints: Invalid input: expected array'],
   ])('%s is an error naming the field', (_label, text, expected) => {
     const found = problems(text);
     expect(found.some((p) => p.startsWith(expected) || p.includes(expected))).toBe(true);
