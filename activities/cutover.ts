@@ -19,6 +19,7 @@ import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } 
 import { inTransaction } from '../src/db';
 import { REPLAY_BEGIN } from '../src/replay';
 import { makeTriggersInert, restoreTriggers } from '../src/inert-triggers';
+import { adoptNames } from '../src/names';
 import { addForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
 import {
   addBoundCheck, attachPartition, detachPartition, lockParent, swapPartitions, validateBoundCheck, type PartitionOf, type PartitionPair,
@@ -43,6 +44,8 @@ export interface SwapInput extends MigrationRef {
   reverse: CopySpec;
   lockTimeoutMs: number;
   attempts: number;
+  /** yyyymmddhhmmss of the run: the suffix of the names the retired table's indexes give up. */
+  stamp?: string;
   /** The source is a partition (preflight): the new table takes its place in the partitioned table. */
   partition?: PartitionOf | null;
   /** The source is partitioned (preflight): partitions of the new table that take the old ones' names. */
@@ -78,7 +81,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     const home = newTableHome(spec, Boolean(input.compatView));
     if (sameTableRef(await relationName(client, input.sourceOid), retired) && sameTableRef(await relationName(client, input.targetOid), home)) {
       // The attempt that committed may have died validating the new table's own foreign keys: finish that.
-      await heartbeating(() => validateForeignKeys(client, (input.foreignKeys ?? []).map((fk) => ({ table: home, name: fk.name }))));
+      await heartbeating(async () => validateForeignKeys(client, await ownKeysToValidate(client, input, home)));
       return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)', statements: [] };
     }
     const replay = () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH);
@@ -107,6 +110,9 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       const pairs = await swapPartitions(client, input.partitions ?? [], 'forward');
       if (pairs.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new partitions: ${pairs.problems.join('; ')}`);
       partitioning.push(...pairs.statements);
+      // The application knows the old index and constraint names (ON CONFLICT ON CONSTRAINT, error handlers). With a
+      // compatibility view the new table keeps its own name, and its own names with it.
+      const renamed = input.compatView ? [] : await adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`);
       // The retired table is written only by a swap back, exactly: its triggers rest until it is live again. The
       // new table's own triggers (the plan's DDL), inert while it was filled, wake up with it.
       await makeTriggersInert(client, input.sourceOid, retired);
@@ -120,14 +126,31 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         : `${displayName(spec.target)} is now ${displayName(spec.source)}`;
       return {
         message: `${now}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
-        statements: [...partitioning, ...keys.map((k) => k.statement), ...moved.statements],
-        foreignKeys: [...keys.map((k) => ({ table: home, name: k.name })), ...moved.notValidForeignKeys],
+        statements: [...partitioning, ...keys.map((k) => k.statement), ...moved.statements, ...renamed.map((r) => `-- ${r.kind} ${r.to}: name taken over from the old table`)],
+        // Validated after the commit, under the names they have now; one NOT VALID where it came from stays so.
+        foreignKeys: [
+          ...keys.filter((k) => input.foreignKeys?.find((fk) => fk.name === k.name)?.validated !== false)
+            .map((k) => ({ table: home, name: renamed.find((r) => r.kind === 'constraint' && r.from === k.name)?.to ?? k.name })),
+          ...moved.notValidForeignKeys,
+        ],
       };
     });
     // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile.
     await heartbeating(() => validateForeignKeys(client, swapped.foreignKeys));
     return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements };
   });
+}
+
+/**
+ * After a retry past the commit: the new table's own foreign keys still NOT VALID, whatever they are called now
+ * (the cutover may have given them the old table's names), except those NOT VALID where they came from.
+ */
+async function ownKeysToValidate(client: pg.Client, input: SwapInput, home: TableRef): Promise<{ table: TableRef; name: string }[]> {
+  const keptNotValid = (input.foreignKeys ?? []).filter((fk) => fk.validated === false).map((fk) => fk.name);
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT conname AS name FROM pg_constraint WHERE conrelid = $1 AND contype = 'f' AND NOT convalidated AND NOT (conname = ANY ($2::text[]))`,
+    [input.targetOid, keptNotValid]);
+  return rows.map((r) => ({ table: home, name: r.name }));
 }
 
 /** Compensation of swapTables. Idempotent: nothing to do when the source already has its name back. */
@@ -192,6 +215,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
         const readers = await moveReaders(client, bound, input.targetOid);
         if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${readers.problems.join('; ')}`);
       }
+      if (!input.compatView) await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`);
       await restoreTriggers(client, input.sourceOid, spec.source);
       for (const p of input.partitions ?? []) await restoreTriggers(client, (await tableOid(client, p.source))!, p.source);
       await dropCaptureObjects(client, input.targetOid);

@@ -11,6 +11,7 @@
  *   `discardStagedRestore`.
  */
 import type pg from 'pg';
+import { adoptNames } from '../src/names';
 import { describeBoundObjects, captureBoundObjects, moveToNewTable, validateForeignKeys, withEmptySearchPath } from '../src/bound-objects';
 import { relationName, tableOid } from '../src/catalog';
 import { CAPTURE_TRIGGER } from '../src/capture';
@@ -179,40 +180,6 @@ export async function discardStagedRestore(input: MigrationRef & { plan: Restore
   });
 }
 
-/**
- * After the swap the restored table has its staged names for indexes (and the constraints they back) and identity
- * sequences; the application may know the live ones (a unique violation names its constraint). Each pair that
- * matches (same uniqueness and definition; same column) trades names: the retired table's get a `_retired_<stamp>`
- * suffix and the restored table's take the originals.
- */
-async function adoptLiveNames(client: pg.Client, retiredOid: number, restoredOid: number, stamp: string): Promise<string[]> {
-  const { rows: indexes } = await client.query<{ table: number; schema: string; name: string; shape: string }>(
-    `SELECT i.indrelid::int8::float8 AS "table", n.nspname AS schema, c.relname AS name,
-            i.indisunique::text || i.indisprimary::text || substr(pg_get_indexdef(i.indexrelid), strpos(pg_get_indexdef(i.indexrelid), ' USING ')) AS shape
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE i.indrelid IN ($1, $2) ORDER BY c.relname`, [retiredOid, restoredOid]);
-  const { rows: sequences } = await client.query<{ table: number; schema: string; name: string; shape: string }>(
-    `SELECT d.refobjid::int8::float8 AS "table", n.nspname AS schema, s.relname AS name, a.attname AS shape
-       FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_namespace n ON n.oid = s.relnamespace
-       JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid IN ($1, $2) AND d.deptype IN ('a', 'i')
-      ORDER BY s.relname`, [retiredOid, restoredOid]);
-  const renamed: string[] = [];
-  for (const [kind, objects] of [['INDEX', indexes], ['SEQUENCE', sequences]] as const) {
-    const restored = objects.filter((o) => Number(o.table) === restoredOid);
-    for (const old of objects.filter((o) => Number(o.table) === retiredOid)) {
-      const i = restored.findIndex((r) => r.shape === old.shape);
-      if (i < 0) continue;
-      const [mine] = restored.splice(i, 1);
-      if (mine!.name === old.name) continue;
-      await client.query(`ALTER ${kind} ${qualified(old)} RENAME TO ${quoteIdent(nameWithSuffix(old.name, `_retired_${stamp}`))}`);
-      await client.query(`ALTER ${kind} ${qualified(mine!)} RENAME TO ${quoteIdent(old.name)}`);
-      renamed.push(`${kind.toLowerCase()} ${old.name}`);
-    }
-  }
-  return renamed;
-}
-
 export interface SwapInRestoredInput extends MigrationRef {
   plan: RestorePlan;
   stagedOid: number;
@@ -249,11 +216,12 @@ export async function swapInRestored(input: SwapInRestoredInput): Promise<{ mess
       } catch (err) {
         throw bad(`restore refused: rows elsewhere reference rows the restore takes away (${(err as Error).message}); ${displayName(plan.into)} left as it was`);
       }
-      const renamed = await adoptLiveNames(client, live.oid, input.stagedOid, input.stamp);
+      // The restored table answers to the names the application knows (src/names.ts).
+      const renamed = await adoptNames(client, live.oid, input.stagedOid, `_retired_${input.stamp}`);
       await client.query(`UPDATE safeshift.restores SET state = 'swapped' WHERE workflow_id = $1`, [input.workflowId]);
       return {
         message: `${displayName(plan.into)} now holds the ${plan.rows} restored rows; the table it replaced is kept as ${displayName(live.retired)} (${live.rows} rows when the restore was checked)`,
-        statements: [...moved.statements, ...renamed.map((r) => `-- ${r}: name taken over from the retired table`)],
+        statements: [...moved.statements, ...renamed.map((r) => `-- ${r.kind} ${r.to}: name taken over from the retired table`)],
       };
     });
     return { message: result.message, lockHeldMs: result.lockHeldMs, statements: result.statements };

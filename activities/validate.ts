@@ -164,7 +164,7 @@ export async function validateCopy(input: ValidateInput): Promise<ValidationResu
       : `${stillDifferent.length} of ${first.ranges} key ranges still differ after ${REPAIR_PASSES} repair passes: ${list(stillDifferent)}; ` +
         `${displayName(spec.source)} maps to ${first.source.rows} rows (checksum ${first.source.checksum}), ${displayName(spec.target)} held ${first.target.rows} (checksum ${first.target.checksum}) before repair${excluded}`;
     const result = { ok, source: first.source, target: first.target, inFlightKeys: first.inFlightKeys, rangesChecked: first.ranges, repaired, stillDifferent, message };
-    return ok && input.foreignKeys?.length ? withForeignKeys(url, input, result) : result;
+    return ok && input.foreignKeys?.some((fk) => fk.validated !== false) ? withForeignKeys(url, input, result) : result;
   });
 }
 
@@ -174,7 +174,7 @@ export async function validateCopy(input: ValidateInput): Promise<ValidationResu
  * named: VALIDATE at cutover would refuse the same rows.
  */
 async function withForeignKeys(url: string, input: ValidateInput, result: ValidationResult): Promise<ValidationResult> {
-  const fks = input.foreignKeys!;
+  const fks = input.foreignKeys!.filter((fk) => fk.validated !== false);
   const counted = await withClient(url, async (client) => {
     const out: { name: string; orphans: number }[] = [];
     for (const fk of fks) {

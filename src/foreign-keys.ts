@@ -31,6 +31,11 @@ export interface OutboundForeignKey {
   initiallyDeferred: boolean;
   /** As PostgreSQL prints it, for people. */
   definition: string;
+  /**
+   * Validated where it comes from. One left NOT VALID on purpose (old rows that break it) stays so on the new
+   * table: no orphan check before the gate, no VALIDATE after cutover. Absent: validated.
+   */
+  validated?: boolean;
 }
 
 const ACTIONS: Record<string, string> = { a: 'NO ACTION', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT' };
@@ -45,7 +50,7 @@ export async function outboundForeignKeys(client: pg.Client, tableOid: number): 
             c.confupdtype::text AS "onUpdate", c.confdeltype::text AS "onDelete",
             array(SELECT a.attname FROM unnest(coalesce((to_jsonb(c) ->> 'confdelsetcols')::int2[], '{}')) WITH ORDINALITY k(n, o)
                    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS "onDeleteColumns",
-            c.confmatchtype = 'f' AS "matchFull", c.condeferrable AS deferrable, c.condeferred AS "initiallyDeferred",
+            c.confmatchtype = 'f' AS "matchFull", c.condeferrable AS deferrable, c.condeferred AS "initiallyDeferred", c.convalidated AS validated,
             pg_get_constraintdef(c.oid) AS definition
        FROM pg_constraint c WHERE c.conrelid = $1 AND c.contype = 'f' AND c.conparentid = 0 ORDER BY c.conname`,
     [tableOid]);

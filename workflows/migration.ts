@@ -373,7 +373,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await gate('cutover', (settled) => followSource(replay, settled));
     await checkpoint();
     await enter('cutover');
-    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, foreignKeys: report.foreignKeys, partition: report.partition, partitions: report.partitions, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
+    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, foreignKeys: report.foreignKeys, partition: report.partition, partitions: report.partitions, stamp: stampOf(info.startTime), lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
     // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
     compensations.unshift({ name: 'swapBack', run: () => long.swapBack(swap) });
     const swapped = await long.swapTables(swap);

@@ -70,3 +70,20 @@ test('a foreign key the target adds that the source rows break fails validation 
   expect(end.outcome?.reason).toMatch(/\d+ rows/);
   expect(end.gates[0]!.state).toBe('pending');
 });
+
+test('a foreign key NOT VALID on purpose in the source (old rows break it) is carried NOT VALID: no orphan check, no VALIDATE', async () => {
+  const t = uniqueName('people');
+  await orgTeamPeople(t, false); // team_id 11 and 12 have no team
+  await sql(`ALTER TABLE public.${t} ADD CONSTRAINT legacy_team FOREIGN KEY (team_id) REFERENCES public.${t}_team NOT VALID`);
+  const planName = t.replace(/_/g, '-');
+  expect((await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`))])).code).toBe(0);
+  await waitFor(planName, atPhase('awaiting_cutover'));
+  expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+  await waitFor(planName, atPhase('awaiting_drop'));
+  expect(await sql(`SELECT convalidated AS validated FROM pg_constraint WHERE conrelid = $1::regclass AND conname = 'legacy_team'`, [`public.${t}`]))
+    .toEqual([{ validated: false }]);
+  // Still enforced for new rows, as in the source.
+  await expect(sql(`INSERT INTO public.${t} (id, org_id, team_id) VALUES (99999, 1, 77)`)).rejects.toThrow(/legacy_team/);
+  expect((await runCli(['abort', planName])).code).toBe(0);
+  await waitFor(planName, atPhase('rolled_back'));
+});

@@ -1,0 +1,63 @@
+/**
+ * The new table takes the old table's index and constraint names at cutover (applications name them:
+ * `ON CONFLICT ON CONSTRAINT <table>_pkey`, error handlers matching a constraint name), and the original table
+ * gets them back on rollback.
+ */
+import { atPhase, basePlan, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
+
+/** Index names, and the names of the constraints that are not indexes, by definition (table names left out). */
+async function names(table: string): Promise<{ indexes: string[]; constraints: string[] }> {
+  const indexes = await sql<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass ORDER BY 1`, [table]);
+  const constraints = await sql<{ name: string }>(
+    `SELECT conname AS name FROM pg_constraint WHERE conrelid = $1::regclass AND contype IN ('c', 'f') ORDER BY 1`, [table]);
+  return { indexes: indexes.map((r) => r.name), constraints: constraints.map((r) => r.name) };
+}
+
+async function itemsWithNamedConstraints(t: string): Promise<void> {
+  await sql(`CREATE TABLE public.${t}_cat (id int PRIMARY KEY)`);
+  await sql(`INSERT INTO public.${t}_cat SELECT generate_series(1, 5)`);
+  await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(8,2) CHECK (price >= 0),
+               cat int REFERENCES public.${t}_cat)`);
+  await sql(`CREATE INDEX ${t}_by_price ON public.${t} (price)`);
+  await sql(`INSERT INTO public.${t} SELECT g, 'sku-' || g, g, 1 + g % 5 FROM generate_series(1, 500) g`);
+}
+
+async function migrate(rollback: boolean): Promise<void> {
+  const t = uniqueName('items');
+  await itemsWithNamedConstraints(t);
+  const before = await names(`public.${t}`);
+  const planName = t.replace(/_/g, '-');
+  // The plan's own DDL: PostgreSQL names everything after the new table (<t>_v2_pkey, <t>_v2_sku_key, ...).
+  const plan = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
+    create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(8,2) CHECK (price >= 0),
+               cat int REFERENCES public.${t}_cat, note text);
+             CREATE INDEX ${t}_v2_by_price ON public.${t}_v2 (price)`,
+  }));
+  expect((await runCli(['start', plan])).code).toBe(0);
+  await waitFor(planName, atPhase('awaiting_cutover'));
+  expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+  await waitFor(planName, atPhase('awaiting_drop'));
+  expect(await names(`public.${t}`)).toEqual(before);
+  // What the application does with the names works on the new table.
+  await sql(`INSERT INTO public.${t} (id, sku, price) VALUES (1, 'dup', 1) ON CONFLICT ON CONSTRAINT ${t}_pkey DO NOTHING`);
+  await expect(sql(`INSERT INTO public.${t} (id, sku, price) VALUES (9001, 'x', -1)`)).rejects.toThrow(`"${t}_price_check"`);
+  await expect(sql(`INSERT INTO public.${t} (id, sku, cat) VALUES (9002, 'y', 99)`)).rejects.toThrow(`"${t}_cat_fkey"`);
+  // The retired table's indexes are out of the way, under the retired suffix.
+  const retired = await names((await statusOf(planName)).retiredTable!);
+  expect(retired.indexes.every((n) => /_retired_\d{14}$/.test(n))).toBe(true);
+  if (rollback) {
+    expect((await runCli(['rollback', planName, '--as', 'carol'])).code).toBe(0);
+    await waitFor(planName, atPhase('rolled_back'));
+    expect(await names(`public.${t}`)).toEqual(before);
+    await sql(`INSERT INTO public.${t} (id, sku, price) VALUES (1, 'dup', 1) ON CONFLICT ON CONSTRAINT ${t}_pkey DO NOTHING`);
+  }
+}
+
+test('index and constraint names of the old table are the new table\'s after cutover', async () => {
+  await migrate(false);
+});
+
+test('and the original table has them back after rollback', async () => {
+  await migrate(true);
+});
