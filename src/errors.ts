@@ -20,6 +20,7 @@ export const FATAL = {
   Rejected: 'an approver said no',
   GateTimeout: 'no decision before the gate timed out',
   Aborted: 'an operator aborted the migration',
+  RollbackRequested: 'an operator asked for the old table back after cutover',
   BadBackupRequest: 'a backup names a table that does not exist, a directory that is not empty, or a key that is missing',
   BadRestore: 'a restore names an export, table or key that does not fit the live database, or the restored rows break a constraint',
   BackupNotVerified: 'an export did not pass verification: it is kept, but it is not a backup',

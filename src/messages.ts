@@ -143,6 +143,8 @@ export interface MigrationStatus {
   phase: Phase;
   paused: boolean;
   abortRequested: boolean;
+  /** Set when the abort is a rollback asked for after cutover: who asked (the status line says rollback, not abort). */
+  rollbackRequestedBy?: string;
   copy: CopyStatus;
   catchUp: CatchUpStatus;
   validation?: ValidationResult;
@@ -226,4 +228,16 @@ export function restoreWorkflowId(suffix: string): string {
 
 export function isRestoreWorkflowId(id: string): boolean {
   return id.startsWith('restore-');
+}
+
+/** What a finished migration says the live name is now: the new table, or (compatibility view) a view over it. */
+export function doneReason(names: { source: string; target: string }, compatView: boolean, rows: number): string {
+  return compatView
+    ? `${names.target} is the new table and ${names.source} a view over it with the old columns; ${rows} rows moved`
+    : `${names.source} now has the new shape; ${rows} rows moved`;
+}
+
+/** Why a migration rolled back when an operator asked for it after cutover (not an abort, not a failure). */
+export function rollbackRequestedReason(by: string, reason?: string): string {
+  return `rolled back after cutover at the request of ${by}${reason ? `: ${reason}` : ''}`;
 }

@@ -13,7 +13,7 @@ import type { CopyProgress } from '../activities/copy';
 import type { PreflightReport } from '../activities/preflight';
 import { fatal } from '../src/errors';
 import {
-  abort, approve, BACKUP_KEY_ENV, MIGRATION_PHASE, pause, reject, resume, rollback, status,
+  abort, approve, BACKUP_KEY_ENV, doneReason, rollbackRequestedReason, MIGRATION_PHASE, pause, reject, resume, rollback, status,
   type ApproveArgs, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
 } from '../src/messages';
 import type { SwapBackRefusal } from '../src/rollback-feasibility';
@@ -72,6 +72,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   let eventNo = 0;
   let dropStarted = false;
   let cutoverAt: number | undefined;
+  /** Who asked for the old table back after cutover (safeshift rollback), so the outcome says so, not "aborted". */
+  let rollbackAsked: { by: string; reason?: string } | undefined;
   /** How many times the original table refused the swap back, and whether an operator asked for another try. */
   let rollbackBlocks = 0;
   let rollbackRetry = false;
@@ -99,10 +101,17 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     });
   }
 
+  /** An abort, or a rollback asked for after cutover, as the failure that starts the compensations. */
+  function stopped(where: string): Error {
+    return rollbackAsked
+      ? fatal('RollbackRequested', rollbackRequestedReason(rollbackAsked.by, rollbackAsked.reason))
+      : fatal('Aborted', `aborted by an operator${where}`);
+  }
+
   /** Between steps: hold while paused; an abort turns into the failure that starts the rollback. */
   async function checkpoint(): Promise<void> {
     await wf.condition(() => !state.paused || state.abortRequested);
-    if (state.abortRequested) throw fatal('Aborted', 'aborted by an operator');
+    if (state.abortRequested) throw stopped('');
   }
 
   const openGate = (): GateStatus | undefined => state.gates.find((g) => g.state === 'open');
@@ -148,6 +157,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
   wf.setHandler(rollback, async (args: OperatorArgs) => {
     if (state.rollbackBlocked) return retryRollback(args, 'rollback');
+    rollbackAsked = { by: args.by ?? 'operator', reason: args.reason };
+    state.rollbackRequestedBy = rollbackAsked.by;
     state.abortRequested = true;
     await audit(args.by ?? 'operator', 'rollback', { reason: args.reason ?? null });
     return `rolling back ${state.source}: writes made since cutover go back to the original table, then the names are swapped back`;
@@ -225,7 +236,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await background;
     if (backgroundFailure !== undefined && !wf.isCancellation(backgroundFailure)) throw backgroundFailure;
     if (backgroundFailure !== undefined) timedOut = false;
-    if (state.abortRequested) throw fatal('Aborted', `aborted by an operator at the ${name} gate`);
+    if (state.abortRequested) throw stopped(` at the ${name} gate`);
     if (!decided) {
       g.state = 'timed_out';
       throw fatal('GateTimeout', `no decision at the ${name} gate within ${formatDuration(cfg.timeout!)}`);
@@ -238,7 +249,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const notBefore = cutoverAt + plan.approvals.drop.notBefore;
       const wait = notBefore - Date.now();
       g.notBefore = new Date(notBefore).toISOString();
-      if (wait > 0 && (await wf.condition(() => state.abortRequested, wait))) throw fatal('Aborted', 'aborted by an operator while the drop gate waited for its retention time');
+      if (wait > 0 && (await wf.condition(() => state.abortRequested, wait))) throw stopped(' while the drop gate waited for its retention time');
     }
   }
 
@@ -394,7 +405,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await quick.removeChangeCapture({ ...capture, sourceOid: targetOid }); // the reverse capture on the live table
 
     touch();
-    state.outcome = { phase: 'done', reason: `${state.source} now has the new shape; ${state.copy.rowsCopied} rows moved` };
+    state.outcome = { phase: 'done', reason: doneReason(state, report.compatView !== null, state.copy.rowsCopied) };
     await enter('done', {}, { reason: state.outcome.reason });
   } catch (err) {
     const reason = failureMessage(err);

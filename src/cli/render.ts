@@ -19,7 +19,7 @@ function bar(done: number, total: number, width = 30): string {
 
 export function renderStatus(workflowId: string, s: MigrationStatus, uiUrl?: string): string {
   const lines = [
-    `${workflowId}: ${s.phase}${s.paused ? ' (paused)' : ''}${s.abortRequested ? ' (abort requested)' : ''}`,
+    `${workflowId}: ${s.phase}${s.paused ? ' (paused)' : ''}${s.rollbackRequestedBy ? ` (rollback requested by ${s.rollbackRequestedBy})` : s.abortRequested ? ' (abort requested)' : ''}`,
     `  ${s.source} -> ${s.target}   requested by ${s.requestedBy}   plan sha256:${s.planHash.slice(0, 16)}`,
   ];
   const c = s.copy;

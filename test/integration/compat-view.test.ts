@@ -80,6 +80,7 @@ test('compat view: new table under its own name, the old name a security_invoker
   const rolled = await runCli(['rollback', planName, '--as', 'carol', '--reason', 'old code still breaks']);
   expect(rolled).toMatchObject({ code: 0, stderr: '' });
   const end = await waitFor(planName, atPhase('rolled_back'));
+  expect(end.outcome?.reason).toBe('rolled back after cutover at the request of carol: old code still breaks');
   expect(end.compensations[0]).toEqual({ name: 'swapBack', state: 'done' });
   expect(await sql(`SELECT oid::int AS oid, relkind FROM pg_class WHERE oid = $1::regclass`, [`public.${t}`])).toEqual([{ oid, relkind: 'r' }]);
   expect(await sql(`SELECT id, title, status FROM public.${t} WHERE id IN (7, 301) ORDER BY id`)).toEqual([
