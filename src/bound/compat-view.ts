@@ -1,0 +1,56 @@
+/**
+ * `cutover.compatView`: the old name as a view over the new table, carrying the old table's grants. Made after
+ * the move (the objects followed the new table home by OID); recognised on swap back, which drops it when it is
+ * the one cutover made (or one just like it).
+ */
+import type pg from 'pg';
+import { compatViewSql, type CompatColumn } from '../projection';
+import { displayName, qualified, quoteLiteral, type TableRef } from '../sql';
+import { grantAsOnOldTable, type CapturedGrants } from './grants';
+import { Mover } from './mover';
+
+/** How the compatibility view says what it is (a person reading \d+ sees it too). */
+const COMPAT_VIEW_COMMENT = 'safeshift compatibility view: the old name of';
+
+/**
+ * `cutover.compatView`, after the move: the new table has been given back its own name (`over`) and the old
+ * name becomes a view over it (`compatViewSql`) carrying the old table's grants, so code that still uses the old
+ * name keeps reading (and writing its plain columns) with the rights it had, under the new table's policies.
+ * Grants go to the view only: the new table has them already (moveBoundObjects), and with `security_invoker`
+ * the reader needs both.
+ */
+export async function createCompatView(
+  client: pg.Client,
+  captured: CapturedGrants & { live: TableRef },
+  over: TableRef,
+  columns: CompatColumn[],
+  options: { dryRun?: boolean } = {},
+): Promise<{ statements: string[]; problems: string[] }> {
+  const m = new Mover(client, options.dryRun ?? false);
+  const view = captured.live;
+  const made = await m.object(`compatibility view ${displayName(view)}`, async (run) => {
+    await run(compatViewSql(view, over, columns));
+    await run(`COMMENT ON VIEW ${qualified(view)} IS ${quoteLiteral(`${COMPAT_VIEW_COMMENT} ${displayName(over)}`)}`);
+  });
+  if (made) {
+    const [me] = await m.rows<{ owner: string }>(`SELECT current_user AS owner`, []);
+    await grantAsOnOldTable(m, captured, view, me!.owner, new Set(columns.map((c) => c.name)));
+  }
+  return { statements: m.statements, problems: m.problems };
+}
+
+/**
+ * Swap back in `compatView` mode: true when `view` is a view that reads `overOid` and nothing else, i.e. the
+ * compatibility view cutover made (or one just like it), so dropping it loses nothing.
+ */
+export async function isCompatViewOver(client: pg.Client, view: TableRef, overOid: number): Promise<boolean> {
+  const { rows } = await client.query<{ reads: number[] }>(
+    `SELECT array_agg(DISTINCT d.refobjid::int8::float8) AS reads
+       FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
+       JOIN pg_rewrite r ON r.ev_class = v.oid
+       JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+      WHERE n.nspname = $1 AND v.relname = $2 AND v.relkind = 'v'`,
+    [view.schema, view.name]);
+  const reads = rows[0]?.reads ?? [];
+  return reads.length === 1 && Number(reads[0]) === overOid;
+}

@@ -1,0 +1,101 @@
+/**
+ * Grants: the table's privileges, table level (pg_class.relacl) and column level (pg_attribute.attacl), and its
+ * owner. Captured as catalog data and rebuilt as GRANT statements: on the new table at cutover, on the
+ * compatibility view (compat-view.ts), on the original table on swap back (the same move, the other way).
+ */
+import { displayName, qualified, quoteIdent, type TableRef } from '../sql';
+import { grantee, roleName, type CatalogQuery, type MoveTarget, type Mover } from './mover';
+
+const PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN']);
+
+export interface BoundGrant {
+  /** Role name; null for PUBLIC. */
+  grantee: string | null;
+  privilege: string;
+  grantable: boolean;
+}
+
+export interface CapturedGrants {
+  grants: BoundGrant[];
+  columnGrants: (BoundGrant & { column: string })[];
+}
+
+export async function captureGrants(q: CatalogQuery): Promise<CapturedGrants> {
+  const grants = await q<BoundGrant>(
+    `SELECT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee) END AS grantee,
+            x.privilege_type AS privilege, x.is_grantable AS grantable
+       FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) x WHERE c.oid = $1
+      ORDER BY 1 NULLS FIRST, 2`);
+  const columnGrants = await q<BoundGrant & { column: string }>(
+    `SELECT a.attname AS column, CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee) END AS grantee,
+            x.privilege_type AS privilege, x.is_grantable AS grantable
+       FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) x
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum, 2 NULLS FIRST, 3`);
+  return { grants, columnGrants };
+}
+
+/**
+ * The old table's grants, table and column level, given on `on` (the new table, or the compatibility view);
+ * `owner` (who holds every privilege on `on` already) is skipped, as are columns `on` lacks (a problem each).
+ */
+export async function grantAsOnOldTable(m: Mover, captured: CapturedGrants, on: TableRef, owner: string, columns: Set<string>): Promise<void> {
+  const shown = displayName(on);
+  const byGrantee = new Map<string, { grantee: string | null; grantable: boolean; privileges: string[] }>();
+  for (const g of captured.grants) {
+    if (g.grantee === owner) continue;
+    if (!PRIVILEGES.has(g.privilege)) {
+      m.problems.push(`grant ${g.privilege} on ${shown} to ${roleName(g.grantee)}: unknown privilege, not granted`);
+      continue;
+    }
+    const key = JSON.stringify([g.grantee, g.grantable]);
+    const entry = byGrantee.get(key) ?? { grantee: g.grantee, grantable: g.grantable, privileges: [] };
+    entry.privileges.push(g.privilege);
+    byGrantee.set(key, entry);
+  }
+  for (const g of byGrantee.values()) {
+    await m.object(`grant ${g.privileges.join(', ')} on ${shown} to ${roleName(g.grantee)}`, async (run) => {
+      await run(`GRANT ${g.privileges.join(', ')} ON TABLE ${qualified(on)} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+    });
+  }
+  for (const g of captured.columnGrants) {
+    const label = `column grant ${g.privilege} (${g.column}) on ${shown} to ${roleName(g.grantee)}`;
+    if (!PRIVILEGES.has(g.privilege)) { m.problems.push(`${label}: unknown privilege, not granted`); continue; }
+    if (!columns.has(g.column)) { m.problems.push(`${label}: ${shown} has no column ${g.column}; not granted`); continue; }
+    if (g.grantee === owner) continue;
+    await m.object(label, async (run) => {
+      await run(`GRANT ${g.privilege} (${quoteIdent(g.column)}) ON TABLE ${qualified(on)} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+    });
+  }
+}
+
+/** The owner is not changed; the old owner's privileges are granted instead. The new owner holds every privilege already. */
+export async function moveGrants(m: Mover, captured: CapturedGrants & { owner: string }, to: MoveTarget): Promise<void> {
+  if (to.row.owner !== captured.owner) {
+    m.problems.push(`owner: ${to.shown} is owned by ${to.row.owner}, the old table by ${captured.owner} (not changed; the old owner's privileges are granted below)`);
+  }
+  await grantAsOnOldTable(m, captured, to.ref, to.row.owner, to.columns);
+  // Privileges the new table has and the old one had not (default privileges, target DDL): widened access.
+  const had = new Set(captured.grants.map((g) => JSON.stringify([g.grantee, g.privilege])));
+  const extra = await m.rows<{ grantee: string | null; privilege: string }>(
+    `SELECT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee) END AS grantee, x.privilege_type AS privilege
+       FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) x WHERE c.oid = $1 AND x.grantee <> c.relowner ORDER BY 1 NULLS FIRST, 2`,
+    [to.oid]);
+  for (const e of extra) {
+    if (!had.has(JSON.stringify([e.grantee, e.privilege])) && e.grantee !== captured.owner) {
+      m.problems.push(`grant ${e.privilege} on ${to.shown} to ${roleName(e.grantee)}: the new table has it, the old table did not (default privileges or target DDL); not revoked`);
+    }
+  }
+}
+
+export function describeGrants(b: CapturedGrants & { owner: string }): string[] {
+  const grants = new Map<string, string[]>();
+  for (const g of b.grants) {
+    if (g.grantee === b.owner) continue;
+    const key = `${roleName(g.grantee)}${g.grantable ? ' (with grant option)' : ''}`;
+    grants.set(key, [...(grants.get(key) ?? []), g.privilege]);
+  }
+  const lines = [...grants].map(([who, privs]) => `grant ${privs.join(', ')} to ${who}: granted on the new table`);
+  for (const g of b.columnGrants) lines.push(`column grant ${g.privilege} (${g.column}) to ${roleName(g.grantee)}: granted where the column exists`);
+  return lines;
+}
