@@ -25,11 +25,10 @@ import {
   addBoundCheck, attachPartition, detachPartition, lockParent, swapPartitions, validateBoundCheck, type PartitionOf, type PartitionPair,
 } from '../src/partition';
 import { fatal } from '../src/errors';
-import type { CopySpec } from '../src/projection';
+import { columnRenames, type CompatColumn, type CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
 import { lockExclusive, moveTable, newTableHome, whileAt } from '../src/swap';
-import type { CompatColumn } from '../src/projection';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 
@@ -101,7 +100,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       await moveTable(client, spec.source, retired);
       // Before the moves: a self-reference must be the new table's own when the old one's is looked at.
       const keys = await addForeignKeys(client, input.foreignKeys ?? [], input.targetOid);
-      const moved = await moveToNewTable(client, bound, input.sourceOid, { oid: input.targetOid, home: spec.target }, input.compatView ?? null);
+      const moved = await moveToNewTable(client, bound, input.sourceOid, { oid: input.targetOid, home: spec.target }, input.compatView ?? null,
+        { columnRenames: columnRenames(spec.columns) });
       // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
       if (moved.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
       if (moved.compatProblems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot take the live name: ${moved.compatProblems.join('; ')}`);
@@ -204,7 +204,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
       const pairs = await swapPartitions(client, input.partitions ?? [], 'back');
       if (pairs.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original partitions: ${pairs.problems.join('; ')}`);
       // With a compatibility view, what reads the new table moves last: the parked view reads it until dropped.
-      const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid }, { readersLater: Boolean(input.compatView) });
+      const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid }, { readersLater: Boolean(input.compatView), columnRenames: columnRenames(input.reverse.columns) });
       if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);
       if (parked) {
         const viewReaders = await moveReaders(client, parked.readers, parked.oid);

@@ -13,7 +13,7 @@ import { pgErrorCode } from '../src/db';
 import { statementKinds } from '../src/statements';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
-import { mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
+import { columnRenames, mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
 import { riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
@@ -355,7 +355,7 @@ async function tryTargetDdl(
     // The default target (LIKE) has no foreign keys: it gets the source's. A DDL target gets its own.
     const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
     const partitions = await partitionPairs(client, target, shape, problems, moves);
-    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions }, problems, moves);
+    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions, columns }, problems, moves);
     const risks = problems.length ? [] : rollbackRisks(await reverseColumns(client, source, target, reverse.columns));
     const constraints = await checkConstraints(client, {
       source: { ref: plan.source, oid: source.oid, columns: source.columns.map((c) => c.name) }, targetOid: target.oid,
@@ -474,7 +474,9 @@ export function compatViewColumns(source: TableInfo, target: TableInfo, reverse:
  */
 async function rehearseCutover(
   client: pg.Client, plan: Plan, sourceOid: number, targetOid: number,
-  { compatView, foreignKeys, partition, partitions }: { compatView: CompatColumn[] | null; foreignKeys: OutboundForeignKey[]; partition: PartitionOf | null; partitions: PartitionPair[] },
+  { compatView, foreignKeys, partition, partitions, columns }: {
+    compatView: CompatColumn[] | null; foreignKeys: OutboundForeignKey[]; partition: PartitionOf | null; partitions: PartitionPair[]; columns: MappedColumn[];
+  },
   problems: string[], moves: string[],
 ): Promise<void> {
   await client.query('SAVEPOINT rehearsal');
@@ -488,7 +490,7 @@ async function rehearseCutover(
     }
     await moveTable(client, plan.source, { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_retired_rehearsal') });
     await addForeignKeys(client, foreignKeys, targetOid);
-    const result = await moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: plan.target }, compatView, { dryRun: true });
+    const result = await moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: plan.target }, compatView, { dryRun: true, columnRenames: columnRenames(columns) });
     if (partitions.length && result.problems.length === 0) {
       problems.push(...(await swapPartitions(client, partitions, 'forward', { dryRun: true })).problems.map((p) => `cutover: ${p}`));
     }

@@ -63,6 +63,8 @@ export interface MoveOptions {
    * proof that the old table is free) to `moveReaders`, once the compatibility view has the live name.
    */
   readersLater?: boolean;
+  /** Old table column → the new table column that carries it under another name (`columnRenames`). */
+  columnRenames?: Record<string, string>;
 }
 
 export interface MoveResult {
@@ -158,7 +160,7 @@ export async function moveBoundObjects(
   // view they must wait until the view has the live name (`readersLater`, then `moveReaders`); the proof that the
   // old table drops without CASCADE comes after everything, since the kinds before it take away what held the old
   // table (inbound foreign keys, shared sequences, readers).
-  await moveGrants(m, captured, target);
+  await moveGrants(m, captured, target, options.columnRenames ?? {});
   await moveRowSecurity(m, captured, target);
   await movePolicies(m, captured.policies, target);
   await moveTriggers(m, captured.triggers, target);

@@ -60,6 +60,27 @@ export function mappedExpression(c: MappedColumn, as: 'copy' | 'stored' = 'copy'
   return `(\n${c.expr}\n)::${as === 'copy' ? c.copyType : c.type}`;
 }
 
+/** The column a mapping expression names as it is (`"x"`, or a plain `x`), or undefined for anything else. */
+export function plainColumn(expr: string): string | undefined {
+  const e = expr.trim();
+  const quoted = /^"((?:[^"]|"")+)"$/.exec(e);
+  if (quoted) return quoted[1]!.replace(/""/g, '"');
+  return /^[a-z_][a-z0-9_$]*$/.test(e) ? e : undefined;
+}
+
+/**
+ * Columns the mapping carries unchanged under another name (`display_name: full_name`): old name → new name. What
+ * names a column (a column grant, say) follows it there.
+ */
+export function columnRenames(columns: MappedColumn[]): Record<string, string> {
+  const renames: Record<string, string> = {};
+  for (const c of columns) {
+    const from = plainColumn(c.expr);
+    if (from !== undefined && from !== c.target) renames[from] = c.target;
+  }
+  return renames;
+}
+
 function keyTuple(key: KeyColumn[]): string {
   const cols = key.map((k) => quoteIdent(k.name));
   return cols.length === 1 ? cols[0]! : `(${cols.join(', ')})`;

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { compatViewSql, type CompatColumn } from '../projection';
 import { displayName, qualified, quoteLiteral, type TableRef } from '../sql';
 import { grantAsOnOldTable, type CapturedGrants } from './grants';
-import { Mover } from './mover';
+import { Mover, roleName } from './mover';
 
 /** How the compatibility view says what it is (a person reading \d+ sees it too). */
 const COMPAT_VIEW_COMMENT = 'safeshift compatibility view: the old name of';
@@ -36,7 +36,28 @@ export async function createCompatView(
     const [me] = await m.rows<{ owner: string }>(`SELECT current_user AS owner`, []);
     await grantAsOnOldTable(m, captured, view, me!.owner, new Set(columns.map((c) => c.name)));
   }
-  return { statements: m.statements, problems: m.problems };
+  return { statements: m.statements, problems: [...m.problems, ...columnOnlyReaders(captured, view, over)] };
+}
+
+/**
+ * Roles that hold a privilege on only some columns of the old table. Through a `security_invoker` view PostgreSQL
+ * checks the reader's privilege on every column of the new table the view reads, whatever the query selects, so
+ * they would be refused at the old name; granting them the other columns would widen their access. Refused, named.
+ */
+function columnOnlyReaders(captured: CapturedGrants, view: TableRef, over: TableRef): string[] {
+  const whole = new Set(captured.grants.map((g) => JSON.stringify([g.grantee, g.privilege])));
+  const partial = new Map<string, { grantee: string | null; privilege: string; columns: string[] }>();
+  for (const g of captured.columnGrants) {
+    const key = JSON.stringify([g.grantee, g.privilege]);
+    if (whole.has(key)) continue;
+    const entry = partial.get(key) ?? { grantee: g.grantee, privilege: g.privilege, columns: [] };
+    entry.columns.push(g.column);
+    partial.set(key, entry);
+  }
+  return [...partial.values()].map((p) =>
+    `role ${roleName(p.grantee)} has ${p.privilege} on only some columns of ${displayName(view)} (${p.columns.join(', ')}): through the ` +
+    `security_invoker view PostgreSQL checks ${p.privilege} on every column of ${displayName(over)} the view reads, so it would be refused at ` +
+    `${displayName(view)}; grant it ${p.privilege} on the whole table, or use compatView: false`);
 }
 
 /**

@@ -39,7 +39,9 @@ export async function captureGrants(q: CatalogQuery): Promise<CapturedGrants> {
  * The old table's grants, table and column level, given on `on` (the new table, or the compatibility view);
  * `owner` (who holds every privilege on `on` already) is skipped, as are columns `on` lacks (a problem each).
  */
-export async function grantAsOnOldTable(m: Mover, captured: CapturedGrants, on: TableRef, owner: string, columns: Set<string>): Promise<void> {
+export async function grantAsOnOldTable(
+  m: Mover, captured: CapturedGrants, on: TableRef, owner: string, columns: Set<string>, renames: Record<string, string> = {},
+): Promise<void> {
   const shown = displayName(on);
   const byGrantee = new Map<string, { grantee: string | null; grantable: boolean; privileges: string[] }>();
   for (const g of captured.grants) {
@@ -59,22 +61,24 @@ export async function grantAsOnOldTable(m: Mover, captured: CapturedGrants, on: 
     });
   }
   for (const g of captured.columnGrants) {
-    const label = `column grant ${g.privilege} (${g.column}) on ${shown} to ${roleName(g.grantee)}`;
+    // A column the mapping renamed keeps its grants under its new name.
+    const column = Object.hasOwn(renames, g.column) ? renames[g.column]! : g.column;
+    const label = `column grant ${g.privilege} (${column}) on ${shown} to ${roleName(g.grantee)}`;
     if (!PRIVILEGES.has(g.privilege)) { m.problems.push(`${label}: unknown privilege, not granted`); continue; }
-    if (!columns.has(g.column)) { m.problems.push(`${label}: ${shown} has no column ${g.column}; not granted`); continue; }
+    if (!columns.has(column)) { m.problems.push(`${label}: ${shown} has no column ${column}; not granted`); continue; }
     if (g.grantee === owner) continue;
     await m.object(label, async (run) => {
-      await run(`GRANT ${g.privilege} (${quoteIdent(g.column)}) ON TABLE ${qualified(on)} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+      await run(`GRANT ${g.privilege} (${quoteIdent(column)}) ON TABLE ${qualified(on)} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
     });
   }
 }
 
 /** The owner is not changed; the old owner's privileges are granted instead. The new owner holds every privilege already. */
-export async function moveGrants(m: Mover, captured: CapturedGrants & { owner: string }, to: MoveTarget): Promise<void> {
+export async function moveGrants(m: Mover, captured: CapturedGrants & { owner: string }, to: MoveTarget, renames: Record<string, string>): Promise<void> {
   if (to.row.owner !== captured.owner) {
     m.problems.push(`owner: ${to.shown} is owned by ${to.row.owner}, the old table by ${captured.owner} (not changed; the old owner's privileges are granted below)`);
   }
-  await grantAsOnOldTable(m, captured, to.ref, to.row.owner, to.columns);
+  await grantAsOnOldTable(m, captured, to.ref, to.row.owner, to.columns, renames);
   // Privileges the new table has and the old one had not (default privileges, target DDL): widened access.
   const had = new Set(captured.grants.map((g) => JSON.stringify([g.grantee, g.privilege])));
   const extra = await m.rows<{ grantee: string | null; privilege: string }>(
