@@ -14,7 +14,7 @@ import { statementKinds } from '../src/statements';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
 import { columnRenames, mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
-import { riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
+import { compatReaderWarning, riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
 import { checkConstraints } from '../src/constraints';
@@ -168,12 +168,13 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   let compatView: CompatColumn[] | null = null;
   let textOnly: string[] = [];
   let risks: RollbackRisk[] = [];
+  let readerRisks: RollbackRisk[] = [];
   let foreignKeys: OutboundForeignKey[] = [];
   const moves: string[] = [];
   let partitions: PartitionPair[] = [];
   let constraintNotes: string[] = [];
   if (problems.length === 0) {
-    ({ columns, reverse, compatView, textOnly, risks, foreignKeys, partitions, constraintNotes } =
+    ({ columns, reverse, compatView, textOnly, risks, readerRisks, foreignKeys, partitions, constraintNotes } =
       await tryTargetDdl(client, plan, source, key, { createSql, partition, sourcePartitions, stamp }, problems, moves));
   }
   if (problems.length) throw new PlanCheckFailed(problems);
@@ -187,7 +188,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
       'rows updated after cutover keep their old values there, rows inserted after cutover get defaults' +
       (strict.length ? `; ${strict.join(', ')} ${strict.length > 1 ? 'are' : 'is'} NOT NULL without a default, so a rollback after rows were inserted would fail` : ''));
   }
-  warnings.push(...risks.map(riskWarning));
+  warnings.push(...risks.map(riskWarning), ...readerRisks.map((r) => compatReaderWarning(r, displayName(plan.source))));
   if (compatView) {
     const readOnly = compatView.filter((c) => !c.plain).map((c) => c.name);
     warnings.push(`at cutover: ${displayName(plan.target)} keeps its name and ${displayName(plan.source)} becomes a view over it with the old columns ` +
@@ -277,6 +278,8 @@ type Mappings = {
   textOnly: string[];
   /** Inverse-mapping columns a rollback can fail on or change. */
   risks: RollbackRisk[];
+  /** The same for readers of the compatibility view (empty without one). */
+  readerRisks: RollbackRisk[];
   /** Foreign keys the new table gets at cutover: the source's (default target) or the plan DDL's. */
   foreignKeys: OutboundForeignKey[];
   /** A partitioned source: its partitions and the new table's with the same bounds, which take their names. */
@@ -299,7 +302,7 @@ async function tryTargetDdl(
   client: pg.Client, plan: Plan, source: TableInfo, key: CopySpec['key'], shape: TargetShape, problems: string[], moves: string[],
 ): Promise<Mappings> {
   const { partition } = shape;
-  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], foreignKeys: [], partitions: [], constraintNotes: [] };
+  const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], readerRisks: [], foreignKeys: [], partitions: [], constraintNotes: [] };
   await client.query('BEGIN');
   try {
     const existed = await relationOids(client);
@@ -356,14 +359,17 @@ async function tryTargetDdl(
     const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
     const partitions = await partitionPairs(client, target, shape, problems, moves);
     if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions, columns }, problems, moves);
-    const risks = problems.length ? [] : rollbackRisks(await reverseColumns(client, source, target, reverse.columns));
+    const inverse = problems.length ? [] : await reverseColumns(client, source, target, reverse.columns);
+    const risks = rollbackRisks(inverse);
+    // Read through the compatibility view: the same casts, without the original table's NOT NULL (a rule for writes).
+    const readerRisks = compatView ? rollbackRisks(inverse.map((c) => ({ ...c, into: { ...c.into, notNull: false } }))) : [];
     const constraints = await checkConstraints(client, {
       source: { ref: plan.source, oid: source.oid, columns: source.columns.map((c) => c.name) }, targetOid: target.oid,
       carried: carriedColumns(source, target, columns), foreignKeys, drop: plan.dropConstraints,
       field: plan.createSql ? (plan.createFile ? 'createFile' : 'create') : 'target',
     });
     problems.push(...constraints.problems);
-    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, foreignKeys, partitions, constraintNotes: constraints.notes };
+    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, readerRisks, foreignKeys, partitions, constraintNotes: constraints.notes };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }

@@ -165,6 +165,20 @@ export function riskWarning(r: RollbackRisk): string {
 }
 
 /**
+ * What readers of the old name see through the compatibility view for one column at risk (the view casts the new
+ * value to the old type; NOT NULL is a rule for writes and does not apply to a view's readers). An explicit cast to
+ * a shorter character type cuts the value; other casts that do not fit fail the whole read.
+ */
+export function compatReaderWarning(r: RollbackRisk, view: string): string {
+  const from = r.from === 'expression' ? 'a reverse: expression' : `the new table's ${r.from}`;
+  const seen = r.effect === 'changed' ? 'see it rounded to the old type'
+    : /^character/.test(r.to) ? 'see values longer than the old type cut to fit (an explicit cast truncates)'
+    : 'fail reading that column on any row whose value does not fit (e.g. numeric field overflow)';
+  return `readers of ${view} (compatibility view): column ${r.column} is ${from} read as the old ${r.to}: ${r.reason}; they ${seen}; ` +
+    'a reverse: expression for the column (say, a clamp) decides what they see instead';
+}
+
+/**
  * SQLSTATEs whose PostgreSQL message names types, columns or constraints but never a value: these are shown as
  * they are. Others (22P02 invalid input, 22007 / 22008 dates, ...) quote the value, so only their class is told.
  */

@@ -123,3 +123,19 @@ test('compat view: when swap back is refused, the new table, live at its own nam
   expect(end.compensations[2]!.error).toMatch(/went live at cutover and was not swapped back; left in place/);
   expect(await sql(`SELECT count(*)::int AS n FROM ${schema}.${t}`)).toEqual([{ n: 301 }]);
 });
+
+test('the gate says what readers of the old name will see when a new value may not fit the old type', async () => {
+  const t = uniqueName('prices');
+  await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, price numeric(4,2) NOT NULL, code varchar(10))`);
+  const r = await runCli(['plan', 'validate', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
+    create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, price numeric(6,2), code varchar(40))`,
+    dropConstraints: ['price:NOT NULL'],
+    cutover: { compatView: true },
+  }))]);
+  expect(r.code).toBe(0);
+  // A price of 123.45 is valid in the new table; read as numeric(4,2) through the view it is an error.
+  expect(r.stdout).toMatch(new RegExp(`readers of public\\.${t} .*price .*numeric\\(6,2\\).*numeric\\(4,2\\).*fail`));
+  expect(r.stdout).toMatch(new RegExp(`readers of public\\.${t} .*code .*character varying\\(40\\)`));
+  // NOT NULL is the original table's rule for writes; a view has no such rule for readers.
+  expect(r.stdout).not.toMatch(/readers of [^\n]*allows NULL/);
+});
