@@ -41,13 +41,20 @@ import { captureRowSecurity, describeRowSecurity, moveRowSecurity, type Captured
 import { captureSequences, describeSequences, moveSequences, type CapturedSequences } from './bound/sequences';
 import { captureTriggers, describeTriggers, moveTriggers, type CapturedTriggers } from './bound/triggers';
 import { captureViews, describeViews, moveViews, type CapturedViews } from './bound/views';
+import {
+  captureMaterializedViews, describeMaterializedViews, moveMaterializedViews, type CapturedMaterializedViews,
+} from './bound/materialized-views';
+import {
+  captureRowTypeFunctions, describeRowTypeFunctions, moveRowTypeFunctions, type CapturedRowTypeFunctions,
+} from './bound/row-type-functions';
 
 export { isCompatViewOver } from './bound/compat-view';
 export type { BoundGrant } from './bound/grants';
 export { validateForeignKeys, type ForeignKeyRef } from './bound/inbound-foreign-keys';
 
 /** Everything bound to the table, each kind's part declared in its own module. */
-export interface BoundObjects extends CapturedForeignKeys, CapturedViews, CapturedForeignPolicies, CapturedFunctions,
+export interface BoundObjects extends CapturedForeignKeys, CapturedViews, CapturedMaterializedViews, CapturedForeignPolicies,
+  CapturedFunctions, CapturedRowTypeFunctions,
   CapturedOtherDependents, CapturedSequences, CapturedGrants, CapturedRowSecurity, CapturedReplicaIdentity,
   CapturedPolicies, CapturedTriggers, CapturedComments, CapturedPublications {
   live: TableRef;
@@ -106,8 +113,10 @@ export async function captureBoundObjects(client: pg.Client, oid: number, live: 
       owner: rel.owner,
       ...await captureForeignKeys(q),
       ...await captureViews(q),
+      ...await captureMaterializedViews(q),
       ...await captureForeignPolicies(q),
       ...await captureFunctions(q),
+      ...await captureRowTypeFunctions(q),
       ...await captureOtherDependents(q),
       ...await captureSequences(q),
       ...await captureGrants(q),
@@ -180,12 +189,17 @@ export async function moveBoundObjects(
 /**
  * What reads the table by OID (views, other tables' policies, SQL-standard function bodies) is recreated from its
  * captured definition, which names the live name; whatever has the live name then is what they read from now on:
- * the new table, or with `cutover.compatView` the compatibility view. What cannot be re-pointed is a problem.
+ * the new table, or with `cutover.compatView` the compatibility view. Functions of the table's row type and
+ * materialized views cannot be replaced in place: they are dropped and created again (new OIDs, same names,
+ * owners, grants, comments), after the views and functions that are replaced in place. What cannot be re-pointed
+ * is a problem.
  */
 async function moveReadersWith(m: Mover, captured: BoundObjects): Promise<void> {
-  await moveViews(m, captured, captured.live);
+  await moveViews(m, captured);
   await moveForeignPolicies(m, captured.foreignPolicies);
   await moveFunctions(m, captured.functions);
+  await moveRowTypeFunctions(m, captured.rowTypeFunctions ?? []);
+  await moveMaterializedViews(m, captured.materializedViews ?? []);
   refuseOtherDependents(m, captured.otherDependents);
 }
 
@@ -245,6 +259,8 @@ export function describeBoundObjects(b: BoundObjects, how: { compatView?: boolea
     ...describeViews(b, readTarget),
     ...describeForeignPolicies(b.foreignPolicies, readTarget),
     ...describeFunctions(b.functions, readTarget),
+    ...describeRowTypeFunctions(b.rowTypeFunctions ?? [], readTarget),
+    ...describeMaterializedViews(b.materializedViews ?? [], readTarget),
     ...describeOtherDependents(b.otherDependents),
     ...describeSequences(b.sequences),
     ...describeGrants(b),

@@ -2,9 +2,10 @@
  * Functions with SQL-standard bodies (BEGIN ATOMIC) that read the table: their body is bound by OID. Readers:
  * CREATE OR REPLACE from the captured definition (which names the live name) keeps the function's OID. Functions
  * with string bodies look names up when they run, so a rename leaves nothing behind (one whose signature uses the
- * table's row type is in other-dependents.ts).
+ * table's row type is recreated by row-type-functions.ts).
  */
 import { withoutSemicolon, type CatalogQuery, type Mover } from './mover';
+import { ROW_TYPE_FUNCTION } from './row-type-functions';
 
 export interface BoundFunction {
   signature: string;
@@ -22,6 +23,8 @@ export async function captureFunctions(q: CatalogQuery): Promise<CapturedFunctio
        FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
       WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1
         AND p.prosqlbody IS NOT NULL
+        -- One whose result or argument is the row type cannot be replaced in place: row-type-functions.ts.
+        AND NOT ${ROW_TYPE_FUNCTION('p.oid')}
       ORDER BY 1`);
   return { functions };
 }

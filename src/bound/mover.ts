@@ -61,6 +61,20 @@ export function roleName(role: string | null): string {
   return role === null ? 'PUBLIC' : role;
 }
 
+/**
+ * A DROP ... RESTRICT that something else still depends on: the error keeps its SQLSTATE and gains PostgreSQL's
+ * detail (what depends on it), so the refusal names the dependents as well as the object.
+ */
+export async function dropRestrict(run: (sql: string) => Promise<pg.QueryResult>, sql: string): Promise<void> {
+  try {
+    await run(sql);
+  } catch (err) {
+    const detail = (err as { detail?: string }).detail;
+    if (err instanceof Error && detail) err.message = `${err.message} (${detail.replace(/\n/g, '; ')}); not recreated while something depends on it`;
+    throw err;
+  }
+}
+
 /** Runs statements object by object: in a dry run each object under a SAVEPOINT, failures become problems. */
 export class Mover {
   readonly statements: string[] = [];

@@ -2,7 +2,8 @@
  * Relations that read the table through a rewrite rule (pg_rewrite, one read): views, materialized views, and
  * rules of other relations. Views are readers: recreated from their captured definition, which names the live
  * name, so they read whatever has it then (the new table, or with `cutover.compatView` the compatibility view).
- * Materialized views and rules cannot be re-pointed; they are listed as problems, which refuse the cutover.
+ * Materialized views are recreated by materialized-views.ts (its own capture). Rules cannot be re-pointed; they
+ * are listed as problems, which refuse the cutover.
  */
 import { relationName } from '../catalog';
 import { displayName, qualified, quoteIdent, quoteLiteral, type TableRef } from '../sql';
@@ -18,7 +19,6 @@ export interface BoundView {
 export interface CapturedViews {
   /** First-level views (views on views keep their OIDs when these are replaced). `definition` names the live name. */
   views: BoundView[];
-  materializedViews: TableRef[];
   /** Rewrite rules of other relations that read or write the table (not views). */
   rules: { name: string; table: TableRef }[];
 }
@@ -37,13 +37,12 @@ export async function captureViews(q: CatalogQuery): Promise<CapturedViews> {
     views: rewrites.filter((r) => r.definition !== null).map((r) => ({
       oid: Number(r.oid), ref: { schema: r.schema, name: r.name }, definition: r.definition!, options: r.options,
     })),
-    materializedViews: rewrites.filter((r) => r.kind === 'm').map((r) => ({ schema: r.schema, name: r.name })),
     rules: rewrites.filter((r) => r.definition === null && r.kind !== 'm').map((r) => ({ name: r.rule, table: { schema: r.schema, name: r.name } })),
   };
 }
 
 /** Views: CREATE OR REPLACE keeps the view's OID (views on it, grants, owner, comments stay). */
-export async function moveViews(m: Mover, captured: CapturedViews, live: TableRef): Promise<void> {
+export async function moveViews(m: Mover, captured: CapturedViews): Promise<void> {
   for (const v of captured.views) {
     const label = `view ${displayName(v.ref)}`;
     const ref = await relationName(m.client, v.oid);
@@ -54,9 +53,6 @@ export async function moveViews(m: Mover, captured: CapturedViews, live: TableRe
       await run(`CREATE OR REPLACE VIEW ${qualified(ref)}${withOptions} AS\n${withoutSemicolon(v.definition)}`);
     });
   }
-  for (const v of captured.materializedViews) {
-    m.problems.push(`materialized view ${displayName(v)}: reads the old table and cannot be re-pointed without being rebuilt (REFRESH would read the old table; it also keeps the old table from being dropped); recreate it on ${displayName(live)}`);
-  }
   for (const r of captured.rules) {
     m.problems.push(`rule ${r.name} on ${displayName(r.table)}: uses the old table; not moved`);
   }
@@ -66,7 +62,6 @@ export async function moveViews(m: Mover, captured: CapturedViews, live: TableRe
 export function describeViews(b: CapturedViews, readTarget: string): string[] {
   return [
     ...b.views.map((v) => `view ${displayName(v.ref)}${v.options.length ? ` (${v.options.map((o) => `${o.name}=${o.value}`).join(', ')})` : ''}: replaced to read ${readTarget}`),
-    ...b.materializedViews.map((v) => `materialized view ${displayName(v)}: NOT movable, must be rebuilt`),
     ...b.rules.map((r) => `rule ${r.name} on ${displayName(r.table)}: NOT movable`),
   ];
 }
