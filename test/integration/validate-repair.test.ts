@@ -1,7 +1,8 @@
 /**
  * Validation compares key range by key range; a range that differs is copied again and checked again, and only a
  * range that still differs after the repair passes fails the migration, named. The mismatch is forced by a
- * trigger in the target DDL that corrupts one row on insert: once, or every time.
+ * mapping function that corrupts one row as the copy (or a repair) reads it: once, or every time. Not a target
+ * trigger: those are inert while safeshift fills the table. Validation's own reads see the true value.
  * 1000 rows checked in ranges of 100: ten full ranges and the open-ended range above the last key (empty here).
  */
 import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
@@ -12,17 +13,18 @@ async function corruptingPlan(mode: 'once' | 'always', parallel = 1): Promise<{ 
   await sql(`INSERT INTO public.${t} SELECT g, 'name ' || g FROM generate_series(1, 1000) g`);
   await sql(`CREATE TABLE public.${t}_armed (armed boolean)`);
   await sql(`INSERT INTO public.${t}_armed VALUES (true)`);
-  await sql(`CREATE FUNCTION public.${t}_corrupt() RETURNS trigger LANGUAGE plpgsql AS $$
+  await sql(`CREATE FUNCTION public.${t}_corrupt(id int, name text, mode text) RETURNS text LANGUAGE plpgsql AS $$
     BEGIN
-      IF NEW.id = 77 AND EXISTS (SELECT 1 FROM public.${t}_armed) THEN
-        IF TG_ARGV[0] = 'once' THEN DELETE FROM public.${t}_armed; END IF;
-        NEW.name := 'corrupted in flight';
+      IF id = 77 AND current_setting('application_name') LIKE ANY (ARRAY['safeshift copy%', 'safeshift validate (repair%'])
+         AND EXISTS (SELECT 1 FROM public.${t}_armed) THEN
+        IF mode = 'once' THEN DELETE FROM public.${t}_armed; END IF;
+        RETURN 'corrupted in flight';
       END IF;
-      RETURN NEW;
+      RETURN name;
     END $$`);
   const file = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
-    create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, name text NOT NULL);
-             CREATE TRIGGER corrupt BEFORE INSERT ON public.${t}_v2 FOR EACH ROW EXECUTE FUNCTION public.${t}_corrupt('${mode}')`,
+    create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, name text NOT NULL)`,
+    columns: { name: `public.${t}_corrupt(id, name, '${mode}')` },
     copy: { chunkRows: 100, parallel },
   }));
   return { t, planName: t.replace(/_/g, '-'), file };
