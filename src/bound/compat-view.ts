@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { compatViewSql, type CompatColumn } from '../projection';
 import { displayName, qualified, quoteLiteral, type TableRef } from '../sql';
 import { grantAsOnOldTable, type CapturedGrants } from './grants';
+import type { BoundView } from './views';
 import { Mover, roleName } from './mover';
 
 /** How the compatibility view says what it is (a person reading \d+ sees it too). */
@@ -21,7 +22,7 @@ const COMPAT_VIEW_COMMENT = 'safeshift compatibility view: the old name of';
  */
 export async function createCompatView(
   client: pg.Client,
-  captured: CapturedGrants & { live: TableRef },
+  captured: CapturedGrants & { live: TableRef; views: BoundView[] },
   over: TableRef,
   columns: CompatColumn[],
   options: { dryRun?: boolean } = {},
@@ -36,7 +37,27 @@ export async function createCompatView(
     const [me] = await m.rows<{ owner: string }>(`SELECT current_user AS owner`, []);
     await grantAsOnOldTable(m, captured, view, me!.owner, new Set(columns.map((c) => c.name)));
   }
-  return { statements: m.statements, problems: [...m.problems, ...columnOnlyReaders(captured, view, over)] };
+  return { statements: m.statements, problems: [...m.problems, ...columnOnlyReaders(captured, view, over), ...(await viewOnlyReaders(m, captured, view))] };
+}
+
+/**
+ * Roles that read the table only through a view over it (granted on the view, not on the table). Such a view
+ * (owner's rights) is re-pointed at the compatibility view, whose `security_invoker` checks the privileges of the
+ * role running the query on the new table, which it never had: it would be refused. Refused, named.
+ */
+async function viewOnlyReaders(m: Mover, captured: CapturedGrants & { views: BoundView[] }, table: TableRef): Promise<string[]> {
+  const invokerRights = (v: BoundView) => v.options.some((o) => o.name === 'security_invoker' && /^(true|on|1|yes)$/i.test(o.value));
+  const views = captured.views.filter((v) => !invokerRights(v));
+  if (views.length === 0) return [];
+  const onTable = new Set(captured.grants.filter((g) => g.privilege === 'SELECT').map((g) => g.grantee));
+  const rows = await m.rows<{ view: string; grantee: string | null }>(
+    `SELECT v.oid::regclass::text AS view, CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee) END AS grantee
+       FROM pg_class v CROSS JOIN LATERAL aclexplode(v.relacl) x
+      WHERE v.oid = ANY ($1::oid[]) AND x.privilege_type = 'SELECT' AND x.grantee <> v.relowner ORDER BY 1, 2`,
+    [views.map((v) => String(v.oid))]);
+  return rows.filter((r) => !onTable.has(r.grantee) && !onTable.has(null)).map((r) =>
+    `role ${roleName(r.grantee)} reads ${displayName(table)} only through view ${r.view}: the view would read the security_invoker ` +
+    `compatibility view, which checks the role's own privileges on the new table, so it would be refused; grant it SELECT on the table, or use compatView: false`);
 }
 
 /**

@@ -78,3 +78,17 @@ test('a compatibility view that a column-grant-only role could not read through 
   expect(r.stdout + r.stderr).toMatch(new RegExp(`role ${role} has SELECT on only some columns of public\\.${t} \\(id, full_name\\)`));
   expect(r.stdout + r.stderr).toMatch(/or use compatView: false/);
 });
+
+test('a compatibility view that would lock out a role reading only through a view over the table is refused at preflight, naming both', async () => {
+  const t = uniqueName('people');
+  const role = `${t}_viewer`;
+  await sql(`CREATE ROLE ${role} NOLOGIN`);
+  await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, full_name text NOT NULL, salary int)`);
+  await sql(`CREATE VIEW public.${t}_names AS SELECT id, full_name FROM public.${t}`);
+  await sql(`GRANT SELECT ON public.${t}_names TO ${role}`);
+  const r = await runCli(['plan', 'validate', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { cutover: { compatView: true } }))]);
+  expect(r.code).toBe(2);
+  expect(r.stdout + r.stderr).toMatch(new RegExp(`role ${role} reads public\\.${t} only through view ${t}_names`));
+  // Without the compatibility view the view keeps working for the role: the plan is valid.
+  expect((await runCli(['plan', 'validate', writePlan(basePlan(`${t}_plain`, `public.${t}`, `public.${t}_v2`))])).code).toBe(0);
+});
