@@ -34,6 +34,8 @@ export interface TableConstraint {
   nullsNotDistinct?: boolean;
   /** A unique index that backs no constraint (target side only): counts for a UNIQUE, is never listed as added. */
   indexOnly?: boolean;
+  /** Cloned from a partitioned parent (conparentid set): the new table gets it again when attached in its place. */
+  inherited?: boolean;
   /** As PostgreSQL prints it, for people. */
   definition: string;
 }
@@ -47,6 +49,8 @@ export interface ConstraintComparison {
   dropped: TableConstraint[];
   /** Over source columns the target does not carry as is: the constraint goes with them. */
   withColumns: { constraint: TableConstraint; columns: string[] }[];
+  /** Inherited from the partitioned parent and not in the target: it comes with the parent at attach. */
+  withParent: TableConstraint[];
   /** Target constraints that are no source constraint's counterpart. */
   added: TableConstraint[];
   /** dropConstraints entries that name nothing the source has (typos). */
@@ -67,7 +71,7 @@ export function compareConstraints(
 ): ConstraintComparison {
   const carriedSource = new Set(carried.values());
   const candidates = target.map((t) => ({ original: t, asSource: inSourceTerms(t, carried), used: false }));
-  const result: ConstraintComparison = { kept: [], missing: [], dropped: [], withColumns: [], added: [], unknown: [], listedButKept: [] };
+  const result: ConstraintComparison = { kept: [], missing: [], dropped: [], withColumns: [], withParent: [], added: [], unknown: [], listedButKept: [] };
   const comparable: TableConstraint[] = [];
   for (const s of source) {
     const lost = uncarriedColumns(s, carriedSource);
@@ -94,7 +98,8 @@ export function compareConstraints(
     if (t) {
       result.kept.push({ source: s, target: t });
       if (listed(s)) result.listedButKept.push({ source: s, target: t });
-    } else if (listed(s)) result.dropped.push(s);
+    } else if (s.inherited) result.withParent.push(s);
+    else if (listed(s)) result.dropped.push(s);
     else result.missing.push(s);
   }
   result.added = candidates.filter((c) => !c.used && !c.original.indexOnly).map((c) => c.original);
@@ -230,6 +235,7 @@ export function constraintNotes(cmp: ConstraintComparison, sourceCount: number):
   for (const { constraint, columns } of cmp.withColumns) {
     notes.push(`${describeConstraint(constraint)} goes with column${columns.length > 1 ? 's' : ''} ${columns.map(displayIdent).join(', ')}, which the target does not carry as is`);
   }
+  for (const c of cmp.withParent) notes.push(`${describeConstraint(c)} comes from the partitioned table: the new table gets it when attached in the source's place`);
   for (const c of cmp.added) notes.push(`the target adds ${describeConstraint(c)}, which the source does not have`);
   return notes.map((n) => `constraints: ${n}`);
 }
@@ -273,14 +279,14 @@ export async function checkConstraints(
 
 type ConstraintRow = {
   name: string; kind: 'p' | 'u' | 'c' | 'x' | 'f'; columns: (string | null)[]; operators: string[];
-  referencedOid: number; referencedColumns: string[]; nullsNotDistinct: boolean; definition: string;
+  referencedOid: number; referencedColumns: string[]; nullsNotDistinct: boolean; inherited: boolean; definition: string;
 };
 export type ColumnRow = { name: string; notNull: boolean; identity: string; sequenceDefault: string | null };
 
 /**
  * The constraints of table `oid`, in name order, then its columns' NOT NULL and generated values in column order.
- * Constraints inherited from a partitioned parent (conparentid set) are left out: they come with the parent, not
- * with the table. NOT NULL is read from pg_attribute only: PostgreSQL 18 also lists it in pg_constraint (contype
+ * Those cloned from a partitioned parent (conparentid set) are marked `inherited`: a target without them is not
+ * missing anything, attaching it in the source's place clones them again. NOT NULL is read from pg_attribute only: PostgreSQL 18 also lists it in pg_constraint (contype
  * 'n'), which would count it twice. `uniqueIndexes`: also plain unique indexes that back no constraint (no
  * predicate, no expressions), as counterparts for a UNIQUE.
  */
@@ -294,15 +300,16 @@ export async function readConstraints(client: pg.Client, oid: number, options: {
             array(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
                     JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS "referencedColumns",
             coalesce((SELECT (to_jsonb(i) ->> 'indnullsnotdistinct')::boolean FROM pg_index i WHERE i.indexrelid = c.conindid), false) AS "nullsNotDistinct",
-            pg_get_constraintdef(c.oid) AS definition
+            c.conparentid <> 0 AS inherited, pg_get_constraintdef(c.oid) AS definition
        FROM pg_constraint c
-      WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'c', 'x', 'f') AND c.conparentid = 0
+      WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'c', 'x', 'f')
       ORDER BY c.conname`,
     [oid]);
   const constraints: TableConstraint[] = rows.map((r) => ({
     kind: r.kind, name: r.name, drop: { constraint: r.name }, columns: r.columns, definition: r.definition,
     ...(r.kind === 'x' ? { operators: r.operators } : {}),
     ...(r.kind === 'u' ? { nullsNotDistinct: r.nullsNotDistinct } : {}),
+    ...(r.inherited ? { inherited: true } : {}),
     ...(r.kind === 'f' ? { references: { oid: Number(r.referencedOid) === oid ? null : Number(r.referencedOid), columns: r.referencedColumns } } : {}),
   }));
   if (options.uniqueIndexes) constraints.push(...(await uniqueIndexes(client, oid)));

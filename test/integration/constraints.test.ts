@@ -119,3 +119,23 @@ test('a constraint over a column the target does not carry goes with the column:
   expect(r.stdout).toMatch(new RegExp(`check constraint ${t}_qty_positive \\(CHECK \\(\\(qty > 0\\)\\)\\) goes with column qty, which the target does not carry as is`));
   expect(r.stdout).toMatch(/NOT NULL on column qty goes with column qty/);
 });
+
+test('a partition as the source: what it inherits from the partitioned table is kept by a default target, or comes back at attach', async () => {
+  const t = uniqueName('readings');
+  await sql(`CREATE TABLE public.${t} (id int NOT NULL, at date NOT NULL, n int CONSTRAINT ${t}_n_positive CHECK (n > 0), PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`);
+  await sql(`CREATE TABLE public.${t}_2025 PARTITION OF public.${t} FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+  await sql(`INSERT INTO public.${t} SELECT g, date '2025-01-01' + g, g FROM generate_series(1, 100) g`);
+  // The partition's primary key is a clone of the parent's; the default target has its own: a counterpart, not an addition.
+  const like = await runCli(['plan', 'validate', writePlan(basePlan(t, `public.${t}_2025`, `public.${t}_2025_v2`))]);
+  expect(like.stderr).toBe('');
+  expect(like.code).toBe(0);
+  expect(like.stdout).toMatch(/constraints: the target keeps all 4 of the source's constraints/);
+  expect(like.stdout).not.toMatch(/the target adds|comes from the partitioned table/);
+  // A DDL target without the key: attaching it in the partition's place clones the parent's key again. (ATTACH
+  // wants the parent's CHECK by its name: the rehearsal would say so.)
+  const create = `CREATE TABLE public.${t}_2025_v2 (id int NOT NULL, at date NOT NULL, n int CONSTRAINT ${t}_n_positive CHECK (n > 0))`;
+  const ddl = await runCli(['plan', 'validate', writePlan(basePlan(t, `public.${t}_2025`, `public.${t}_2025_v2`, { create }))]);
+  expect(ddl.stderr).toBe('');
+  expect(ddl.code).toBe(0);
+  expect(ddl.stdout).toMatch(new RegExp(`primary key ${t}_2025_pkey \\(PRIMARY KEY \\(id, at\\)\\) comes from the partitioned table: the new table gets it when attached`));
+});

@@ -149,6 +149,14 @@ describe('compareConstraints', () => {
     ]);
   });
 
+  test('a constraint a partition inherits from its parent is never missing: kept by a counterpart, or it comes with the parent', () => {
+    const inherited: TableConstraint = { ...pkey('part_pkey', ['id']), inherited: true };
+    expect(compareConstraints([inherited], [pkey('t2_pkey', ['id'])], identity('id'), [])).toMatchObject({ missing: [], added: [], withParent: [] });
+    const cmp = compareConstraints([inherited], [], identity('id'), []);
+    expect(cmp).toMatchObject({ missing: [], withParent: [inherited] });
+    expect(constraintNotes(cmp, 1)).toContain('constraints: primary key part_pkey (PRIMARY KEY (id)) comes from the partitioned table: the new table gets it when attached in the source\'s place');
+  });
+
   test('a listed constraint the target keeps anyway is said so, not dropped', () => {
     const source = [check('t_qty', ['qty'])];
     const cmp = compareConstraints(source, source, identity('qty'), [{ constraint: 't_qty' }]);
