@@ -10,7 +10,6 @@ import { accessControl, columnTypes, estimatedRowCount, tableInfo, tableOid, typ
 import { moveTable, newTableHome, setLockTimeout } from '../src/swap';
 import { fatal } from '../src/errors';
 import { pgErrorCode } from '../src/db';
-import { statementKinds } from '../src/statements';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
 import { columnRenames, mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
@@ -19,9 +18,10 @@ import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } fro
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
 import { checkConstraints } from '../src/constraints';
 import {
-  attachPartition, childPartitions, defaultPartitionedDdl, detachPartition, pairPartitions, partitionOf, swapPartitions,
+  attachPartition, childPartitions, defaultPartitionedDdl, detachPartition, inheritanceProblems, pairPartitions, partitionOf, swapPartitions,
   type ChildPartition, type PartitionOf, type PartitionPair,
 } from '../src/partition';
+import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems } from '../src/target-ddl';
 import { withDatabase } from './support';
 
 export interface PreflightReport {
@@ -68,32 +68,6 @@ export class PlanCheckFailed extends Error {
   constructor(readonly problems: string[]) {
     super(problems.join('\n'));
   }
-}
-
-/**
- * Statements target DDL may contain: the target table and what belongs to it. Anything else (transaction
- * control, other objects, DML) would escape the dry run or outlive a rollback, so preflight refuses it.
- */
-const TARGET_DDL_STATEMENTS = new Set([
-  'CreateStmt', 'IndexStmt', 'AlterTableStmt', 'CommentStmt', 'GrantStmt', 'CreatePolicyStmt', 'CreateTrigStmt',
-]);
-
-/** Parse the DDL with PostgreSQL's own parser (libpg-query) and list what is not allowed, by statement number. */
-export async function targetDdlProblems(ddl: string, field: string): Promise<string[]> {
-  let kinds: string[];
-  try {
-    kinds = await statementKinds(ddl);
-  } catch (err) {
-    return [`${field}: the target DDL does not parse: ${(err as Error).message}`];
-  }
-  const problems: string[] = [];
-  kinds.forEach((kind, i) => {
-    if (!TARGET_DDL_STATEMENTS.has(kind)) {
-      problems.push(`${field}: statement ${i + 1} (${kind}) is not allowed in target DDL: only CREATE TABLE of the target and its indexes, constraints, comments, grants, policies and triggers (create anything else before the migration)`);
-    }
-  });
-  if (kinds.length === 0) problems.push(`${field}: the target DDL is empty`);
-  return problems;
 }
 
 /**
@@ -222,20 +196,6 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
       ...acl,
     },
   };
-}
-
-/**
- * Table inheritance (INHERITS, not partitioning), either way round: reading a parent includes its children's rows
- * (a copy would carry them into the new table), and a retired child takes its rows out of every read of the parent.
- */
-async function inheritanceProblems(client: pg.Client, oid: number): Promise<string[]> {
-  const { rows } = await client.query<{ parent: string; pschema: string; child: string; cschema: string }>(
-    `SELECT pn.nspname AS pschema, p.relname AS parent, cn.nspname AS cschema, c.relname AS child
-       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
-       JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
-      WHERE (i.inhrelid = $1 OR i.inhparent = $1) AND NOT c.relispartition ORDER BY 3, 4`, [oid]);
-  return rows.map((r) => `source: ${displayName({ schema: r.cschema, name: r.child })} inherits from ${displayName({ schema: r.pschema, name: r.parent })} ` +
-    '(table inheritance): a parent\'s reads include its children\'s rows, so neither can be migrated on its own; only declarative partitions are supported');
 }
 
 /** A mapping expression that is just the column `name` (quoted, or written plainly), not an expression over it. */
@@ -523,37 +483,6 @@ async function rehearseCutover(
 }
 
 /** Relations created in this transaction that are neither the target nor its indexes, TOAST or sequences. */
-/**
- * Relations that exist now and did not before the DDL (`existed`): touched in this transaction is not enough, a
- * foreign key to a table updates that table's pg_class row (relhastriggers) without creating anything.
- */
-async function relationsCreatedBesides(client: pg.Client, targetOid: number, existed: string[]): Promise<string[]> {
-  // The target's own: itself, its partitions (all levels) and their indexes, TOAST tables and sequences.
-  const { rows } = await client.query<{ name: string }>(
-    `WITH RECURSIVE mine(oid) AS (SELECT $1::oid UNION SELECT i.inhrelid FROM pg_inherits i JOIN mine m ON i.inhparent = m.oid)
-     SELECT format('%s %I.%I', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
-                   WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' ELSE 'relation' END, n.nspname, c.relname) AS name
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.xmin = pg_current_xact_id()::xid AND n.nspname <> 'pg_toast' AND NOT (c.oid = ANY ($2::oid[]))
-        AND c.oid NOT IN (SELECT oid FROM mine)
-        AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid IN (SELECT oid FROM mine))
-        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.refobjid IN (SELECT oid FROM mine) AND d.deptype IN ('a', 'i'))
-      ORDER BY 1`,
-    [targetOid, existed],
-  );
-  return rows.map((r) => r.name);
-}
-
-/** Every relation's OID (as text) before the DDL runs, for relationsCreatedBesides. */
-async function relationOids(client: pg.Client): Promise<string[]> {
-  const { rows } = await client.query<{ oids: string[] }>(`SELECT coalesce(array_agg(oid::text), '{}') AS oids FROM pg_class`);
-  return rows[0]!.oids;
-}
-
-export function createLikeSql(source: TableRef, target: TableRef): string {
-  return `CREATE TABLE ${qualified(target)} (LIKE ${qualified(source)} INCLUDING ALL)`;
-}
-
 export interface PreflightInput {
   db: string;
   plan: Plan;

@@ -15,7 +15,7 @@ import type pg from 'pg';
 import { inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
 import { displayName, qualified, type TableRef } from '../src/sql';
-import { createLikeSql } from './preflight';
+import { createLikeSql } from '../src/target-ddl';
 import { withDatabase, type MigrationRef } from './support';
 
 export interface PrepareInput extends MigrationRef {

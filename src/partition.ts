@@ -161,3 +161,17 @@ export async function swapPartitions(
   }
   return { statements, problems };
 }
+
+/**
+ * Table inheritance (INHERITS, not partitioning), either way round: reading a parent includes its children's rows
+ * (a copy would carry them into the new table), and a retired child takes its rows out of every read of the parent.
+ */
+export async function inheritanceProblems(client: pg.Client, oid: number): Promise<string[]> {
+  const { rows } = await client.query<{ parent: string; pschema: string; child: string; cschema: string }>(
+    `SELECT pn.nspname AS pschema, p.relname AS parent, cn.nspname AS cschema, c.relname AS child
+       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+       JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+      WHERE (i.inhrelid = $1 OR i.inhparent = $1) AND NOT c.relispartition ORDER BY 3, 4`, [oid]);
+  return rows.map((r) => `source: ${displayName({ schema: r.cschema, name: r.child })} inherits from ${displayName({ schema: r.pschema, name: r.parent })} ` +
+    '(table inheritance): a parent\'s reads include its children\'s rows, so neither can be migrated on its own; only declarative partitions are supported');
+}
