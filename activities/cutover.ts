@@ -127,16 +127,12 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       return {
         message: `${now}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
         statements: [...partitioning, ...keys.map((k) => k.statement), ...moved.statements, ...renamed.map((r) => `-- ${r.kind} ${r.to}: name taken over from the old table`)],
-        // Validated after the commit, under the names they have now; one NOT VALID where it came from stays so.
-        foreignKeys: [
-          ...keys.filter((k) => input.foreignKeys?.find((fk) => fk.name === k.name)?.validated !== false)
-            .map((k) => ({ table: home, name: renamed.find((r) => r.kind === 'constraint' && r.from === k.name)?.to ?? k.name })),
-          ...moved.notValidForeignKeys,
-        ],
+        foreignKeys: moved.notValidForeignKeys,
       };
     });
-    // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile.
-    await heartbeating(() => validateForeignKeys(client, swapped.foreignKeys));
+    // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile. The new table's own
+    // keys are found as a retry past the commit finds them: under the names they have now.
+    await heartbeating(async () => validateForeignKeys(client, [...(await ownKeysToValidate(client, input, home)), ...swapped.foreignKeys]));
     return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements };
   });
 }
