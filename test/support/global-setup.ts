@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseEnvFile } from '../../src/config';
 import { freePort } from './ports';
+import { installSupabaseFixture } from './supabase';
 
 const ROOT = resolve(__dirname, '../..');
 
@@ -48,5 +49,7 @@ export default async function globalSetup(): Promise<void> {
   const devEnv = parseEnvFile(readFileSync(join(home, 'dev.env'), 'utf8'));
   // SAFESHIFT_DEV_PID: tests that disturb the stack check that this process (worker included) outlived it.
   Object.assign(process.env, devEnv, { SAFESHIFT_HOME: home, SAFESHIFT_DEV_PID: String(child.pid) });
+  // Every integration test runs in a Supabase-like database: API roles, auth.uid(), default privileges in public.
+  await installSupabaseFixture(devEnv.DATABASE_URL!);
   (globalThis as { __SAFESHIFT_DEV__?: unknown }).__SAFESHIFT_DEV__ = child;
 }
