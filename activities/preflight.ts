@@ -3,6 +3,7 @@
  * later phases could not finish safely. Read-only: the target DDL is tried inside a transaction that is always
  * rolled back. No compensation: nothing is changed.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
 import { captureBoundObjects, describeBoundObjects, moveToNewTable } from '../src/bound-objects';
@@ -72,9 +73,11 @@ export class PlanCheckFailed extends Error {
 
 /**
  * The checks, collecting every problem rather than stopping at the first, so `plan validate` can list them all.
- * `stamp` (yyyymmddhhmmss) makes the retired and backup names unique per run.
+ * `stamp` (yyyymmddhhmmss) makes the retired and backup names unique per run. `rehearse: false` (`plan validate`)
+ * leaves out the cutover rehearsal, the one part that takes locks stronger than ACCESS SHARE on existing tables,
+ * and waits for no lock longer than VALIDATE_LOCK_TIMEOUT_MS: validating never queues the application.
  */
-export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string): Promise<PreflightReport> {
+export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, options: { rehearse?: boolean } = {}): Promise<PreflightReport> {
   const problems: string[] = [];
   const source = await tableInfo(client, plan.source);
   if (!source) throw new PlanCheckFailed([`source: table ${displayName(plan.source)} does not exist`]);
@@ -149,7 +152,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string):
   let constraintNotes: string[] = [];
   if (problems.length === 0) {
     ({ columns, reverse, compatView, textOnly, risks, readerRisks, foreignKeys, partitions, constraintNotes } =
-      await tryTargetDdl(client, plan, source, key, { createSql, partition, sourcePartitions, stamp }, problems, moves));
+      await tryTargetDdl(client, plan, source, key, { createSql, partition, sourcePartitions, stamp, rehearse: options.rehearse ?? true }, problems, moves));
   }
   if (problems.length) throw new PlanCheckFailed(problems);
 
@@ -256,6 +259,8 @@ interface TargetShape {
   /** The source is partitioned: its partitions. */
   sourcePartitions: ChildPartition[];
   stamp: string;
+  /** Rehearse the cutover (at start); without it (validate) only describe what it would move. */
+  rehearse: boolean;
 }
 
 async function tryTargetDdl(
@@ -265,11 +270,15 @@ async function tryTargetDdl(
   const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], readerRisks: [], foreignKeys: [], partitions: [], constraintNotes: [] };
   await client.query('BEGIN');
   try {
+    // Validate: a lock the DDL needs on an existing table (a foreign key's SHARE ROW EXCLUSIVE) is asked for
+    // briefly, never queued for: writers of that table would wait behind the request.
+    if (!shape.rehearse) await setLockTimeout(client, VALIDATE_LOCK_TIMEOUT_MS);
     const existed = await relationOids(client);
     try {
       await client.query(shape.createSql);
     } catch (err) {
-      problems.push(`${plan.createFile ? 'createFile' : 'create'}: the target DDL fails: ${(err as Error).message}`);
+      problems.push(`${plan.createFile ? 'createFile' : 'create'}: the target DDL fails: ${(err as Error).message}` +
+        (pgErrorCode(err) === '55P03' ? ` (a table it references is busy; validate waits ${VALIDATE_LOCK_TIMEOUT_MS} ms at most, start tries again)` : ''));
       return none;
     }
     const target = await tableInfo(client, plan.target);
@@ -318,7 +327,8 @@ async function tryTargetDdl(
     // The default target (LIKE) has no foreign keys: it gets the source's. A DDL target gets its own.
     const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
     const partitions = await partitionPairs(client, target, shape, problems, moves);
-    if (problems.length === 0) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions, columns }, problems, moves);
+    if (problems.length === 0 && shape.rehearse) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions, columns }, problems, moves);
+    else if (problems.length === 0) moves.push(...(await cutoverMoves(client, plan, source.oid, compatView, foreignKeys, partition)));
     const inverse = problems.length ? [] : await reverseColumns(client, source, target, reverse.columns);
     const risks = rollbackRisks(inverse);
     // Read through the compatibility view: the same casts, without the original table's NOT NULL (a rule for writes).
@@ -432,22 +442,61 @@ export function compatViewColumns(source: TableInfo, target: TableInfo, reverse:
   return out;
 }
 
+/** What the cutover will move, from the catalog alone (no lock beyond ACCESS SHARE): validate's account of it. */
+async function cutoverMoves(
+  client: pg.Client, plan: Plan, sourceOid: number, compatView: CompatColumn[] | null, foreignKeys: OutboundForeignKey[], partition: PartitionOf | null,
+): Promise<string[]> {
+  const captured = await captureBoundObjects(client, sourceOid, plan.source);
+  return [
+    ...describeBoundObjects(captured, { compatView: compatView !== null }), ...describeForeignKeys(foreignKeys),
+    ...(partition ? [`${displayName(plan.source)} is detached from its partitioned table and the new table attached in its place (${partition.bound}); the partitioned table is locked for that moment`] : []),
+  ];
+}
+
+/** `plan validate` waits at most this long for any lock (it asks only for ACCESS SHARE, except a DDL foreign key's). */
+export const VALIDATE_LOCK_TIMEOUT_MS = 100;
+/** The rehearsal at start: lock_timeout of each attempt (the plan's, if shorter), attempts, pause between them. */
+export const REHEARSAL_LOCK = { timeoutMs: 1000, attempts: 3, pauseMs: 1000 };
+
 /**
  * The cutover, rehearsed: renames and the move of every object bound to the source (views, foreign keys,
  * grants, policies, triggers, publications, ...), inside a savepoint that is always rolled back. What would not
- * move is a problem now, with the object named, instead of a failed cutover later. Bounded by the plan's
- * lock_timeout: a busy table is reported, never waited on indefinitely.
+ * move is a problem now, with the object named, instead of a failed cutover later. It takes the cutover's
+ * ACCESS EXCLUSIVE locks, so it runs only at start, each attempt with a short lock_timeout (REHEARSAL_LOCK): an
+ * application read queues behind it for a second at most, and a busy table is reported, not waited on.
  */
 async function rehearseCutover(
+  client: pg.Client, plan: Plan, sourceOid: number, targetOid: number,
+  objects: { compatView: CompatColumn[] | null; foreignKeys: OutboundForeignKey[]; partition: PartitionOf | null; partitions: PartitionPair[]; columns: MappedColumn[] },
+  problems: string[], moves: string[],
+): Promise<void> {
+  const lockTimeoutMs = Math.min(plan.cutover.lockTimeoutMs, REHEARSAL_LOCK.timeoutMs);
+  const [p0, m0] = [problems.length, moves.length];
+  for (let attempt = 1; ; attempt++) {
+    const busy = await rehearseOnce(client, plan, sourceOid, targetOid, objects, lockTimeoutMs, problems, moves);
+    if (!busy) return;
+    problems.length = p0;
+    moves.length = m0;
+    if (attempt >= REHEARSAL_LOCK.attempts) {
+      problems.push(`cutover: ${displayName(plan.source)} is busy (or an object bound to it): another transaction holds a lock the cutover rehearsal needs ` +
+        `(${attempt} attempts, each waiting ${lockTimeoutMs} ms); nothing was changed; start again when it is free (see pg_stat_activity)`);
+      return;
+    }
+    await sleep(REHEARSAL_LOCK.pauseMs);
+  }
+}
+
+/** One attempt of the rehearsal; true when a lock was not had within `lockTimeoutMs` (nothing recorded then). */
+async function rehearseOnce(
   client: pg.Client, plan: Plan, sourceOid: number, targetOid: number,
   { compatView, foreignKeys, partition, partitions, columns }: {
     compatView: CompatColumn[] | null; foreignKeys: OutboundForeignKey[]; partition: PartitionOf | null; partitions: PartitionPair[]; columns: MappedColumn[];
   },
-  problems: string[], moves: string[],
-): Promise<void> {
+  lockTimeoutMs: number, problems: string[], moves: string[],
+): Promise<boolean> {
   await client.query('SAVEPOINT rehearsal');
   try {
-    await setLockTimeout(client, plan.cutover.lockTimeoutMs);
+    await setLockTimeout(client, lockTimeoutMs);
     const captured = await captureBoundObjects(client, sourceOid, plan.source);
     moves.push(...describeBoundObjects(captured, { compatView: compatView !== null }), ...describeForeignKeys(foreignKeys));
     if (partition) {
@@ -473,10 +522,11 @@ async function rehearseCutover(
     }
     problems.push(...result.problems.map((p) => `cutover: ${p}`));
     problems.push(...result.compatProblems.map((p) => `cutover.compatView: ${p}`));
+    return false;
   } catch (err) {
-    problems.push(pgErrorCode(err) === '55P03'
-      ? `cutover: could not rehearse the cutover: ${displayName(plan.source)} is locked by another transaction for longer than cutover.lockTimeoutMs (${plan.cutover.lockTimeoutMs} ms); retry when it is free`
-      : `cutover: the rehearsal failed: ${(err as Error).message}`);
+    if (pgErrorCode(err) === '55P03') return true;
+    problems.push(`cutover: the rehearsal failed: ${(err as Error).message}`);
+    return false;
   } finally {
     await client.query('ROLLBACK TO SAVEPOINT rehearsal');
   }

@@ -21,11 +21,17 @@ import { planSummary, renderStatus, toJson } from './render';
 
 type Print = (line: string) => void;
 
+/** What `plan validate` says instead of rehearsing the cutover, whose locks would queue the application. */
+export const REHEARSAL_AT_START = 'the cutover rehearsal (renames and moves under ACCESS EXCLUSIVE locks) runs at start, ' +
+  'with a lock_timeout of a second at most, and refuses to start while the table is busy; validate takes no lock stronger than ACCESS SHARE';
+
 /**
- * Static checks of the file, then (unless offline) the read-only preflight against the live database. `notes`:
- * what preflight tells the approver (what the cutover moves, constraints kept and dropped, rollback risks).
+ * Static checks of the file, then (unless offline) preflight against the live database. `notes`: what preflight
+ * tells the approver (what the cutover moves, constraints kept and dropped, rollback risks). `rehearse` (start):
+ * also rehearse the cutover, which takes its locks for a moment; without it (validate) nothing stronger than
+ * ACCESS SHARE is taken and no lock is waited for.
  */
-export async function checkPlan(file: string, options: { offline?: boolean } = {}): Promise<LoadedPlan & { notes: string[] }> {
+export async function checkPlan(file: string, options: { offline?: boolean; rehearse?: boolean } = {}): Promise<LoadedPlan & { notes: string[] }> {
   let loaded: LoadedPlan;
   try {
     loaded = loadPlan(file, options.offline ? null : process.env);
@@ -36,8 +42,9 @@ export async function checkPlan(file: string, options: { offline?: boolean } = {
   if (options.offline) return { ...loaded, notes: [] };
   const url = process.env[loaded.plan.database]!;
   try {
-    const report = await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000'), 'safeshift plan check');
-    return { ...loaded, notes: report.warnings };
+    const rehearse = options.rehearse ?? false;
+    const report = await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000', { rehearse }), 'safeshift plan check');
+    return { ...loaded, notes: rehearse ? report.warnings : [...report.warnings, REHEARSAL_AT_START] };
   } catch (err) {
     if (err instanceof PlanCheckFailed) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
     throw new CliError(`${file}: database: cannot check the plan against ${loaded.plan.database}: ${(err as Error).message}`);
@@ -81,7 +88,7 @@ export interface StartOptions {
 }
 
 export async function startMigration(file: string, options: StartOptions, print: Print): Promise<number> {
-  const { plan, hash } = await checkPlan(file);
+  const { plan, hash } = await checkPlan(file, { rehearse: true });
   return withTemporal(async (client, config) => {
     const workflowId = migrationWorkflowId(plan.name);
     const source = displayName(plan.source);

@@ -68,7 +68,8 @@ test('a compatibility view that a column-grant-only role could not read through 
   await sql(`CREATE ROLE ${role} NOLOGIN`);
   await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, full_name text NOT NULL, salary int)`);
   await sql(`GRANT SELECT (id, full_name) ON public.${t} TO ${role}`);
-  const r = await runCli(['plan', 'validate', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
+  // The compatibility view is found out by the cutover rehearsal, which runs at start (validate takes no locks).
+  const r = await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
     create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, display_name text NOT NULL, salary int)`,
     columns: { display_name: 'full_name' },
     reverse: { full_name: 'display_name' },
@@ -86,7 +87,7 @@ test('a compatibility view that would lock out a role reading only through a vie
   await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, full_name text NOT NULL, salary int)`);
   await sql(`CREATE VIEW public.${t}_names AS SELECT id, full_name FROM public.${t}`);
   await sql(`GRANT SELECT ON public.${t}_names TO ${role}`);
-  const r = await runCli(['plan', 'validate', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { cutover: { compatView: true } }))]);
+  const r = await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, { cutover: { compatView: true } }))]);
   expect(r.code).toBe(2);
   expect(r.stdout + r.stderr).toMatch(new RegExp(`role ${role} reads public\\.${t} only through view ${t}_names`));
   // Without the compatibility view the view keeps working for the role: the plan is valid.
