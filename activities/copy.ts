@@ -12,10 +12,11 @@ import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { connect, databaseUrl, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
+import { describePgError, isPgError, pgErrorColumn } from '../src/redact';
 import { chunkRecords, recordCopiedChunk, recordHandedChunk } from '../src/ledger';
-import { displayName } from '../src/sql';
+import { displayName, qualified } from '../src/sql';
 import { copyChunkResolvingStale, nextChunkBound, resumePoint, tuneChunkRows, type ChunkSizing, openSourceReader } from '../src/copy';
-import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
+import { keyRange, keyRangeText, mappedExpression, type CopySpec, type KeyValue } from '../src/projection';
 import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
 import type { MigrationRef } from './support';
 
@@ -63,12 +64,29 @@ interface Work {
 
 /**
  * Data exceptions (SQLSTATE class 22: too long, out of range, bad input) and integrity violations (class 23) are
- * the same on every retry: fail the migration with the chunk named instead of retrying.
+ * the same on every retry: fail the migration with the chunk named instead of retrying. Told without the value
+ * (SQLSTATE, column or constraint, COPY line, src/redact.ts): history and the audit log keep this text.
  */
-function dataRejected(err: unknown, spec: CopySpec, lo: KeyValue, hi: KeyValue) {
-  const code = pgErrorCode(err);
-  if (!code || !/^2[23]/.test(code)) return undefined;
-  return fatal('DataRejected', `${displayName(spec.target)} refused a row of key range ${keyRangeText(lo, hi)}: ${(err as Error).message} (SQLSTATE ${code})`);
+async function dataRejected(err: unknown, spec: CopySpec, lo: KeyValue, hi: KeyValue, client: pg.Client) {
+  if (!isPgError(err) || !/^2[23]/.test(err.code)) return undefined;
+  const column = err.code.startsWith('22') && !pgErrorColumn(err) ? await failingColumn(client, spec, lo, hi, err.code) : undefined;
+  return fatal('DataRejected', `${displayName(spec.target)} refused a row of key range ${keyRangeText(lo, hi)}: ${describePgError(err, { column })}`);
+}
+
+/**
+ * A data exception raised reading the source (a mapping's cast to the target type) names no column: PostgreSQL
+ * does not say which select-list entry failed. Each column's expression is evaluated alone over the chunk's rows
+ * until one fails the same way; read-only, one chunk.
+ */
+async function failingColumn(client: pg.Client, spec: CopySpec, lo: KeyValue, hi: KeyValue, code: string): Promise<string | undefined> {
+  for (const c of spec.columns) {
+    try {
+      await client.query(`SELECT count(${mappedExpression(c)}) FROM ${qualified(spec.source)} WHERE ${keyRange(spec.key, lo, hi)}`);
+    } catch (err) {
+      if (pgErrorCode(err) === code) return c.target;
+    }
+  }
+  return undefined;
 }
 
 export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
@@ -183,7 +201,7 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
           } catch (err) {
             stopping = true;
             if (pauseRequested && pgErrorCode(err) === QUERY_CANCELED) return;
-            throw dataRejected(err, spec, lo, hi) ?? err;
+            throw (await dataRejected(err, spec, lo, hi, control)) ?? err;
           }
           progress.rows += rows;
           progress.chunks += 1;

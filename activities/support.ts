@@ -1,8 +1,13 @@
-/** Small pieces every activity uses: the migration's identity, database access, and liveness heartbeats. */
+/**
+ * Small pieces every activity uses: the migration's identity, database access, liveness heartbeats, and the
+ * interceptor that keeps row values out of every failure an activity reports.
+ */
 import { Context } from '@temporalio/activity';
+import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import type pg from 'pg';
 import { databaseUrl, pgErrorCode, withClient } from '../src/db';
 import { fatal } from '../src/errors';
+import { describePgError, errorText, isPgError, scrubDeep, scrubText } from '../src/redact';
 import { setLockTimeout } from '../src/swap';
 
 export interface MigrationRef {
@@ -61,7 +66,7 @@ export async function underLock<T>(
       await client.query('ROLLBACK').catch(() => undefined);
       if (!RETRY_CODES.has(pgErrorCode(err) ?? '')) throw err;
       if (attempt >= attempts) {
-        throw fatal('Unsupported', `could not take the locks within ${lockTimeoutMs} ms in ${attempts} attempts (last: ${(err as Error).message}): long transactions hold the table (see pg_stat_activity); raise ${lock.settings}, or retry later`);
+        throw fatal('Unsupported', `could not take the locks within ${lockTimeoutMs} ms in ${attempts} attempts (last: ${errorText(err)}): long transactions hold the table (see pg_stat_activity); raise ${lock.settings}, or retry later`);
       }
       ctx.heartbeat({ attempt, backingOff: true });
       await ctx.sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt) * (0.5 + Math.random()));
@@ -69,3 +74,38 @@ export async function underLock<T>(
   }
 }
 
+/**
+ * What an activity's failure becomes before Temporal records it (history is kept, and shown by the UI): a
+ * PostgreSQL error is replaced by a plain Error told without values (src/redact.ts), with the same stack frames;
+ * any other error keeps its identity (a CancelledFailure must stay one) with message, stack, details and causes
+ * scrubbed. Retry behaviour is unchanged: a database error was retryable and stays so, a fatal type stays fatal.
+ */
+export function withoutValues(err: unknown, depth = 0): unknown {
+  if (isPgError(err)) {
+    const safe = new Error(describePgError(err));
+    safe.name = 'DatabaseError';
+    const frames = (err as { stack?: string }).stack?.split('\n').filter((l) => /^\s+at /.test(l)) ?? [];
+    safe.stack = [`${safe.name}: ${safe.message}`, ...frames].join('\n');
+    return safe;
+  }
+  if (!(err instanceof Error) || depth > 8) return err;
+  err.message = scrubText(err.message);
+  if (err.stack) err.stack = scrubText(err.stack);
+  const withDetails = err as Error & { details?: unknown };
+  if (Array.isArray(withDetails.details)) Object.defineProperty(err, 'details', { value: scrubDeep(withDetails.details), configurable: true, writable: true });
+  if (err.cause !== undefined) Object.defineProperty(err, 'cause', { value: withoutValues(err.cause, depth + 1), configurable: true, writable: true });
+  return err;
+}
+
+/** Registered on the worker (workers/worker.ts): every activity's failure passes through withoutValues. */
+export const redactActivityFailures: ActivityInterceptorsFactory = () => ({
+  inbound: {
+    async execute(input, next) {
+      try {
+        return await next(input);
+      } catch (err) {
+        throw withoutValues(err);
+      }
+    },
+  },
+});

@@ -3,6 +3,7 @@
  * that type; anything not listed here is treated as transient and retried by Temporal.
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { scrubDeep, scrubText } from './redact';
 
 export const FATAL = {
   ConfigMissing: 'a setting the worker needs is missing',
@@ -29,6 +30,10 @@ export const FATAL = {
 export type FatalType = keyof typeof FATAL;
 export const NON_RETRYABLE_TYPES = Object.keys(FATAL) as FatalType[];
 
+/**
+ * Messages and details go to Temporal history and the audit log, both kept: build them from errors with
+ * `errorText` (src/redact.ts); what slips through anyway has PostgreSQL's value-bearing fragments cut out here.
+ */
 export function fatal(type: FatalType, message: string, details?: unknown): ApplicationFailure {
-  return ApplicationFailure.create({ type, message, nonRetryable: true, details: details === undefined ? [] : [details] });
+  return ApplicationFailure.create({ type, message: scrubText(message), nonRetryable: true, details: details === undefined ? [] : [scrubDeep(details)] });
 }

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { ChunkRecord } from './copy';
 import { inTransaction } from './db';
+import { scrubDeep, scrubText } from './redact';
 
 const LEDGER_DDL = `
 CREATE SCHEMA IF NOT EXISTS safeshift;
@@ -201,7 +202,7 @@ export async function setMigrationPhase(client: pg.Client, runId: string, phase:
             outcome = CASE WHEN $3::boolean THEN $2 ELSE outcome END,
             reason = coalesce($4, reason)
       WHERE run_id = $1`,
-    [runId, phase, outcome !== undefined, outcome?.reason ?? null],
+    [runId, phase, outcome !== undefined, outcome === undefined ? null : scrubText(outcome.reason)],
   );
 }
 
@@ -209,11 +210,12 @@ export async function setPaused(client: pg.Client, runId: string, paused: boolea
   await client.query(`UPDATE safeshift.migrations SET paused = $2, updated_at = now() WHERE run_id = $1`, [runId, paused]);
 }
 
+/** The log is never erased: whatever the caller built, PostgreSQL's value-bearing fragments are cut out (src/redact.ts). */
 export async function appendAudit(client: pg.Client, e: AuditEvent): Promise<void> {
   await client.query(
     `INSERT INTO safeshift.audit_log (event_key, at, workflow_id, run_id, actor, action, phase, details, hash)
      VALUES ($1, now(), $2, $3, $4, $5, $6, $7, '') ON CONFLICT (event_key) DO NOTHING`,
-    [e.eventKey, e.workflowId, e.runId, e.actor, e.action, e.phase ?? null, JSON.stringify(e.details ?? {})],
+    [e.eventKey, e.workflowId, e.runId, e.actor, e.action, e.phase ?? null, JSON.stringify(scrubDeep(e.details ?? {}))],
   );
 }
 

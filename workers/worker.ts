@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import * as activities from '../activities';
+import { redactActivityFailures } from '../activities/support';
 
 /**
  * The workflow bundle, made by a child process (workers/bundle.ts) so webpack's memory is freed with it: the
@@ -40,6 +41,8 @@ export async function createWorker(config: WorkerConfig): Promise<Worker> {
     taskQueue: config.taskQueue,
     workflowBundle: config.workflowBundle ?? (await bundleInChild()),
     activities,
+    // No row value in any failure an activity reports: Temporal history and the UI keep them (issue 13, finding 7).
+    interceptors: { activity: [redactActivityFailures] },
     // A SIGTERM'd worker lets in-flight chunk transactions finish or roll back before it exits.
     shutdownGraceTime: '10s',
     // Heartbeats (and so cancellations, e.g. of the catch-up follower when a gate settles) reach us within ~1 s.
