@@ -30,6 +30,7 @@ import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } f
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
 import { lockExclusive, moveTable, newTableHome, whileAt } from '../src/swap';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
+import { accessDifferences, readAccess } from '../src/access-matrix';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 
 const REPLAY_BATCH = 5000;
@@ -61,6 +62,11 @@ export interface SwapResult {
   message: string;
   /** SQL run to move the objects bound to the table (audit log). */
   statements: string[];
+  /**
+   * Access through the live name that the swap changed (`src/access-matrix.ts`), one line each; the verify phase
+   * fails on any. Absent on a retry past the commit, which has no "before" to compare with.
+   */
+  accessChanged?: string[];
 }
 
 /** Replay batches until the change table is empty; returns how many changes were replayed. */
@@ -87,6 +93,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     // Outside the lock first, so what is left for the lock is a handful of changes at most.
     await drain(() => inTransaction(client, replay, REPLAY_BEGIN), (draining) => Context.current().heartbeat({ draining }));
     const { partition } = input;
+    // Who can do what through the live name, asked of PostgreSQL role by role; outside the lock (it takes a while).
+    const accessBefore = await heartbeating(() => readAccess(client, spec.source));
     const swapped = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       if (partition) await lockParent(client, partition);
       await lockExclusive(client, spec.target);
@@ -133,7 +141,9 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile. The new table's own
     // keys are found as a retry past the commit finds them: under the names they have now.
     await heartbeating(async () => validateForeignKeys(client, [...(await ownKeysToValidate(client, input, home)), ...swapped.foreignKeys]));
-    return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements };
+    const accessAfter = await heartbeating(() => readAccess(client, spec.source, accessBefore.objects));
+    const accessChanged = accessDifferences(accessBefore, accessAfter, columnRenames(spec.columns));
+    return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements, accessChanged };
   });
 }
 
@@ -175,6 +185,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
       await heartbeating(() => validateBoundCheck(client, retired, partition));
     }
     let replayedBack = await drain(() => inTransaction(client, replayBack, REPLAY_BEGIN), (n) => Context.current().heartbeat({ replayedBack: n })).catch(explain);
+    const accessBefore = await heartbeating(() => readAccess(client, spec.source));
     const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       // The view first: writers through it lock the view, then the table.
       if (partition) await lockParent(client, partition);
@@ -218,7 +229,10 @@ export async function swapBack(input: SwapInput): Promise<string> {
       return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys };
     }).catch(explain);
     await heartbeating(() => validateForeignKeys(client, result.foreignKeys));
-    return result.message;
+    // A rollback is not refused for this (it must finish), but a changed access is said, in the audit log too.
+    const accessAfter = await heartbeating(() => readAccess(client, spec.source, accessBefore.objects));
+    const changed = accessDifferences(accessBefore, accessAfter, columnRenames(input.reverse.columns));
+    return changed.length ? `${result.message}; ACCESS CHANGED by the swap back, check: ${changed.join('; ')}` : `${result.message}; access through ${displayName(spec.source)} unchanged`;
   });
 }
 

@@ -23,6 +23,9 @@ import {
   type ChildPartition, type PartitionOf, type PartitionPair,
 } from '../src/partition';
 import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems } from '../src/target-ddl';
+import { sealTree } from '../src/seal';
+import { accessDifferences, readAccess } from '../src/access-matrix';
+import { compatViewRights } from '../src/bound/compat-view';
 import { withDatabase } from './support';
 
 export interface PreflightReport {
@@ -168,8 +171,13 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
   warnings.push(...risks.map(riskWarning), ...readerRisks.map((r) => compatReaderWarning(r, displayName(plan.source))));
   if (compatView) {
     const readOnly = compatView.filter((c) => !c.plain).map((c) => c.name);
+    const [flags] = (await client.query<{ enabled: boolean; forced: boolean }>(
+      `SELECT relrowsecurity AS enabled, relforcerowsecurity AS forced FROM pg_class WHERE oid = $1`, [source.oid])).rows;
+    const rights = compatViewRights({ rowSecurity: flags! }) === 'invoker'
+      ? 'security_invoker: the reader\'s rights and the new table\'s policies apply'
+      : 'with its owner\'s rights, as the table has no row-level security: the view\'s grants, the old table\'s, decide column by column';
     warnings.push(`at cutover: ${displayName(plan.target)} keeps its name and ${displayName(plan.source)} becomes a view over it with the old columns ` +
-      `(security_invoker: the reader's rights and the new table's policies apply); it stays after the drop until you drop it` +
+      `(${rights}); it stays after the drop until you drop it` +
       (readOnly.length ? `; read-only through the view (derived, not a column of the same type): ${readOnly.join(', ')}` : ''));
   }
   const size = await client.query<{ bytes: string }>(`SELECT pg_total_relation_size($1::oid)::text AS bytes`, [source.oid]);
@@ -286,6 +294,7 @@ async function tryTargetDdl(
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL ran but did not create ${displayName(plan.target)}`);
       return none;
     }
+    await sealTree(client, target.oid); // as createTarget does
     for (const other of await relationsCreatedBesides(client, target.oid, existed)) {
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL also creates ${other}; only the target and what belongs to it may be created`);
     }
@@ -497,6 +506,7 @@ async function rehearseOnce(
   await client.query('SAVEPOINT rehearsal');
   try {
     await setLockTimeout(client, lockTimeoutMs);
+    const accessBefore = await readAccess(client, plan.source);
     const captured = await captureBoundObjects(client, sourceOid, plan.source);
     moves.push(...describeBoundObjects(captured, { compatView: compatView !== null }), ...describeForeignKeys(foreignKeys));
     if (partition) {
@@ -522,6 +532,11 @@ async function rehearseOnce(
     }
     problems.push(...result.problems.map((p) => `cutover: ${p}`));
     problems.push(...result.compatProblems.map((p) => `cutover.compatView: ${p}`));
+    if (result.problems.length === 0 && result.compatProblems.length === 0) {
+      // The cutover must leave every role's access through the live name as it is: asked of PostgreSQL, role by role.
+      const after = await readAccess(client, plan.source, accessBefore.objects);
+      for (const d of accessDifferences(accessBefore, after, columnRenames(columns))) problems.push(`cutover: access would change: ${d}`);
+    }
     return false;
   } catch (err) {
     if (pgErrorCode(err) === '55P03') return true;

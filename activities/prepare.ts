@@ -16,6 +16,7 @@ import { inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
 import { displayName, qualified, type TableRef } from '../src/sql';
 import { createLikeSql } from '../src/target-ddl';
+import { sealTree } from '../src/seal';
 import { withDatabase, type MigrationRef } from './support';
 
 export interface PrepareInput extends MigrationRef {
@@ -67,6 +68,8 @@ export async function createTarget(input: PrepareInput): Promise<CreatedTarget> 
       const oid = await tableOid(client, input.target);
       if (oid === undefined) throw fatal('BadPlan', `the target DDL did not create ${displayName(input.target)}`);
       await recordCreatedObject(client, input.runId, 'target', oid, displayName(input.target));
+      // Filled with the source's rows long before the cutover decides who may read them: nobody but us until then.
+      await sealTree(client, oid);
       const { rows } = await client.query<{ name: string; definition: string; comment: string | null }>(DEFERRABLE_INDEXES, [oid]);
       for (const ix of rows) {
         await client.query(

@@ -17,6 +17,8 @@ export interface VerifyInput {
   spec: CopySpec;
   targetOid: number;
   compatView?: boolean;
+  /** From the cutover (SwapResult.accessChanged): access through the live name the swap changed. */
+  accessChanged?: string[];
 }
 
 export async function verifyCutover(input: VerifyInput): Promise<string> {
@@ -29,6 +31,10 @@ export async function verifyCutover(input: VerifyInput): Promise<string> {
     }
     if (input.compatView && !(await isCompatViewOver(client, spec.source, input.targetOid))) {
       throw fatal('ValidationMismatch', `after cutover ${displayName(spec.source)} is not the compatibility view over ${displayName(home)}`);
+    }
+    // Everyone's access through the live name is what it was: anything else rolls the migration back.
+    if (input.accessChanged?.length) {
+      throw fatal('ValidationMismatch', `after cutover access through ${displayName(spec.source)} is not what it was: ${input.accessChanged.join('; ')}`);
     }
     // Through the live name: with a compatibility view this reads the view, which is what old code will do.
     const { rows } = await client.query<{ estimate: number }>(

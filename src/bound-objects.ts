@@ -25,7 +25,7 @@ import { moveTable, whileAt } from './swap';
 import { describeComments, captureComments, moveComments, type CapturedComments } from './bound/comments';
 import { createCompatView } from './bound/compat-view';
 import { captureFunctions, describeFunctions, moveFunctions, type CapturedFunctions } from './bound/functions';
-import { captureGrants, describeGrants, moveGrants, type CapturedGrants } from './bound/grants';
+import { captureGrants, describeGrants, moveGrants, sealMovedFrom, type CapturedGrants } from './bound/grants';
 import {
   captureForeignKeys, checkSelfForeignKeys, describeForeignKeys, moveForeignKeys, type CapturedForeignKeys, type ForeignKeyRef,
 } from './bound/inbound-foreign-keys';
@@ -170,6 +170,7 @@ export async function moveBoundObjects(
   // old table drops without CASCADE comes after everything, since the kinds before it take away what held the old
   // table (inbound foreign keys, shared sequences, readers).
   await moveGrants(m, captured, target, options.columnRenames ?? {});
+  await sealMovedFrom(m, from);
   await moveRowSecurity(m, captured, target);
   await movePolicies(m, captured.policies, target);
   await moveTriggers(m, captured.triggers, target);

@@ -6,6 +6,8 @@
  * no harm, and a change committed while a batch runs is simply in a later batch.
  */
 import type pg from 'pg';
+import { tableOid } from './catalog';
+import { sealRelation } from './seal';
 import type { CopySpec } from './projection';
 import { replayKeys, type ReplayMode } from './replay';
 import { qualified, quoteIdent, type TableRef } from './sql';
@@ -46,6 +48,8 @@ export async function installCapture(client: pg.Client, ref: CaptureRef, key: Co
   await client.query(`CREATE TABLE IF NOT EXISTS ${changes} (
       seq bigserial PRIMARY KEY, key text[] NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
   await client.query(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`changes_${ref.sourceOid}_key`)} ON ${changes} (key)`);
+  // The keys of changed rows are row data: nobody's default privileges may open them (src/seal.ts).
+  await sealRelation(client, (await tableOid(client, changeTable(ref.sourceOid)))!);
   await client.query(`CREATE OR REPLACE FUNCTION ${qualified(captureFunction(ref.sourceOid))}() RETURNS trigger
       LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $fn$
     BEGIN

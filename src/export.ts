@@ -20,6 +20,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { tableOid } from './catalog';
 import { tableChecksum } from './checksum';
 import { inTransaction } from './db';
+import { errorText } from './redact';
 import { displayName, qualified, quoteIdent, type TableRef } from './sql';
 
 export const MANIFEST = 'manifest.json';
@@ -216,7 +217,8 @@ async function loadExported(client: pg.Client, dir: string, t: ExportedTable, ke
 
 /** A load that threw: a failed authentication is named as such (wrong key or changed file), anything else as it is. */
 function loadFailure(t: ExportedTable, err: unknown): string {
-  const message = (err as Error).message;
+  // A COPY refusal quotes the row it refused: told without values (src/redact.ts), it reaches history and the ledger.
+  const message = errorText(err);
   return /auth/i.test(message) ? `${t.file}: decryption failed authentication (wrong key or changed file)` : `${t.file}: does not restore: ${message}`;
 }
 

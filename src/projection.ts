@@ -167,11 +167,12 @@ export interface CompatColumn {
 }
 
 /**
- * The compatibility view: the old name, the old columns in their order, read through the new table with the
- * reader's own rights and the new table's row-level security (`security_invoker`: a plain view would read as its
- * owner and bypass the policies).
+ * The compatibility view: the old name, the old columns in their order, read through the new table. With
+ * `securityInvoker` (a table with row-level security) the reader's own rights and the new table's policies apply
+ * (a view with its owner's rights would read as its owner and bypass the policies); without, the view's own
+ * grants decide, column by column, as the old table's did (see `compatViewRights`).
  */
-export function compatViewSql(view: TableRef, over: TableRef, columns: CompatColumn[]): string {
+export function compatViewSql(view: TableRef, over: TableRef, columns: CompatColumn[], securityInvoker = true): string {
   const select = columns.map((c) => `${c.plain ? c.expr : `(\n${c.expr}\n)::${c.type}`} AS ${quoteIdent(c.name)}`);
-  return `CREATE VIEW ${qualified(view)} WITH (security_invoker = true) AS SELECT\n  ${select.join(',\n  ')}\nFROM ${qualified(over)}`;
+  return `CREATE VIEW ${qualified(view)} WITH (security_invoker = ${securityInvoker}) AS SELECT\n  ${select.join(',\n  ')}\nFROM ${qualified(over)}`;
 }

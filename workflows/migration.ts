@@ -393,7 +393,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await audit('safeshift', 'cutover:swapped', { ...swapped });
 
     await enter('verify');
-    await long.verifyCutover({ db: plan.database, spec, targetOid, compatView: report.compatView !== null });
+    await long.verifyCutover({ db: plan.database, spec, targetOid, compatView: report.compatView !== null, accessChanged: swapped.accessChanged });
 
     await gate('drop');
     await checkpoint();

@@ -9,9 +9,22 @@ import { displayName, qualified, quoteLiteral, type TableRef } from '../sql';
 import { grantAsOnOldTable, type CapturedGrants } from './grants';
 import type { BoundView } from './views';
 import { Mover, roleName } from './mover';
+import type { CapturedRowSecurity } from './rls';
 
 /** How the compatibility view says what it is (a person reading \d+ sees it too). */
 const COMPAT_VIEW_COMMENT = 'safeshift compatibility view: the old name of';
+
+/**
+ * Whose rights the compatibility view reads the new table with. A table with row-level security needs the
+ * reader's (`security_invoker`): with its owner's, every reader would bypass the policies. Without row-level
+ * security, the owner's: PostgreSQL then checks only the view's own grants, column by column, as it checked the
+ * old table's, so a role with grants on some columns, and a view over the old name with its owner's rights (which
+ * through a `security_invoker` view would be checked as the session's role on the new table), read exactly as
+ * before. Decided from the old table's flags, which the new table takes at cutover.
+ */
+export function compatViewRights(captured: CapturedRowSecurity): 'invoker' | 'owner' {
+  return captured.rowSecurity.enabled || captured.rowSecurity.forced ? 'invoker' : 'owner';
+}
 
 /**
  * `cutover.compatView`, after the move: the new table has been given back its own name (`over`) and the old
@@ -22,22 +35,25 @@ const COMPAT_VIEW_COMMENT = 'safeshift compatibility view: the old name of';
  */
 export async function createCompatView(
   client: pg.Client,
-  captured: CapturedGrants & { live: TableRef; views: BoundView[] },
+  captured: CapturedGrants & CapturedRowSecurity & { live: TableRef; views: BoundView[] },
   over: TableRef,
   columns: CompatColumn[],
   options: { dryRun?: boolean } = {},
 ): Promise<{ statements: string[]; problems: string[] }> {
   const m = new Mover(client, options.dryRun ?? false);
   const view = captured.live;
+  const rights = compatViewRights(captured);
   const made = await m.object(`compatibility view ${displayName(view)}`, async (run) => {
-    await run(compatViewSql(view, over, columns));
+    await run(compatViewSql(view, over, columns, rights === 'invoker'));
     await run(`COMMENT ON VIEW ${qualified(view)} IS ${quoteLiteral(`${COMPAT_VIEW_COMMENT} ${displayName(over)}`)}`);
   });
   if (made) {
     const [me] = await m.rows<{ owner: string }>(`SELECT current_user AS owner`, []);
     await grantAsOnOldTable(m, captured, view, me!.owner, new Set(columns.map((c) => c.name)));
   }
-  return { statements: m.statements, problems: [...m.problems, ...columnOnlyReaders(captured, view, over), ...(await viewOnlyReaders(m, captured, view))] };
+  // With the owner's rights the view's grants alone decide: nobody is refused whom the old table let in.
+  const refused = rights === 'owner' ? [] : [...columnOnlyReaders(captured, view, over), ...(await viewOnlyReaders(m, captured, view))];
+  return { statements: m.statements, problems: [...m.problems, ...refused] };
 }
 
 /**

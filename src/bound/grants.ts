@@ -4,7 +4,8 @@
  * compatibility view (compat-view.ts), on the original table on swap back (the same move, the other way).
  */
 import { displayName, qualified, quoteIdent, type TableRef } from '../sql';
-import { grantee, roleName, type CatalogQuery, type MoveTarget, type Mover } from './mover';
+import { sealRelation } from '../seal';
+import { grantee, roleName, type CatalogQuery, type MoveSource, type MoveTarget, type Mover } from './mover';
 
 const PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN']);
 
@@ -43,6 +44,11 @@ export async function grantAsOnOldTable(
   m: Mover, captured: CapturedGrants, on: TableRef, owner: string, columns: Set<string>, renames: Record<string, string> = {},
 ): Promise<void> {
   const shown = displayName(on);
+  // Exactly the old table's access: what `on` had before (default privileges, the target DDL) goes first.
+  await m.object(`access to ${shown}: only what the old table granted`, async (_run, note) => {
+    const [rel] = await m.rows<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [qualified(on)]);
+    for (const statement of await sealRelation(m.client, rel!.oid)) note(statement);
+  });
   const byGrantee = new Map<string, { grantee: string | null; grantable: boolean; privileges: string[] }>();
   for (const g of captured.grants) {
     if (g.grantee === owner) continue;
@@ -79,17 +85,16 @@ export async function moveGrants(m: Mover, captured: CapturedGrants & { owner: s
     m.problems.push(`owner: ${to.shown} is owned by ${to.row.owner}, the old table by ${captured.owner} (not changed; the old owner's privileges are granted below)`);
   }
   await grantAsOnOldTable(m, captured, to.ref, to.row.owner, to.columns, renames);
-  // Privileges the new table has and the old one had not (default privileges, target DDL): widened access.
-  const had = new Set(captured.grants.map((g) => JSON.stringify([g.grantee, g.privilege])));
-  const extra = await m.rows<{ grantee: string | null; privilege: string }>(
-    `SELECT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee) END AS grantee, x.privilege_type AS privilege
-       FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) x WHERE c.oid = $1 AND x.grantee <> c.relowner ORDER BY 1 NULLS FIRST, 2`,
-    [to.oid]);
-  for (const e of extra) {
-    if (!had.has(JSON.stringify([e.grantee, e.privilege])) && e.grantee !== captured.owner) {
-      m.problems.push(`grant ${e.privilege} on ${to.shown} to ${roleName(e.grantee)}: the new table has it, the old table did not (default privileges or target DDL); not revoked`);
-    }
-  }
+}
+
+/**
+ * The table the grants moved from (the retired table at cutover, the new table on swap back) keeps none: it holds
+ * the same rows, and from now on nothing that reads it is meant to (`src/seal.ts`).
+ */
+export async function sealMovedFrom(m: Mover, from: MoveSource): Promise<void> {
+  await m.object(`access to ${displayName(from.ref)}: sealed (its grants moved)`, async (_run, note) => {
+    for (const statement of await sealRelation(m.client, from.oid)) note(statement);
+  });
 }
 
 export function describeGrants(b: CapturedGrants & { owner: string }): string[] {

@@ -9,6 +9,7 @@
  */
 import type pg from 'pg';
 import { relationName } from '../catalog';
+import { errorText } from '../redact';
 import { displayName, qualified, quoteIdent, type TableRef } from '../sql';
 import { withoutSemicolon, type CatalogQuery, type MoveSource, type MoveTarget, type Mover } from './mover';
 
@@ -118,7 +119,7 @@ export async function validateForeignKeys(client: pg.Client, fks: ForeignKeyRef[
     try {
       await client.query(`ALTER TABLE ${qualified(fk.table)} VALIDATE CONSTRAINT ${quoteIdent(fk.name)}`);
     } catch (err) {
-      failures.push(`foreign key ${fk.name} on ${displayName(fk.table)}: ${(err as Error).message}`);
+      failures.push(`foreign key ${fk.name} on ${displayName(fk.table)}: ${errorText(err)}`);
     }
   }
   if (failures.length) throw new Error(`could not validate: ${failures.join('; ')}`);

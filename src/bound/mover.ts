@@ -6,6 +6,7 @@
  * roles of `from` and `to` change.
  */
 import type pg from 'pg';
+import { errorText } from '../redact';
 import { displayName, qualified, quoteIdent, type TableRef } from '../sql';
 
 const SAVEPOINT = 'safeshift_bound_object';
@@ -116,7 +117,7 @@ export class Mover {
     } catch (err) {
       await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
       await this.client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
-      this.problems.push(`${label}: ${(err as Error).message}`);
+      this.problems.push(`${label}: ${errorText(err)}`);
       return false;
     }
   }
@@ -132,7 +133,7 @@ export class Mover {
       await this.client.query(`DROP ${kind} ${qualified(retired)} RESTRICT`);
     } catch (err) {
       const detail = (err as { detail?: string }).detail;
-      this.problems.push(`old ${kind.toLowerCase()} ${displayName(retired)} cannot be dropped without CASCADE: ${(err as Error).message}${detail ? ` (${detail.replace(/\n/g, '; ')})` : ''}`);
+      this.problems.push(`old ${kind.toLowerCase()} ${displayName(retired)} cannot be dropped without CASCADE: ${errorText(err)}${detail ? ` (${detail.replace(/\n/g, '; ')})` : ''}`);
     }
     await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
     await this.client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);

@@ -1,0 +1,220 @@
+/**
+ * Who can do what through the live name: every role (but superusers and PostgreSQL's own `pg_*`) × the relation
+ * at the live name and each of its columns (SELECT, INSERT, UPDATE; DELETE, TRUNCATE, REFERENCES, TRIGGER), the
+ * views and materialized views that read it (SELECT per column), the sequences its defaults use, and its
+ * row-level security (flags and policies of the table that enforces them). Taken before and after a swap and
+ * compared: a cutover or a swap back must leave everyone's access as it was.
+ *
+ * Probed, not computed from ACLs: each privilege is asked of PostgreSQL as the role itself (`SET LOCAL ROLE`, then
+ * `EXPLAIN` of a statement that needs it; EXPLAIN checks privileges and runs nothing), inside a savepoint that is
+ * rolled back. A view's `security_invoker`, whose base columns are checked as the session's role, or nested
+ * views, are then PostgreSQL's business, not a model of ours. A probe that fails for another reason than a
+ * privilege (a column only readable through the view, a generated column) says nothing and is left out.
+ */
+import type pg from 'pg';
+import { pgErrorCode } from './db';
+import { displayName, qualified, quoteIdent, type TableRef } from './sql';
+
+/** What is compared, by name, so the same objects are asked about after the swap. */
+export interface AccessObjects {
+  live: TableRef;
+  /** Views and materialized views reading the live relation, qualified as `regclass::text` prints them. */
+  readers: string[];
+  sequences: string[];
+}
+
+export interface AccessMatrix {
+  objects: AccessObjects;
+  /** `<role>: <privilege> on <object>[ (<column>)]` -> granted. */
+  entries: Record<string, boolean>;
+  /** Row-level security of what enforces it behind the live name: flags and policies, one line each. */
+  rowSecurity: string[];
+  /** Roles the connection may not switch to (not a member): not probed, named. */
+  unprobed: string[];
+}
+
+const SAVEPOINT = 'safeshift_access_probe';
+
+class Prober {
+  constructor(private readonly client: pg.Client) {}
+
+  /** true: allowed; false: permission denied; undefined: failed otherwise (says nothing about privileges). */
+  async allowed(statement: string): Promise<boolean | undefined> {
+    await this.client.query(`SAVEPOINT ${SAVEPOINT}`);
+    try {
+      await this.client.query(`EXPLAIN ${statement}`);
+      return true;
+    } catch (err) {
+      return pgErrorCode(err) === '42501' ? false : undefined;
+    } finally {
+      await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+      await this.client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+    }
+  }
+}
+
+async function discover(client: pg.Client, live: TableRef): Promise<AccessObjects> {
+  const { rows } = await client.query<{ readers: string[]; sequences: string[] }>(
+    `WITH rel AS (SELECT $1::regclass::oid AS oid)
+     SELECT coalesce((SELECT array_agg(DISTINCT r.ev_class::regclass::text ORDER BY r.ev_class::regclass::text)
+                        FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                        JOIN pg_class v ON v.oid = r.ev_class
+                       WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = (SELECT oid FROM rel)
+                         AND r.ev_class <> (SELECT oid FROM rel) AND v.relkind IN ('v', 'm')), '{}') AS readers,
+            coalesce((SELECT array_agg(DISTINCT s.oid::regclass::text ORDER BY s.oid::regclass::text)
+                        FROM pg_class s JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = s.oid
+                       WHERE s.relkind = 'S' AND (
+                             (d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT ad.oid FROM pg_attrdef ad WHERE ad.adrelid = (SELECT oid FROM rel)))
+                          OR (d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.refobjid = (SELECT oid FROM rel))
+                          OR EXISTS (SELECT 1 FROM pg_depend o WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid
+                                      AND o.refobjid = (SELECT oid FROM rel) AND o.deptype IN ('a', 'i')))), '{}') AS sequences`,
+    [qualified(live)]);
+  return { live, readers: rows[0]!.readers, sequences: rows[0]!.sequences };
+}
+
+interface Relation { oid: number; label: string; sql: string; kind: string; columns: string[] }
+
+async function relation(client: pg.Client, regclass: string, label: string): Promise<Relation | undefined> {
+  const { rows } = await client.query<{ oid: number; kind: string; columns: string[] }>(
+    `SELECT c.oid::int AS oid, c.relkind::text AS kind,
+            coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}') AS columns
+       FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      WHERE c.oid = to_regclass($1) GROUP BY c.oid, c.relkind`, [regclass]);
+  const r = rows[0];
+  return r && { oid: r.oid, kind: r.kind, columns: r.columns, label, sql: regclass };
+}
+
+/**
+ * Column privileges of one role on one relation: one probe for all columns, one per column only when the role
+ * has some but not all (rare), none when it has none at all (most roles, most relations).
+ */
+async function columnProbes(
+  p: Prober, client: pg.Client, role: string, rel: Relation, privilege: 'SELECT' | 'INSERT' | 'UPDATE', out: Record<string, boolean>,
+): Promise<void> {
+  const set = (column: string, granted: boolean | undefined) => {
+    if (granted !== undefined) out[`${role}: ${privilege} on ${rel.label} (${column})`] = granted;
+  };
+  const cols = rel.columns;
+  if (cols.length === 0) return;
+  // Asked as the role itself (SET LOCAL ROLE): without the privilege on any column, no statement could pass.
+  const { rows } = await client.query<{ any: boolean }>(`SELECT has_any_column_privilege($1::oid, $2) AS any`, [rel.oid, privilege]);
+  if (!rows[0]!.any) { for (const c of cols) set(c, false); return; }
+  const statement = (c: string[]) => privilege === 'SELECT'
+    ? `SELECT ${c.map(quoteIdent).join(', ')} FROM ${rel.sql}`
+    : privilege === 'INSERT'
+      ? `INSERT INTO ${rel.sql} (${c.map(quoteIdent).join(', ')}) VALUES (${c.map(() => 'NULL').join(', ')})`
+      : `UPDATE ${rel.sql} SET ${c.map((x) => `${quoteIdent(x)} = NULL`).join(', ')} WHERE false`;
+  const all = await p.allowed(statement(cols));
+  if (all === true) { for (const c of cols) set(c, true); return; }
+  for (const c of cols) set(c, await p.allowed(statement([c])));
+}
+
+export async function readAccess(client: pg.Client, live: TableRef, objects?: AccessObjects): Promise<AccessMatrix> {
+  // Probes need a transaction to roll back in: the caller's (preflight's), or one of our own.
+  const own = !(await inTransactionBlock(client));
+  if (own) await client.query('BEGIN');
+  try {
+    const what = objects ?? await discover(client, live);
+    const entries: Record<string, boolean> = {};
+    const unprobed: string[] = [];
+    const liveRel = await relation(client, qualified(live), displayName(live));
+    const readers = (await Promise.all(what.readers.map((r) => relation(client, r, r)))).filter((r): r is Relation => r !== undefined);
+    const { rows: roles } = await client.query<{ role: string }>(
+      `SELECT rolname AS role FROM pg_roles WHERE rolname !~ '^pg_' AND NOT rolsuper ORDER BY 1`);
+    const p = new Prober(client);
+    for (const { role } of roles) {
+      await client.query(`SAVEPOINT safeshift_access_role`);
+      try {
+        try {
+          await client.query(`SET LOCAL ROLE ${quoteIdent(role)}`);
+        } catch {
+          unprobed.push(role);
+          continue;
+        }
+        if (liveRel) {
+          for (const privilege of ['SELECT', 'INSERT', 'UPDATE'] as const) await columnProbes(p, client, role, liveRel, privilege, entries);
+          const deleted = await p.allowed(`DELETE FROM ${liveRel.sql} WHERE false`);
+          if (deleted !== undefined) entries[`${role}: DELETE on ${liveRel.label}`] = deleted;
+        }
+        for (const r of readers) await columnProbes(p, client, role, r, 'SELECT', entries);
+      } finally {
+        await client.query(`ROLLBACK TO SAVEPOINT safeshift_access_role`);
+        await client.query(`RELEASE SAVEPOINT safeshift_access_role`);
+      }
+    }
+    // ACL-only privileges (no statement to EXPLAIN), asked as ourselves about each role.
+    const { rows: acl } = await client.query<{ key: string; granted: boolean }>(
+      `SELECT format('%s: %s on %s', r.rolname, p.priv, $2::text) AS key, has_table_privilege(r.oid, to_regclass($1), p.priv) AS granted
+         FROM pg_roles r CROSS JOIN unnest(ARRAY['TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
+        WHERE r.rolname !~ '^pg_' AND NOT r.rolsuper AND to_regclass($1) IS NOT NULL
+       UNION ALL
+       SELECT format('%s: %s on sequence %s', r.rolname, p.priv, s.name), has_sequence_privilege(r.oid, to_regclass(s.name), p.priv)
+         FROM pg_roles r CROSS JOIN unnest($3::text[]) s(name) CROSS JOIN unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) p(priv)
+        WHERE r.rolname !~ '^pg_' AND NOT r.rolsuper AND to_regclass(s.name) IS NOT NULL`,
+      [qualified(live), displayName(live), what.sequences]);
+    for (const a of acl) entries[a.key] = a.granted;
+    return { objects: what, entries, rowSecurity: await rowSecurityBehind(client, live), unprobed };
+  } finally {
+    if (own) await client.query('ROLLBACK');
+  }
+}
+
+async function inTransactionBlock(client: pg.Client): Promise<boolean> {
+  try {
+    await client.query(`SAVEPOINT ${SAVEPOINT}`);
+  } catch (err) {
+    if (pgErrorCode(err) === '25P01') return false; // SAVEPOINT can only be used in transaction blocks
+    throw err;
+  }
+  await client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+  return true;
+}
+
+/**
+ * The flags and policies of the table behind the live name: the live table itself, or the tables a view at the
+ * live name reads (a compatibility view reads with its readers' rights exactly when they have row-level security). Policies by name, command,
+ * kind and roles; their expressions name columns, which a migration may rename, so they are not compared.
+ */
+async function rowSecurityBehind(client: pg.Client, live: TableRef): Promise<string[]> {
+  const { rows } = await client.query<{ line: string }>(
+    `WITH rel AS (SELECT to_regclass($1) AS oid),
+          behind AS (
+            SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c WHERE c.oid = (SELECT oid FROM rel) AND c.relkind IN ('r', 'p')
+            UNION
+            SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity
+              FROM pg_class v JOIN pg_rewrite r ON r.ev_class = v.oid
+              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+              JOIN pg_class c ON c.oid = d.refobjid AND c.oid <> v.oid AND c.relkind IN ('r', 'p')
+             WHERE v.oid = (SELECT oid FROM rel) AND v.relkind = 'v')
+     SELECT format('row level security %s%s', CASE WHEN b.relrowsecurity THEN 'enabled' ELSE 'disabled' END,
+                   CASE WHEN b.relforcerowsecurity THEN ', forced' ELSE '' END) AS line FROM behind b
+     UNION ALL
+     SELECT format('policy %s: %s %s to %s', p.polname, p.polcmd,
+                   CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END,
+                   (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END, ', ' ORDER BY 1) FROM unnest(p.polroles) r))
+       FROM pg_policy p JOIN behind b ON b.oid = p.polrelid
+     ORDER BY 1`, [qualified(live)]);
+  return rows.map((r) => r.line);
+}
+
+/**
+ * What differs between two matrices, one line each: a privilege granted on one side and refused on the other,
+ * row-level security changed. Privileges asked on one side only (a column the new shape does not have) are not
+ * differences; `renames` maps an old column name to the one it has after (`columnRenames`).
+ */
+export function accessDifferences(before: AccessMatrix, after: AccessMatrix, renames: Record<string, string> = {}): string[] {
+  const renamed = (key: string) => key.replace(/ \(([^()]*)\)$/, (whole, column: string) => (Object.hasOwn(renames, column) ? ` (${renames[column]})` : whole));
+  const lines: string[] = [];
+  for (const [key, was] of Object.entries(before.entries)) {
+    const afterKey = renamed(key);
+    if (!Object.hasOwn(after.entries, afterKey)) continue;
+    const now = after.entries[afterKey];
+    if (now !== was) lines.push(`${afterKey}: ${was ? 'granted before, refused after' : 'refused before, granted after'}`);
+  }
+  const rls = (m: AccessMatrix) => new Set(m.rowSecurity);
+  const a = rls(before);
+  const b = rls(after);
+  for (const line of a) if (!b.has(line)) lines.push(`${line}: before only`);
+  for (const line of b) if (!a.has(line)) lines.push(`${line}: after only`);
+  return lines;
+}

@@ -1,0 +1,130 @@
+/**
+ * Access is preserved exactly (issue 12, finding 1; issue 13, finding 1), in a Supabase-like database whose
+ * default privileges grant ALL on every new table in `public` to anon, authenticated and service_role:
+ * - a role with grants on some columns only, and a role that reads the table only through a view owned by
+ *   somebody else, read exactly what they read before, after cutover and after rollback, in a plain swap and
+ *   with a compatibility view;
+ * - the whole privilege matrix (every role × the live name, its columns, the view over it, its sequence; and
+ *   row-level security) is equal before, after cutover and after rollback;
+ * - the new table is sealed until cutover, the retired table after it: anon reads nothing from either.
+ */
+import { accessDifferences, readAccess, type AccessMatrix, type AccessObjects } from '../../src/access-matrix';
+import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { asRole } from '../support/supabase';
+import pg from 'pg';
+
+/** The same objects are asked about after as before (`objects`), as the cutover does. */
+async function matrix(table: string, objects?: AccessObjects): Promise<AccessMatrix> {
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  try {
+    return await readAccess(client, { schema: 'public', name: table }, objects);
+  } finally {
+    await client.end();
+  }
+}
+
+/** What a role can do, said the way a person would check it by hand. */
+async function can(role: string, query: string): Promise<boolean> {
+  try {
+    await asRole(role, query);
+    return true;
+  } catch (err) {
+    if ((err as { code?: string }).code === '42501') return false;
+    throw err;
+  }
+}
+
+async function setup(compatView: boolean) {
+  const t = uniqueName('acc');
+  const colRole = `${t}_col`;
+  const viewer = `${t}_viewer`;
+  const viewOwner = `${t}_vowner`;
+  for (const r of [colRole, viewer, viewOwner]) await sql(`CREATE ROLE ${r} NOLOGIN`);
+  await sql(`GRANT ${colRole}, ${viewer}, ${viewOwner} TO postgres`);
+  await sql(`CREATE TABLE public.${t} (id serial PRIMARY KEY, title text NOT NULL, body text, email text)`);
+  await sql(`INSERT INTO public.${t} (title, body, email) SELECT 'title ' || g, 'body ' || g, 'person' || g || '@example.org' FROM generate_series(1, 500) g`);
+  // Supabase's defaults gave the API roles ALL: this table's owner narrowed them, as a careful team does.
+  await sql(`REVOKE ALL ON public.${t} FROM anon, authenticated, service_role`);
+  await sql(`GRANT SELECT (id, title) ON public.${t} TO anon`);
+  await sql(`GRANT SELECT, INSERT, UPDATE ON public.${t} TO authenticated`);
+  await sql(`GRANT SELECT (id, title), UPDATE (title) ON public.${t} TO ${colRole}`);
+  await sql(`GRANT SELECT ON public.${t} TO ${viewOwner}`);
+  await sql(`GRANT USAGE ON SCHEMA public TO ${viewOwner}`);
+  await sql(`CREATE VIEW public.${t}_titles AS SELECT id, title FROM public.${t}`);
+  await sql(`ALTER VIEW public.${t}_titles OWNER TO ${viewOwner}`);
+  await sql(`REVOKE ALL ON public.${t}_titles FROM anon, authenticated, service_role`);
+  await sql(`GRANT SELECT ON public.${t}_titles TO ${viewer}`);
+  const plan = basePlan(t, `public.${t}`, `public.${t}_v2`, {
+    create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY DEFAULT nextval('public.${t}_id_seq'), title text NOT NULL, content text, email text)`,
+    columns: { content: 'body' },
+    reverse: { body: 'content' },
+    cutover: { compatView },
+  });
+  return { t, colRole, viewer, plan, planName: String(plan.name) };
+}
+
+/** The hand checks: what each kind of role must (and must not) be able to do through the live name. */
+async function expectAccessAsBefore(t: string, colRole: string, viewer: string): Promise<void> {
+  expect(await can(colRole, `SELECT id, title FROM public.${t}`)).toBe(true);
+  expect(await can(colRole, `SELECT email FROM public.${t}`)).toBe(false);
+  expect(await can(colRole, `UPDATE public.${t} SET title = title || '' WHERE id = 1`)).toBe(true);
+  expect(await can(colRole, `UPDATE public.${t} SET email = NULL WHERE id = 1`)).toBe(false);
+  expect(await can(viewer, `SELECT count(*) FROM public.${t}_titles`)).toBe(true);
+  expect(await can(viewer, `SELECT count(*) FROM public.${t}`)).toBe(false);
+  expect(await can('anon', `SELECT id, title FROM public.${t}`)).toBe(true);
+  expect(await can('anon', `SELECT email FROM public.${t}`)).toBe(false);
+  expect(await can('anon', `INSERT INTO public.${t} (title) VALUES ('x')`)).toBe(false);
+  expect(await can('authenticated', `SELECT email FROM public.${t}`)).toBe(true);
+  expect(await can('authenticated', `DELETE FROM public.${t} WHERE id = 1`)).toBe(false);
+}
+
+for (const compatView of [false, true]) {
+  test(`access is exactly as before after cutover and after rollback (${compatView ? 'compatibility view' : 'plain swap'})`, async () => {
+    const { t, colRole, viewer, plan, planName } = await setup(compatView);
+    await expectAccessAsBefore(t, colRole, viewer).catch((err) => { throw new Error(`fixture: ${(err as Error).message}`); });
+    const before = await matrix(t);
+    expect(Object.values(before.entries).filter(Boolean).length).toBeGreaterThan(10);
+
+    expect(await runCli(['start', writePlan(plan)])).toMatchObject({ code: 0, stderr: '' });
+    await waitFor(planName, atPhase('awaiting_cutover'));
+    // The new table holds every row by now, and nobody but safeshift may read or write it.
+    for (const role of ['anon', 'authenticated', 'service_role']) {
+      expect(await can(role, `SELECT count(*) FROM public.${t}_v2`)).toBe(false);
+      expect(await can(role, `INSERT INTO public.${t}_v2 (id, title) VALUES (100000, 'planted')`)).toBe(false);
+    }
+
+    expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+    const atDrop = await waitFor(planName, atPhase('awaiting_drop'));
+    await expectAccessAsBefore(t, colRole, viewer);
+    // Every privilege asked before is asked again; body is called content in the new shape (plain swap).
+    const afterCutover = await matrix(t, before.objects);
+    expect(accessDifferences(before, afterCutover, compatView ? {} : { body: 'content' })).toEqual([]);
+    const renamed = (k: string) => (compatView ? k : k.replace(' (body)', ' (content)'));
+    expect(Object.keys(before.entries).map(renamed).filter((k) => !Object.hasOwn(afterCutover.entries, k))).toEqual([]);
+    expect(afterCutover.rowSecurity).toEqual(before.rowSecurity);
+    // The retired table keeps the old rows and nobody's grants.
+    for (const role of ['anon', 'authenticated', colRole]) expect(await can(role, `SELECT count(*) FROM ${atDrop.retiredTable}`)).toBe(false);
+
+    expect((await runCli(['rollback', planName, '--as', 'carol'])).code).toBe(0);
+    const end = await waitFor(planName, atPhase('rolled_back'));
+    expect(end.compensations[0]).toEqual({ name: 'swapBack', state: 'done' });
+    await expectAccessAsBefore(t, colRole, viewer);
+    expect((await matrix(t, before.objects)).entries).toEqual(before.entries);
+  });
+}
+
+test('preflight refuses a cutover that would change access, naming role and privilege', async () => {
+  const { t, plan } = await setup(false);
+  // The target DDL grants anon more than the old table did: the cutover would widen anon's access.
+  const widened = { ...plan, create: `${String(plan.create)}; GRANT ALL ON public.${t}_v2 TO anon` };
+  const result = await runCli(['plan', 'validate', writePlan(widened)]);
+  // Sealing and the exact grant move make the DDL's grant moot: access stays as it was, so the plan is valid.
+  expect(result.stderr).not.toMatch(/access would change/);
+  // A policy on the target that the old table did not have changes who sees what: refused, named.
+  const policy = { ...plan, create: `${String(plan.create)}; ALTER TABLE public.${t}_v2 ENABLE ROW LEVEL SECURITY; CREATE POLICY extra ON public.${t}_v2 FOR SELECT TO anon USING (true)` };
+  const refused = await runCli(['start', writePlan(policy)]);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toMatch(/access would change: row level security enabled: after only/);
+  expect(refused.stderr).toMatch(/access would change: policy extra: r permissive to anon: after only/);
+});
