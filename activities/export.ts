@@ -3,11 +3,11 @@
  * a load into a scratch schema that is rolled back). Both recorded in `safeshift.exports`. No compensation: an
  * export that fails verification is kept, marked unverified, as evidence; it never counts as a backup.
  */
-import { rmSync } from 'node:fs';
-import { Context } from '@temporalio/activity';
-import { exportTables, verifyExport, ExportError, type VerifiedTable } from '../src/export';
+import { Context, log } from '@temporalio/activity';
+import { exportKeyEnv, exportTables, recordExport, verifyExport, ExportError, type VerifiedTable } from '../src/export';
 import { fatal } from '../src/errors';
-import { ensureLedger } from '../src/ledger';
+import { appendAudit, ensureLedger } from '../src/ledger';
+import { exportDirToPrune, removeExportDir } from '../src/retention';
 import { parseTableRef, type TableRef } from '../src/sql';
 import { heartbeating, withDatabase } from './support';
 
@@ -18,7 +18,10 @@ export interface ExportInput {
   /** schema.table names, or every table outside PostgreSQL's and safeshift's own schemas when empty. */
   tables: string[];
   dir: string;
-  /** Environment variable (on the worker) holding the encryption key; none: not encrypted. */
+  /**
+   * Environment variable (on the worker) holding the encryption key. Absent: SAFESHIFT_BACKUP_KEY if it is set on
+   * the worker (encrypted whenever a key is configured), else plain. '' (`--no-encrypt`): plain.
+   */
   keyEnv?: string;
   /** The schedule that started this export, if any (retention prunes per schedule). */
   scheduleId?: string;
@@ -58,12 +61,9 @@ export async function exportBackup(input: ExportInput): Promise<ExportSummary> {
     const started = Date.now();
     const ctx = Context.current();
     try {
-      const manifest = await exportTables(client, tables, input.dir, { id: input.id, keyEnv: input.keyEnv, onTable: (t) => ctx.heartbeat(t.name) });
-      const summary = manifest.tables.map((t) => ({ table: `${t.schema}.${t.name}`, rows: t.rows, bytes: t.bytes }));
-      const bytes = manifest.tables.reduce((n, t) => n + t.bytes, 0);
-      await client.query(
-        `INSERT INTO safeshift.exports (id, workflow_id, dir, tables, bytes, encrypted, key_id, snapshot_at, schedule_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [input.id, input.workflowId, input.dir, JSON.stringify(summary), bytes, manifest.encryption !== null, manifest.encryption?.keyId ?? null, manifest.snapshotAt, input.scheduleId ?? null]);
+      const keyEnv = exportKeyEnv(input.keyEnv);
+      const manifest = await exportTables(client, tables, input.dir, { id: input.id, keyEnv, onTable: (t) => ctx.heartbeat(t.name) });
+      const { tables: summary, bytes } = await recordExport(client, manifest, { workflowId: input.workflowId, dir: input.dir, scheduleId: input.scheduleId });
       return { id: input.id, dir: input.dir, tables: summary, bytes, seconds: (Date.now() - started) / 1000, encrypted: manifest.encryption !== null };
     } catch (err) {
       if (err instanceof ExportError) throw fatal('BadBackupRequest', err.message);
@@ -89,21 +89,49 @@ export async function verifyBackup(input: Pick<ExportInput, 'db' | 'id' | 'dir' 
   }));
 }
 
+export interface PruneInput {
+  db: string;
+  scheduleId: string;
+  retain: number;
+  /** The schedule's root directory (its `--dir`): nothing outside it is ever deleted. */
+  root?: string;
+  /** The run pruning, for the audit rows of refusals. */
+  workflowId?: string;
+  runId?: string;
+}
+
 /**
  * Retention of a schedule's exports: the newest `retain` verified ones stay; older verified ones are deleted
  * (their directory) and marked pruned. Unverified exports are never pruned (evidence) and never count.
+ * A directory is deleted only if it is that export's, under the schedule's root (src/retention.ts); any other is
+ * refused, left as it is, unpruned, and each refusal audited (`backup:prune-refused`) and logged.
  * Idempotent: an export already pruned is skipped, a directory already gone is fine.
  */
-export async function pruneBackups(input: { db: string; scheduleId: string; retain: number }): Promise<string[]> {
+export async function pruneBackups(input: PruneInput): Promise<string[]> {
   return withDatabase(input, async (client) => {
-    const { rows } = await client.query<{ id: string; dir: string }>(
-      `SELECT id, dir FROM safeshift.exports
+    await ensureLedger(client);
+    const { rows } = await client.query<{ id: string; dir: string; digest: string | null }>(
+      `SELECT id, dir, manifest_sha256 AS digest FROM safeshift.exports
         WHERE schedule_id = $1 AND verified_at IS NOT NULL AND pruned_at IS NULL
         ORDER BY exported_at DESC, id DESC OFFSET $2`, [input.scheduleId, input.retain]);
+    const pruned: string[] = [];
     for (const r of rows) {
-      rmSync(r.dir, { recursive: true, force: true });
+      const target = input.root
+        ? exportDirToPrune(input.root, { id: r.id, dir: r.dir, manifestSha256: r.digest })
+        : { refused: `export ${r.id}: ${r.dir} not deleted: the run gave no schedule root to check it against` };
+      if (typeof target === 'object' && 'refused' in target) {
+        log.warn(`retention refused: ${target.refused}`, { scheduleId: input.scheduleId });
+        await appendAudit(client, {
+          eventKey: `${input.runId ?? input.scheduleId}/prune-refused/${r.id}`, workflowId: input.workflowId ?? null, runId: input.runId ?? null,
+          actor: 'safeshift', action: 'backup:prune-refused', phase: 'backup',
+          details: { schedule: input.scheduleId, id: r.id, dir: r.dir, root: input.root ?? null, reason: target.refused },
+        });
+        continue;
+      }
+      if (target !== 'gone') removeExportDir(target);
       await client.query(`UPDATE safeshift.exports SET pruned_at = now() WHERE id = $1`, [r.id]);
+      pruned.push(r.id);
     }
-    return rows.map((r) => r.id);
+    return pruned;
   });
 }

@@ -57,7 +57,7 @@ export async function checkRestore(input: RestoreRequest): Promise<RestorePlan> 
   return withDatabase(input, async (client) => {
     let exported: Awaited<ReturnType<typeof exportedTable>>;
     try {
-      exported = await exportedTable(input.dir, table, { keyEnv: input.keyEnv });
+      exported = await exportedTable(client, input.dir, table, { keyEnv: input.keyEnv });
     } catch (err) {
       if (err instanceof ExportError) throw bad(err.message);
       throw err;

@@ -8,10 +8,13 @@
  * Encryption (optional): AES-256-GCM over the gzip stream, key from an environment variable (32 bytes, base64 or
  * hex). File layout: `SSENC1` (6 bytes), IV (12 bytes), ciphertext, tag (16 bytes). The key id in the manifest is
  * the first 16 hex digits of SHA-256 of the key, so a wrong key is named before anything is decrypted.
+ *
+ * The manifest is data, never SQL, and authenticated before anything in it is used (src/manifest.ts). Exports hold
+ * personal data: directories are made 0700 and files 0600 whatever the umask.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes, type CipherGCM } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, openSync, readFileSync, readSync, closeSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
@@ -21,36 +24,30 @@ import { tableOid } from './catalog';
 import { tableChecksum } from './checksum';
 import { inTransaction } from './db';
 import { errorText } from './redact';
+import {
+  authenticateManifest, columnDefinitions, ExportError, exportFileName, manifestMac, manifestText, MANIFEST, openManifest,
+  readManifestFile, recordedManifestDigest, sha256Hex, type ExportedTable, type Manifest,
+} from './manifest';
+import { BACKUP_KEY_ENV } from './messages';
 import { displayName, qualified, quoteIdent, type TableRef } from './sql';
 
-export const MANIFEST = 'manifest.json';
+export { ExportError, MANIFEST, type ExportedTable, type Manifest } from './manifest';
 const MAGIC = Buffer.from('SSENC1');
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-export interface ExportedTable {
-  schema: string;
-  name: string;
-  file: string;
-  columns: { name: string; type: string }[];
-  rows: number;
-  checksum: string;
-  sha256: string;
-  bytes: number;
-}
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
 
-export interface Manifest {
-  format: 'safeshift-export/1';
-  id: string;
-  server: string;
-  database: string;
-  /** When the snapshot the export was read in was taken (server clock). */
-  snapshotAt: string;
-  encryption: { algorithm: 'aes-256-gcm'; keyId: string } | null;
-  tables: ExportedTable[];
+/**
+ * The key an export is written with: a named variable; none when `requested` is '' (`--no-encrypt`); by default
+ * SAFESHIFT_BACKUP_KEY when it is set where the export is written (exports hold personal data: encrypted whenever
+ * a key is configured).
+ */
+export function exportKeyEnv(requested: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (requested !== undefined) return requested || undefined;
+  return env[BACKUP_KEY_ENV] ? BACKUP_KEY_ENV : undefined;
 }
-
-export class ExportError extends Error {}
 
 /** A 32-byte key from the named environment variable (base64 or hex), and its id. */
 export function exportKey(envName: string, env: NodeJS.ProcessEnv = process.env): { key: Buffer; keyId: string } {
@@ -82,9 +79,25 @@ export async function storedColumns(client: pg.Client, t: TableRef): Promise<{ n
   return rows;
 }
 
-function fileName(t: TableRef, encrypted: boolean): string {
-  const safe = (s: string) => encodeURIComponent(s).replace(/\./g, '%2E');
-  return `${safe(t.schema)}.${safe(t.name)}.copy.gz${encrypted ? '.enc' : ''}`;
+/** `dir` and any parents it needs, each made here 0700; `dir` itself 0700 even if it existed (empty). */
+function makeExportDir(dir: string): void {
+  const first = mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+  if (first) {
+    // mkdir's mode is masked by the umask: each directory made here is set explicitly, outermost first.
+    const made: string[] = [];
+    for (let d = resolve(dir); ; d = dirname(d)) {
+      made.unshift(d);
+      if (d === resolve(first) || d === dirname(d)) break;
+    }
+    for (const d of made) chmodSync(d, DIR_MODE);
+  }
+  chmodSync(dir, DIR_MODE);
+}
+
+/** A new file only the owner can read, whatever the umask (the mode given to open is masked by it). */
+function createPrivateFile(path: string, data: string | Buffer): void {
+  writeFileSync(path, data, { mode: FILE_MODE, flag: 'wx' });
+  chmodSync(path, FILE_MODE);
 }
 
 /**
@@ -96,7 +109,7 @@ export async function exportTables(
 ): Promise<Manifest> {
   if (existsSync(dir) && readdirSync(dir).length) throw new ExportError(`--dir: ${dir} is not empty; exports go into a new or empty directory`);
   const key = options.keyEnv ? exportKey(options.keyEnv) : undefined;
-  mkdirSync(dir, { recursive: true });
+  makeExportDir(dir);
   const { meta, exported } = await inTransaction(client, async () => {
     const [meta] = (await client.query<{ server: string; database: string; at: string }>(
       `SELECT 'PostgreSQL ' || current_setting('server_version') AS server, current_database() AS database,
@@ -105,8 +118,9 @@ export async function exportTables(
     for (const t of tables) {
       const columns = await storedColumns(client, t);
       const names = columns.map((c) => c.name);
-      const file = fileName(t, key !== undefined);
+      const file = exportFileName(t, key !== undefined);
       const path = join(dir, file);
+      createPrivateFile(path, '');
       const digest = new Digest();
       const stages: NodeJS.ReadWriteStream[] = [createGzip()];
       let cipher: CipherGCM | undefined;
@@ -116,12 +130,12 @@ export async function exportTables(
         stages.push(cipher);
         // Header first (hashed like the rest), the tag after the cipher has finished.
         const header = Buffer.concat([MAGIC, iv]);
-        writeFileSync(path, header);
+        writeFileSync(path, header, { flag: 'a' });
         digest.hash.update(header);
         digest.bytes += header.length;
       }
       const source = client.query(copyTo(`COPY (SELECT ${names.map(quoteIdent).join(', ')} FROM ${qualified(t)}) TO STDOUT`));
-      await pipeline(source, ...(stages as [NodeJS.ReadWriteStream]), digest, createWriteStream(path, { flags: key ? 'a' : 'w' }));
+      await pipeline(source, ...(stages as [NodeJS.ReadWriteStream]), digest, createWriteStream(path, { flags: 'a' }));
       if (cipher) {
         const tag = cipher.getAuthTag();
         digest.hash.update(tag);
@@ -142,25 +156,55 @@ export async function exportTables(
     format: 'safeshift-export/1', id: options.id, server: meta.server, database: meta.database, snapshotAt: meta.at,
     encryption: key ? { algorithm: 'aes-256-gcm', keyId: key.keyId } : null, tables: exported,
   };
-  writeFileSync(join(dir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+  if (key) manifest.mac = manifestMac(manifest, key.key);
+  createPrivateFile(join(dir, MANIFEST), manifestText(manifest));
   return manifest;
 }
 
-export function readManifest(dir: string): Manifest {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8'));
-  } catch (err) {
-    throw new ExportError(`${join(dir, MANIFEST)}: cannot read the manifest: ${(err as Error).message}`);
-  }
-  const m = raw as Partial<Manifest>;
-  if (m.format !== 'safeshift-export/1' || !Array.isArray(m.tables)) throw new ExportError(`${join(dir, MANIFEST)}: not a safeshift export manifest (format ${String(m.format)})`);
-  return m as Manifest;
+/**
+ * Record a written export in `safeshift.exports`, with its manifest's SHA-256: what verify, restore and retention
+ * check the manifest against later. Returns the per-table summary recorded.
+ */
+export async function recordExport(
+  client: pg.Client, manifest: Manifest, at: { workflowId: string; dir: string; scheduleId?: string },
+): Promise<{ tables: { table: string; rows: number; bytes: number }[]; bytes: number }> {
+  const tables = manifest.tables.map((t) => ({ table: `${t.schema}.${t.name}`, rows: t.rows, bytes: t.bytes }));
+  const bytes = manifest.tables.reduce((n, t) => n + t.bytes, 0);
+  await client.query(
+    `INSERT INTO safeshift.exports (id, workflow_id, dir, tables, bytes, encrypted, key_id, snapshot_at, schedule_id, manifest_sha256)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    [manifest.id, at.workflowId, at.dir, JSON.stringify(tables), bytes, manifest.encryption !== null, manifest.encryption?.keyId ?? null,
+      manifest.snapshotAt, at.scheduleId ?? null, sha256Hex(manifestText(manifest))]);
+  return { tables, bytes };
 }
 
-/** The key an encrypted export needs, checked by key id before anything is decrypted; none for a plain one. */
-function decryptionKey(manifest: Manifest, dir: string, keyEnv: string | undefined): Buffer | undefined {
+/**
+ * The manifest of `dir`, checked for form only (not authenticated): for listing what an export holds. Everything
+ * that loads from an export goes through `trustedManifest`.
+ */
+export function readManifest(dir: string): Manifest {
+  return readManifestFile(dir).manifest;
+}
+
+/**
+ * The manifest of `dir`, well-formed, its types type names, authenticated (MAC with the key when encrypted, the
+ * digest `safeshift.exports` recorded when there is one, and for a plain export that digest is required), with
+ * the key to decrypt the files.
+ */
+async function trustedManifest(client: pg.Client, dir: string, keyEnv: string | undefined): Promise<{ manifest: Manifest; key: Buffer | undefined }> {
+  const opened = await openManifest(dir);
+  const key = decryptionKey(opened.manifest, dir, keyEnv);
+  authenticateManifest(dir, opened, key, await recordedManifestDigest(client, opened.manifest.id));
+  return { manifest: opened.manifest, key };
+}
+
+/**
+ * The key an encrypted export needs, checked by key id before anything is decrypted; none for a plain one. Unless
+ * named, SAFESHIFT_BACKUP_KEY where this runs (encrypted by default means decrypted by default).
+ */
+function decryptionKey(manifest: Manifest, dir: string, requested: string | undefined): Buffer | undefined {
   if (!manifest.encryption) return undefined;
+  const keyEnv = requested || (process.env[BACKUP_KEY_ENV] ? BACKUP_KEY_ENV : undefined);
   if (!keyEnv) throw new ExportError(`${dir} is encrypted (key id ${manifest.encryption.keyId}): name the key's environment variable`);
   const k = exportKey(keyEnv);
   if (k.keyId !== manifest.encryption.keyId) throw new ExportError(`wrong key: ${keyEnv} has key id ${k.keyId}, the export was encrypted with ${manifest.encryption.keyId}`);
@@ -199,9 +243,6 @@ async function hashProblem(dir: string, t: ExportedTable): Promise<string | unde
   return sha === t.sha256 ? undefined : `${t.file}: SHA-256 ${sha} differs from the manifest's ${t.sha256} (the file was changed or corrupted)`;
 }
 
-/** The exported columns with their types, as a CREATE TABLE column list. */
-const columnDefinitions = (t: ExportedTable) => t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ');
-
 /**
  * COPY one exported file into `into` (created by the caller, in the caller's transaction) and compare count and
  * checksum with the manifest: the difference, or undefined when they are equal.
@@ -235,20 +276,26 @@ export interface VerifiedTable {
  * is rolled back (the scratch schema never outlives it). Each problem is named; nothing stops at the first.
  */
 export async function verifyExport(client: pg.Client, dir: string, options: { keyEnv?: string } = {}): Promise<{ manifest: Manifest; tables: VerifiedTable[] }> {
-  const manifest = readManifest(dir);
-  const key = decryptionKey(manifest, dir, options.keyEnv);
+  const { manifest, key } = await trustedManifest(client, dir, options.keyEnv);
   const results: VerifiedTable[] = [];
   for (const t of manifest.tables) {
     const table = displayName(t);
     if (!existsSync(join(dir, t.file))) { results.push({ table, ok: false, problem: `${t.file} is missing` }); continue; }
     const corrupt = await hashProblem(dir, t);
     if (corrupt) { results.push({ table, ok: false, problem: corrupt }); continue; }
+    let definitions: string;
+    try {
+      definitions = await columnDefinitions(client, t, quoteIdent);
+    } catch (err) {
+      results.push({ table, ok: false, problem: (err as Error).message });
+      continue;
+    }
     const scratch = `safeshift_verify_${randomBytes(4).toString('hex')}`;
     await client.query('BEGIN');
     try {
       await client.query(`CREATE SCHEMA ${quoteIdent(scratch)}`);
       const into = { schema: scratch, name: t.name };
-      await client.query(`CREATE TABLE ${qualified(into)} (${columnDefinitions(t)})`);
+      await client.query(`CREATE TABLE ${qualified(into)} (${definitions})`);
       const differs = await loadExported(client, dir, t, key, into);
       results.push(differs ? { table, ok: false, problem: differs } : { table, ok: true, rows: t.rows });
     } catch (err) {
@@ -265,11 +312,12 @@ export async function verifyExport(client: pg.Client, dir: string, options: { ke
  * id), its file present and hashing to the manifest's SHA-256. Everything a restore refuses before it touches the
  * database.
  */
-export async function exportedTable(dir: string, table: TableRef, options: { keyEnv?: string } = {}): Promise<{ manifest: Manifest; table: ExportedTable; key: Buffer | undefined }> {
-  const manifest = readManifest(dir);
+export async function exportedTable(
+  client: pg.Client, dir: string, table: TableRef, options: { keyEnv?: string } = {},
+): Promise<{ manifest: Manifest; table: ExportedTable; key: Buffer | undefined }> {
+  const { manifest, key } = await trustedManifest(client, dir, options.keyEnv);
   const t = manifest.tables.find((x) => x.schema === table.schema && x.name === table.name);
   if (!t) throw new ExportError(`--table: ${displayName(table)} is not in this export (it has ${manifest.tables.map((x) => displayName(x)).join(', ')})`);
-  const key = decryptionKey(manifest, dir, options.keyEnv);
   if (!existsSync(join(dir, t.file))) throw new ExportError(`${t.file} is missing from ${dir}; nothing restored`);
   const corrupt = await hashProblem(dir, t);
   if (corrupt) throw new ExportError(`${corrupt}; nothing restored`);
@@ -290,11 +338,12 @@ export interface RestoreOptions {
  * transaction that commits only if they are equal. Never touches an existing table.
  */
 export async function restoreTable(client: pg.Client, dir: string, table: TableRef, into: TableRef, options: RestoreOptions = {}): Promise<{ rows: number; checksum: string }> {
-  const { table: t, key } = await exportedTable(dir, table, options);
+  const { table: t, key } = await exportedTable(client, dir, table, options);
   if (await tableOid(client, into)) throw new ExportError(`--into: ${displayName(into)} exists; restore goes into a new table`);
+  const definitions = options.like ? `LIKE ${qualified(options.like)} INCLUDING ALL` : await columnDefinitions(client, t, quoteIdent);
   try {
     await inTransaction(client, async () => {
-      await client.query(`CREATE TABLE ${qualified(into)} (${options.like ? `LIKE ${qualified(options.like)} INCLUDING ALL` : columnDefinitions(t)})`);
+      await client.query(`CREATE TABLE ${qualified(into)} (${definitions})`);
       const differs = await loadExported(client, dir, t, key, into);
       if (differs) throw new ExportError(`${differs}; nothing restored`);
       await options.beforeCommit?.(client);

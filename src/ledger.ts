@@ -132,6 +132,8 @@ DECLARE
   prev record;
 BEGIN
   -- One writer at a time, so seq order is chain order even with concurrent migrations.
+-- The manifest's SHA-256 when it was written: verify, restore and retention refuse a manifest that differs.
+ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS manifest_sha256 text;
   PERFORM pg_advisory_xact_lock(hashtext('safeshift.audit_log'));
   SELECT seq, hash INTO prev FROM safeshift.audit_log ORDER BY seq DESC LIMIT 1;
   NEW.seq := coalesce(prev.seq, 0) + 1;

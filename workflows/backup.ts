@@ -44,7 +44,8 @@ export async function backupWorkflow(input: BackupInput): Promise<BackupResult> 
   const { exported, verified } = await exportAndVerify(long, audit,
     { db: input.db, workflowId: info.workflowId, id, tables: input.tables, dir, keyEnv: input.keyEnv, scheduleId: input.schedule?.id });
   // Only after this export verified: retention never leaves a schedule with fewer verified exports than asked.
-  const pruned = input.schedule ? await quick.pruneBackups({ db: input.db, scheduleId: input.schedule.id, retain: input.schedule.retain }) : [];
+  const pruned = input.schedule ? await quick.pruneBackups({ db: input.db, scheduleId: input.schedule.id, retain: input.schedule.retain,
+    root: input.dirRoot ?? 'safeshift-backups', workflowId: info.workflowId, runId: info.runId }) : [];
   if (pruned.length) await audit('backup:pruned', { schedule: input.schedule!.id, pruned, retained: input.schedule!.retain });
   return { export: exported, verified, pruned };
 }

@@ -17,8 +17,17 @@ import { displayName, parseTableRef, qualified } from '../sql';
 import type { BackupResult } from '../../workflows/backup';
 import { CliError, connectionString, EXIT_FAILED, EXIT_OK } from './exit';
 
-/** Writing an export: the key's environment variable with --encrypt or --key-env (BACKUP_KEY_ENV unless named); none: plain. */
-const encryptionKeyEnv = (opts: { encrypt?: boolean; keyEnv?: string }) => (opts.encrypt || opts.keyEnv ? opts.keyEnv ?? BACKUP_KEY_ENV : undefined);
+/**
+ * Writing an export: the key's environment variable with --encrypt or --key-env (BACKUP_KEY_ENV unless named);
+ * '' with --no-encrypt (plain); undefined otherwise: the worker encrypts with BACKUP_KEY_ENV when it has it set.
+ */
+function encryptionKeyEnv(opts: { encrypt?: boolean; keyEnv?: string }): string | undefined {
+  if (opts.encrypt === false) {
+    if (opts.keyEnv) throw new CliError('--no-encrypt and --key-env: give one');
+    return '';
+  }
+  return opts.encrypt || opts.keyEnv ? opts.keyEnv ?? BACKUP_KEY_ENV : undefined;
+}
 /** Reading an export: the named variable, else BACKUP_KEY_ENV when it is set (a plain export needs none). */
 const keyEnvOf = (keyEnv: string | undefined) => keyEnv ?? (process.env[BACKUP_KEY_ENV] ? BACKUP_KEY_ENV : undefined);
 const actorOf = (as: string | undefined) => as ?? process.env.USER ?? 'operator';
@@ -58,7 +67,8 @@ export async function startBackup(
       args: [{ db: opts.database, id, tables, dir, keyEnv, requestedBy: actorOf(opts.as) }],
     });
     if (!opts.json) {
-      print(`${id}: exporting ${opts.all ? 'every table' : tables.join(', ')} to ${dir}${keyEnv ? ` (encrypted, key from ${keyEnv} on the worker)` : ''}`);
+      const how = keyEnv ? ` (encrypted, key from ${keyEnv} on the worker)` : keyEnv === '' ? ' (plain: --no-encrypt)' : ` (encrypted if ${BACKUP_KEY_ENV} is set on the worker)`;
+      print(`${id}: exporting ${opts.all ? 'every table' : tables.join(', ')} to ${dir}${how}`);
       const ui = workflowUiUrl(config, id);
       if (ui) print(`  ${ui}`);
     }
@@ -68,7 +78,7 @@ export async function startBackup(
         print(JSON.stringify({ id, dir, ...result }, null, 2));
       } else {
         const mb = result.export.bytes / 1024 / 1024;
-        print(`exported ${result.export.tables.length} table(s), ${mb.toFixed(1)} MB in ${result.export.seconds.toFixed(1)} s; verified in ${result.verified.seconds.toFixed(1)} s`);
+        print(`exported ${result.export.tables.length} table(s)${result.export.encrypted ? ' encrypted' : ', NOT encrypted'}, ${mb.toFixed(1)} MB in ${result.export.seconds.toFixed(1)} s; verified in ${result.verified.seconds.toFixed(1)} s`);
         for (const t of result.verified.tables) print(`  ${t.table}: ${t.rows} rows, verified`);
       }
       return EXIT_OK;
@@ -291,7 +301,7 @@ export async function scheduleBackup(
   } finally {
     await client.connection.close();
   }
-  print(`schedule ${scheduleId}: ${opts.all ? 'every table' : tables.join(', ')} on "${opts.cron}" (UTC) into ${dirRoot}/<run>${keyEnv ? `, encrypted with ${keyEnv}` : ''}; ` +
+  print(`schedule ${scheduleId}: ${opts.all ? 'every table' : tables.join(', ')} on "${opts.cron}" (UTC) into ${dirRoot}/<run>${keyEnv ? `, encrypted with ${keyEnv}` : keyEnv === '' ? ', plain (--no-encrypt)' : `, encrypted if ${BACKUP_KEY_ENV} is set on the worker`}; ` +
     `keeps the newest ${retain} verified export(s); a run still going when the next is due makes that one skip`);
   return EXIT_OK;
 }

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectClient } from '../../src/config';
 import { connect } from '../../src/db';
-import { exportTables, readManifest, restoreTable, verifyExport } from '../../src/export';
+import { exportTables, readManifest, recordExport, restoreTable, verifyExport, type Manifest } from '../../src/export';
+import { ensureLedger } from '../../src/ledger';
+import { manifestMac } from '../../src/manifest';
 import { basePlan, fingerprint, runCli, sql, uniqueName, writePlan } from '../support/helpers';
 
 async function withDb<T>(fn: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
@@ -38,6 +40,13 @@ async function tables(): Promise<string> {
   return s;
 }
 
+/** As the backup activity does: the export recorded with its manifest's digest (a plain export verifies only against it). */
+const recorded = (dir: string, manifest: Manifest) => withDb(async (c) => {
+  await ensureLedger(c);
+  await recordExport(c, manifest, { workflowId: 'test', dir });
+  return manifest;
+});
+
 const differing = (a: string, b: string, key: string) =>
   sql<{ n: number }>(`SELECT count(*)::int AS n FROM ${a} x FULL JOIN ${b} y USING (${key}) WHERE x IS DISTINCT FROM y`);
 
@@ -45,7 +54,7 @@ test.each([['plain', undefined], ['encrypted', 'SAFESHIFT_TEST_EXPORT_KEY']] as 
   process.env.SAFESHIFT_TEST_EXPORT_KEY = randomBytes(32).toString('base64');
   const s = await tables();
   const dir = join(mkdtempSync(join(tmpdir(), 'safeshift-export-')), 'out');
-  const manifest = await withDb((c) => exportTables(c, [{ schema: s, name: 'stories' }, { schema: s, name: 'empty_one' }], dir, { id: 'test', keyEnv }));
+  const manifest = await recorded(dir, await withDb((c) => exportTables(c, [{ schema: s, name: 'stories' }, { schema: s, name: 'empty_one' }], dir, { id: uniqueName('test'), keyEnv })));
   expect(manifest.tables.map((t) => [t.name, t.rows])).toEqual([['stories', 5000], ['empty_one', 0]]);
   expect(manifest.tables[0]!.columns.map((c) => c.name)).not.toContain('title_len');
   expect(manifest.encryption?.algorithm ?? null).toBe(keyEnv ? 'aes-256-gcm' : null);
@@ -83,10 +92,15 @@ test('a changed byte and a wrong key are refused, named, and nothing is restored
     .rejects.toThrow(/SHA-256 .* differs .*; nothing restored/);
   expect(await sql(`SELECT to_regclass('${s}.stories_restored') IS NULL AS gone`)).toEqual([{ gone: true }]);
 
-  // Changed consistently with a forged manifest hash: the cipher's authentication still refuses it.
+  // Changed consistently with a forged manifest hash: the manifest's MAC refuses it before anything is loaded
+  // (and the cipher's authentication would still refuse the file).
   const m = readManifest(dir);
   const { createHash } = await import('node:crypto');
   m.tables[0]!.sha256 = createHash('sha256').update(bytes).digest('hex');
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
+  await expect(withDb((c) => verifyExport(c, dir, { keyEnv: 'SAFESHIFT_TEST_EXPORT_KEY' }))).rejects.toThrow(/the manifest's MAC does not match/);
+  // Re-signed by someone holding the key: the cipher's authentication still refuses the changed file.
+  m.mac = manifestMac(m, Buffer.from(process.env.SAFESHIFT_TEST_EXPORT_KEY, 'hex'));
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
   const again = await withDb((c) => verifyExport(c, dir, { keyEnv: 'SAFESHIFT_TEST_EXPORT_KEY' }));
   expect(again.tables[0]).toMatchObject({ ok: false, problem: expect.stringMatching(/decryption failed authentication|does not restore/) });
@@ -95,7 +109,7 @@ test('a changed byte and a wrong key are refused, named, and nothing is restored
 test('a deleted export file is named by verify and refused by restore', async () => {
   const s = await tables();
   const dir = join(mkdtempSync(join(tmpdir(), 'safeshift-export-')), 'out');
-  const manifest = await withDb((c) => exportTables(c, [{ schema: s, name: 'stories' }, { schema: s, name: 'empty_one' }], dir, { id: 'test' }));
+  const manifest = await recorded(dir, await withDb((c) => exportTables(c, [{ schema: s, name: 'stories' }, { schema: s, name: 'empty_one' }], dir, { id: uniqueName('test') })));
   rmSync(join(dir, manifest.tables[0]!.file));
   const verified = await withDb((c) => verifyExport(c, dir));
   expect(verified.tables).toEqual([
