@@ -4,7 +4,7 @@
  * `safeshift.deferred_indexes` in one transaction, so a retried attempt builds only what is missing. No
  * compensation of its own: dropping the target (prepare) undoes it.
  */
-import { inTransaction } from '../src/db';
+import { BULK_LIMITS, inTransaction } from '../src/db';
 import { quoteLiteral, qualified, type TableRef } from '../src/sql';
 import { heartbeating, withDatabase, type MigrationRef } from './support';
 
@@ -31,5 +31,5 @@ export async function buildIndexes(input: BuildInput): Promise<{ name: string; m
       built.push({ name: ix.name, ms: Date.now() - started });
     }
     return built;
-  }));
+  }), BULK_LIMITS);
 }

@@ -10,7 +10,7 @@
  */
 import { Context } from '@temporalio/activity';
 import type pg from 'pg';
-import { connect, databaseUrl, pgErrorCode } from '../src/db';
+import { availableConnections, BULK_LIMITS, connect, CONNECTION_HEADROOM, copyConnections, databaseUrl, pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
 import { describePgError, isPgError, pgErrorColumn } from '../src/redact';
 import { chunkRecords, recordCopiedChunk, recordHandedChunk } from '../src/ledger';
@@ -89,6 +89,25 @@ async function failingColumn(client: pg.Client, spec: CopySpec, lo: KeyValue, hi
   return undefined;
 }
 
+/**
+ * Preflight's part for the copy: the lanes must fit in the connections available now (src/db.ts: the server's
+ * and the database's free ones less a headroom for the application, the role's limit). Counted again at the start
+ * of every slice (lanesThatFit), since others connect meanwhile.
+ */
+export async function copyConnectionProblems(client: pg.Client, parallel: number): Promise<string[]> {
+  const available = await availableConnections(client);
+  const needed = copyConnections(parallel);
+  return available < needed
+    ? [`copy.parallel: ${parallel} lane${parallel > 1 ? 's' : ''} need ${needed} connections; ${Math.max(0, available)} are available ` +
+      `(max_connections, the database's and the role's CONNECTION LIMIT, less those in use and ${CONNECTION_HEADROOM} left to the application)`]
+    : [];
+}
+
+/** How many of the plan's lanes fit now (the control connection is open and counted already), two connections each. */
+async function lanesThatFit(control: pg.Client, parallel: number): Promise<number> {
+  return Math.max(0, Math.min(parallel, Math.floor((await availableConnections(control)) / 2)));
+}
+
 export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
   const ctx = Context.current();
   const url = databaseUrl(input.db);
@@ -133,6 +152,22 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
     let exhausted = before.finished;
     let nextStartAt = Date.now();
     ctx.heartbeat(progress);
+
+    // Connections are counted again now, not only at preflight: lanes open only while the application keeps its share.
+    let parallel = await lanesThatFit(control, input.parallel);
+    while (parallel === 0) {
+      progress.throttleReason = `no connections available for a copy lane (each needs 2; ${CONNECTION_HEADROOM} are left to the application); waiting`;
+      progress.throttledMs += 1000;
+      ctx.heartbeat(progress);
+      if (ctx.cancellationSignal.aborted || Date.now() - started >= input.sliceMs || (await isPaused(control, input.runId))) {
+        return { ...progress, paused: await isPaused(control, input.runId) };
+      }
+      await ctx.sleep(1000);
+      parallel = await lanesThatFit(control, input.parallel);
+    }
+    if (parallel < input.parallel) {
+      progress.throttleReason = `${parallel} of copy.parallel's ${input.parallel} lanes fit in the connections available (${CONNECTION_HEADROOM} are left to the application)`;
+    }
 
     // One dispenser at a time: chunks are cut in key order, each starting where the previous one ended.
     let turn: Promise<unknown> = Promise.resolve();
@@ -185,8 +220,9 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
 
     const lane = async (n: number): Promise<void> => {
       const src = await openSourceReader(url, `safeshift copy ${n} (read)`);
-      // A write client that cannot connect must not leave the read client open.
-      const dst = await connect(url, `safeshift copy ${n} (write)`).catch(async (err: unknown) => {
+      // A write client that cannot connect must not leave the read client open. A chunk is one COPY statement,
+      // as long as chunkTime makes it: no statement timeout on the lanes (BULK_LIMITS).
+      const dst = await connect(url, `safeshift copy ${n} (write)`, BULK_LIMITS).catch(async (err: unknown) => {
         await src.client.end().catch(() => undefined);
         throw err;
       });
@@ -217,7 +253,7 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
     };
 
     // Lanes finish the chunk they hold when another fails: the first error is reported once all have stopped.
-    const results = await Promise.allSettled(Array.from({ length: input.parallel }, (_, i) => lane(i + 1).catch((err) => {
+    const results = await Promise.allSettled(Array.from({ length: parallel }, (_, i) => lane(i + 1).catch((err) => {
       stopping = true;
       throw err;
     })));

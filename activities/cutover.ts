@@ -16,7 +16,7 @@ import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { relationName, tableOid } from '../src/catalog';
 import { dropCaptureObjects, dropCaptureTriggers, installCapture, replayBatch } from '../src/capture';
-import { inTransaction } from '../src/db';
+import { BULK_LIMITS, inTransaction } from '../src/db';
 import { REPLAY_BEGIN } from '../src/replay';
 import { makeTriggersInert, restoreTriggers } from '../src/inert-triggers';
 import { adoptNames } from '../src/names';
@@ -144,7 +144,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     const accessAfter = await heartbeating(() => readAccess(client, spec.source, accessBefore.objects));
     const accessChanged = accessDifferences(accessBefore, accessAfter, columnRenames(spec.columns));
     return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements, accessChanged };
-  });
+  }, BULK_LIMITS);
 }
 
 /**
@@ -233,7 +233,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
     const accessAfter = await heartbeating(() => readAccess(client, spec.source, accessBefore.objects));
     const changed = accessDifferences(accessBefore, accessAfter, columnRenames(input.reverse.columns));
     return changed.length ? `${result.message}; ACCESS CHANGED by the swap back, check: ${changed.join('; ')}` : `${result.message}; access through ${displayName(spec.source)} unchanged`;
-  });
+  }, BULK_LIMITS);
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { Context, log } from '@temporalio/activity';
 import { exportKeyEnv, exportTables, recordExport, verifyExport, ExportError, type VerifiedTable } from '../src/export';
+import { BULK_LIMITS } from '../src/db';
 import { fatal } from '../src/errors';
 import { appendAudit, ensureLedger } from '../src/ledger';
 import { exportDirToPrune, removeExportDir } from '../src/retention';
@@ -69,7 +70,7 @@ export async function exportBackup(input: ExportInput): Promise<ExportSummary> {
       if (err instanceof ExportError) throw fatal('BadBackupRequest', err.message);
       throw err;
     }
-  }));
+  }), BULK_LIMITS);
 }
 
 export async function verifyBackup(input: Pick<ExportInput, 'db' | 'id' | 'dir' | 'keyEnv'>): Promise<{ ok: boolean; tables: VerifiedTable[]; seconds: number }> {
@@ -86,7 +87,7 @@ export async function verifyBackup(input: Pick<ExportInput, 'db' | 'id' | 'dir' 
       if (err instanceof ExportError) throw fatal('BadBackupRequest', err.message);
       throw err;
     }
-  }));
+  }), BULK_LIMITS);
 }
 
 export interface PruneInput {

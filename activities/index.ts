@@ -1,7 +1,7 @@
 /** Every activity, one file per phase; the workflow sees them through `proxyActivities<typeof activities>`. */
 export { recordEvent } from './ledger';
 export { preflight } from './preflight';
-export { backupTable } from './backup';
+export { backupTable, dropExpiredBackup, keepBackupUntil } from './backup';
 export { createTarget, dropTarget, installChangeCapture, removeChangeCapture } from './prepare';
 export { copySlice } from './copy';
 export { buildIndexes } from './build';

@@ -26,6 +26,8 @@ import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems
 import { sealTree } from '../src/seal';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { compatViewRights } from '../src/bound/compat-view';
+import { throttleProblems } from '../src/throttle';
+import { copyConnectionProblems } from './copy';
 import { withDatabase } from './support';
 
 export interface PreflightReport {
@@ -125,14 +127,8 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
   const key = resolveKey(plan, source, problems);
   const ddlField = plan.createFile ? 'createFile' : 'create';
   if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, ddlField)));
-  if (plan.copy.parallel > 1) {
-    // Each lane holds a read and a write connection; the copy also keeps one to dispense chunks and watch for pause.
-    const { rows } = await client.query<{ free: number }>(
-      `SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
-              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS free`);
-    const needed = 2 * plan.copy.parallel + 1;
-    if (rows[0]!.free < needed) problems.push(`copy.parallel: ${plan.copy.parallel} lanes need ${needed} connections; the server has ${rows[0]!.free} free (max_connections)`);
-  }
+  problems.push(...(await copyConnectionProblems(client, plan.copy.parallel)));
+  problems.push(...(await throttleProblems(client, { maxReplicationLagMs: plan.copy.maxReplicationLag, throttleQuery: plan.copy.throttleQuery })));
   if (plan.cutover.compatView) {
     const { rows } = await client.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`);
     if (rows[0]!.v < 150000) problems.push('cutover.compatView: needs PostgreSQL 15 or later (security_invoker views); use false');

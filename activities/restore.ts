@@ -15,7 +15,7 @@ import { adoptNames } from '../src/names';
 import { describeBoundObjects, captureBoundObjects, moveToNewTable, validateForeignKeys, withEmptySearchPath } from '../src/bound-objects';
 import { relationName, tableOid } from '../src/catalog';
 import { CAPTURE_TRIGGER } from '../src/capture';
-import { inTransaction } from '../src/db';
+import { BULK_LIMITS, inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
 import { ExportError, exportedTable, restoreTable, storedColumns } from '../src/export';
 import { ensureLedger } from '../src/ledger';
@@ -159,7 +159,7 @@ export async function loadRestore(input: RestoreRequest & { plan: RestorePlan })
       throw err;
     }
     return { table: displayName(target), oid: (await tableOid(client, target))!, rows: plan.rows };
-  }));
+  }), BULK_LIMITS);
 }
 
 /** Compensation of loadRestore over the live table: drop the staged table unless it went live. Idempotent. */
@@ -225,5 +225,5 @@ export async function swapInRestored(input: SwapInRestoredInput): Promise<{ mess
       };
     });
     return { message: result.message, lockHeldMs: result.lockHeldMs, statements: result.statements };
-  });
+  }, BULK_LIMITS);
 }

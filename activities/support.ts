@@ -5,7 +5,7 @@
 import { Context } from '@temporalio/activity';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import type pg from 'pg';
-import { databaseUrl, pgErrorCode, withClient } from '../src/db';
+import { databaseUrl, DEFAULT_LIMITS, pgErrorCode, withClient, type SessionLimits } from '../src/db';
 import { fatal } from '../src/errors';
 import { describePgError, errorText, isPgError, scrubDeep, scrubText } from '../src/redact';
 import { setLockTimeout } from '../src/swap';
@@ -17,8 +17,9 @@ export interface MigrationRef {
   runId: string;
 }
 
-export function withDatabase<T>(ref: Pick<MigrationRef, 'db'>, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  return withClient(databaseUrl(ref.db), fn, 'safeshift');
+/** `limits`: BULK_LIMITS for an activity whose statements scan or write whole tables (src/db.ts). */
+export function withDatabase<T>(ref: Pick<MigrationRef, 'db'>, fn: (client: pg.Client) => Promise<T>, limits: SessionLimits = DEFAULT_LIMITS): Promise<T> {
+  return withClient(databaseUrl(ref.db), fn, 'safeshift', limits);
 }
 
 /**

@@ -15,7 +15,7 @@ import type pg from 'pg';
 import { changeTable } from '../src/capture';
 import { checksum, sameChecksum, type Checksum } from '../src/checksum';
 import { copyChunkResolvingStale, nextChunkBound, openSourceReader } from '../src/copy';
-import { connect, databaseUrl, withClient } from '../src/db';
+import { BULK_LIMITS, connect, databaseUrl, withClient } from '../src/db';
 import { orphanCount, type OutboundForeignKey } from '../src/foreign-keys';
 import type { KeyRangeReport, ValidationResult } from '../src/messages';
 import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
@@ -66,7 +66,7 @@ function add(a: Checksum, b: Checksum): Checksum {
 async function inOneSnapshot<T>(url: string, lanes: number, fn: (clients: pg.Client[]) => Promise<T>): Promise<T> {
   const clients: pg.Client[] = [];
   try {
-    for (let i = 0; i < Math.max(1, lanes); i++) clients.push(await connect(url, `safeshift validate ${i + 1}`));
+    for (let i = 0; i < Math.max(1, lanes); i++) clients.push(await connect(url, `safeshift validate ${i + 1}`, BULK_LIMITS));
     const [lead, ...others] = clients;
     await lead!.query(SNAPSHOT);
     if (others.length) {
@@ -130,7 +130,7 @@ async function checkRanges(url: string, input: ValidateInput, ranges: Range[] | 
 /** Copy each range again, exactly as the copy phase does (delete the range, COPY it in, one transaction). */
 async function recopy(url: string, spec: CopySpec, ranges: Range[]): Promise<void> {
   const src = await openSourceReader(url, 'safeshift validate (repair read)');
-  const dst = await connect(url, 'safeshift validate (repair write)');
+  const dst = await connect(url, 'safeshift validate (repair write)', BULK_LIMITS);
   try {
     for (const r of ranges) await copyChunkResolvingStale(src, dst, spec, r.lo, r.hi);
   } finally {
@@ -181,7 +181,7 @@ async function withForeignKeys(url: string, input: ValidateInput, result: Valida
       out.push({ name: fk.name, orphans: await orphanCount(client, fk, input.spec.target, input.targetOid!, input.spec.key.map((k) => k.name), changeTable(input.sourceOid)) });
     }
     return out;
-  }, 'safeshift validate (foreign keys)');
+  }, 'safeshift validate (foreign keys)', BULK_LIMITS);
   const broken = counted.filter((c) => c.orphans > 0);
   const message = broken.length
     ? `foreign keys the new table gets at cutover would refuse target rows: ${broken.map((b) => `${b.name}: ${b.orphans} rows of ${displayName(input.spec.target)} reference no existing row`).join('; ')}`

@@ -5,7 +5,7 @@
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { connect, inTransaction, pgErrorCode } from './db';
+import { BULK_LIMITS, connect, inTransaction, pgErrorCode } from './db';
 import { chunkUpperBoundSql, copyInSql, copyOutSql, deleteRangeSql, type CopySpec, type KeyValue } from './projection';
 import { MAX_STALE_ROUNDS, REPLAY_BEGIN, replayKeys, staleChain } from './replay';
 
@@ -49,10 +49,11 @@ export interface SourceReader {
 
 export async function openSourceReader(url: string, applicationName: string): Promise<SourceReader> {
   const reader: SourceReader = {
-    client: await connect(url, applicationName),
+    // A chunk's COPY runs as long as the chunk is big: no statement timeout (src/db.ts, BULK_LIMITS).
+    client: await connect(url, applicationName, BULK_LIMITS),
     async reopen() {
       await reader.client.end().catch(() => undefined);
-      reader.client = await connect(url, applicationName);
+      reader.client = await connect(url, applicationName, BULK_LIMITS);
     },
   };
   return reader;

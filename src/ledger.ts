@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS safeshift.backups (
   checksum     text NOT NULL,
   verified_at  timestamptz NOT NULL DEFAULT now()
 );
+-- Backup tables are dropped when their retention (plan backup.retention) has passed after the migration ended,
+-- matched by OID (backupRetentionWorkflow): the table, when it may go, when it went.
+ALTER TABLE safeshift.backups ADD COLUMN IF NOT EXISTS table_oid bigint;
+ALTER TABLE safeshift.backups ADD COLUMN IF NOT EXISTS keep_until timestamptz;
+ALTER TABLE safeshift.backups ADD COLUMN IF NOT EXISTS dropped_at timestamptz;
 -- One row per chunk: written when a lane is handed the chunk, completed in the chunk's own target transaction.
 -- After a crash the copy knows exactly which key ranges are in the target and which were in flight, whatever
 -- the last heartbeat said. Also the per-chunk audit of the copy.

@@ -1,3 +1,4 @@
 export { migrationWorkflow } from './migration';
 export { backupWorkflow } from './backup';
 export { restoreWorkflow } from './restore';
+export { backupRetentionWorkflow } from './retention';

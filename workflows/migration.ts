@@ -289,6 +289,24 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await enter('rolling_back', { attempt: rollbackBlocks + 1 }).catch(() => undefined);
   }
 
+  /**
+   * The backup table's retention starts when the migration ends, done or rolled back (a failed one keeps it: a
+   * person has to look): an abandoned child drops it `backup.retention` later, so the result is not held up.
+   */
+  async function startBackupRetention(backup: PreflightReport['backup'] | undefined): Promise<void> {
+    if (!state.backupTable || !backup) return;
+    try {
+      await wf.startChild('backupRetentionWorkflow', {
+        workflowId: `${info.workflowId}-backup-retention-${stampOf(info.startTime)}`,
+        parentClosePolicy: wf.ParentClosePolicy.ABANDON,
+        args: [{ db: plan.database, workflowId: info.workflowId, runId: info.runId, backup, retentionMs: plan.backup.retention }],
+      });
+      await audit('safeshift', 'backup:retention', { table: state.backupTable, retention: formatDuration(plan.backup.retention) }).catch(() => undefined);
+    } catch (err) {
+      state.warnings.push(`the backup table ${state.backupTable} was not scheduled for its retention (${failureMessage(err)}); it stays until dropped by hand`);
+    }
+  }
+
   const throttle = { maxReplicationLagMs: plan.copy.maxReplicationLag, throttleQuery: plan.copy.throttleQuery };
   const compensations: Compensation[] = [];
   let report: PreflightReport | undefined;
@@ -407,6 +425,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     touch();
     state.outcome = { phase: 'done', reason: doneReason(state, report.compatView !== null, state.copy.rowsCopied) };
     await enter('done', {}, { reason: state.outcome.reason });
+    await startBackupRetention(report.backup);
   } catch (err) {
     const reason = failureMessage(err);
     if (dropStarted) {
@@ -435,6 +454,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
         ? { phase: 'failed', reason: `${reason}; rollback incomplete: ${failed.map((c) => `${c.name}: ${c.error}`).join('; ')}` }
         : { phase: 'rolled_back', reason: rollbackBlocks ? `${reason}; the swap back was refused ${rollbackBlocks} time${rollbackBlocks > 1 ? 's' : ''} before it went through` : reason };
       await enter(state.outcome.phase, {}, { reason: state.outcome.reason }).catch(() => undefined);
+      if (state.outcome.phase === 'rolled_back') await startBackupRetention(report?.backup);
       // Inside the scope: after a Temporal cancel this wait must not throw, the rollback has finished.
       await wf.condition(wf.allHandlersFinished);
     });

@@ -71,14 +71,31 @@ const dropName = z.string().transform((text, ctx): DropName => {
   return z.NEVER;
 });
 
+/**
+ * The longest a gate may wait, and the drop gate's `notBefore`: while a gate waits, capture triggers run on every
+ * write of the application and change tables grow (before cutover), or reverse capture and the retired table stay
+ * (after it). Thirty days is long enough for any approver and short enough that nothing is left for years.
+ */
+export const MAX_GATE_WAIT_MS = 30 * 86_400_000;
+/** Backup tables are dropped this long after the migration ends (done or rolled back), at most a year. */
+export const DEFAULT_BACKUP_RETENTION_MS = 7 * 86_400_000;
+export const MAX_BACKUP_RETENTION_MS = 365 * 86_400_000;
+
+const gateWait = duration.refine((ms) => ms <= MAX_GATE_WAIT_MS, 'must be at most 30d: capture triggers and change tables stay while a gate waits');
+const gateTimeout = gateWait.refine((ms) => ms >= 1000, 'must be at least 1s');
+
+/** Without a timeout the cutover gate waits the longest allowed, then rolls back (nothing has gone live yet). */
 const cutoverGate = z.strictObject({
   approvers: z.array(personName).min(1, 'needs at least one approver'),
   required: z.number().int().min(1).default(1),
-  timeout: duration.refine((ms) => ms >= 1000, 'must be at least 1s').optional(),
+  timeout: gateTimeout.default(MAX_GATE_WAIT_MS),
   onTimeout: z.enum(['rollback']).default('rollback'),
 });
-/** The drop gate also waits for a retention time after cutover (`notBefore`). */
-const dropGate = cutoverGate.extend({ notBefore: duration.default(0) });
+/**
+ * The drop gate also waits for a retention time after cutover (`notBefore`). Its timeout rolls a live migration
+ * back, so it has none unless the plan gives one.
+ */
+const dropGate = cutoverGate.extend({ timeout: gateTimeout.optional(), notBefore: gateWait.default(0) });
 
 export const planSchema = z
   .strictObject({
@@ -116,6 +133,8 @@ export const planSchema = z
     backup: z
       .strictObject({
         table: z.boolean().default(true),
+        /** How long the backup table is kept after the migration ends (done or rolled back); then it is dropped. */
+        retention: duration.refine((ms) => ms <= MAX_BACKUP_RETENTION_MS, 'must be at most 365d').default(DEFAULT_BACKUP_RETENTION_MS),
         export: z.strictObject({ dir: z.string().min(1), encrypt: z.boolean().default(false) }).optional(),
       })
       .prefault({}),

@@ -6,7 +6,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { basePlan, runCli, sql, uniqueName, writePlan } from '../support/helpers';
+import { BULK_LIMITS, connect } from '../../src/db';
+import { throttleReason } from '../../src/throttle';
+import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
 import { seedProfiles } from '../support/seed';
 
 async function client(applicationName: string): Promise<pg.Client> {
@@ -82,6 +84,124 @@ describe('behind a long transaction on the source', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(new RegExp(`cutover: public\\.${t} is busy`));
     expect(Date.now() - started).toBeLessThan(15_000);
-    expect((await runCli(['status', `${t}_start`.replace(/_/g, '-')])).code).toBe(2);
   });
+});
+
+test('every safeshift session has a statement timeout and an idle-in-transaction limit; bulk sessions only the idle limit', async () => {
+  const show = async (c: pg.Client) => (await c.query<{ s: string; i: string }>(
+    `SELECT current_setting('statement_timeout') AS s, current_setting('idle_in_transaction_session_timeout') AS i`)).rows[0];
+  const plain = await connect(process.env.DATABASE_URL!, 'limits test');
+  const bulk = await connect(process.env.DATABASE_URL!, 'limits test (bulk)', BULK_LIMITS);
+  try {
+    expect(await show(plain)).toEqual({ s: '2min', i: '1min' });
+    expect(await show(bulk)).toEqual({ s: '0', i: '1min' });
+  } finally {
+    await Promise.all([plain.end(), bulk.end()]);
+  }
+});
+
+describe('the throttle query only reads', () => {
+  let t: string;
+  beforeAll(async () => {
+    t = uniqueName('throttled');
+    await seedProfiles(t, 300);
+    // Deletes rows, but only when the copy's control connection calls it: preflight's own run cannot see it.
+    await sql(`CREATE FUNCTION public.${t}_sneaky() RETURNS int LANGUAGE plpgsql AS $$
+      BEGIN
+        IF current_setting('application_name') = 'safeshift copy (control)' THEN DELETE FROM public.${t} WHERE id % 2 = 0; END IF;
+        RETURN 0;
+      END $$`);
+    await sql(`CREATE FUNCTION public.${t}_purge() RETURNS int LANGUAGE sql AS $$ DELETE FROM public.${t} WHERE id > 250 RETURNING 0 $$`);
+  });
+  const count = async () => (await sql<{ n: number }>(`SELECT count(*)::int AS n FROM public.${t}`))[0]!.n;
+
+  // DML, a DML WITH, SELECT INTO, FOR UPDATE are refused by the parser alone (test/unit/limits.test.ts).
+  test('a SELECT of a function that deletes is refused by plan validate, naming the field; no row is touched', async () => {
+    const r = await runCli(['plan', 'validate', writePlan(basePlan(`${t}_v`, `public.${t}`, `public.${t}_v2`, { copy: { throttleQuery: `SELECT public.${t}_purge()` } }))]);
+    expect(r.stderr).toMatch(/copy\.throttleQuery: fails when run \(read-only, 5000 ms at most\): cannot execute DELETE in a read-only transaction/);
+    expect(r.code).toBe(2);
+    expect(await count()).toBe(300);
+  });
+
+  test('a throttle query that runs too long is cut at its statement timeout', async () => {
+    const c = await connect(process.env.DATABASE_URL!, 'limits test', BULK_LIMITS);
+    try {
+      const started = Date.now();
+      expect(await throttleReason(c, { maxReplicationLagMs: 0, throttleQuery: 'SELECT pg_sleep(30) IS NULL' })).toMatch(/took longer than 5000 ms/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('while copying it runs read-only: a write it attempts holds the copy instead of deleting rows; after a rollback the backup table is dropped when its retention has passed', async () => {
+    const name = `${t}_run`.replace(/_/g, '-');
+    const plan = basePlan(name, `public.${t}`, `public.${t}_v2`, {
+      copy: { throttleQuery: `SELECT public.${t}_sneaky() > 0`, chunkRows: 100 },
+      backup: { retention: '1s' },
+    });
+    const started = await runCli(['start', writePlan(plan)]);
+    expect(started.stderr).toBe('');
+    expect(started.code).toBe(0);
+    await waitFor(name, atPhase('copy'));
+    await sleep(3000);
+    expect(await count()).toBe(300);
+    expect((await runCli(['abort', name, '--as', 'carol', '--reason', 'test over'])).code).toBe(0);
+    const end = await waitFor(name, (s) => s.phase === 'rolled_back');
+    expect(end.throttle?.reason).toMatch(/the throttle query fails \(SQLSTATE 25006\); holding until it answers/);
+    expect(await count()).toBe(300);
+    // backup.retention: 1s, counted from the end of the migration; the drop is recorded in the ledger and the audit log.
+    const backup = end.backupTable!;
+    const deadline = Date.now() + 30_000;
+    while ((await sql(`SELECT to_regclass($1) AS r`, [backup]))[0]!.r !== null && Date.now() < deadline) await sleep(250);
+    expect((await sql(`SELECT to_regclass($1) AS r`, [backup]))[0]!.r).toBeNull();
+    const [row] = await sql<{ dropped: boolean; kept: boolean }>(
+      `SELECT dropped_at IS NOT NULL AS dropped, keep_until <= dropped_at AS kept FROM safeshift.backups WHERE backup_table = $1`, [backup]);
+    expect(row).toEqual({ dropped: true, kept: true });
+    expect(await sql(`SELECT action FROM safeshift.audit_log WHERE action = 'backup:dropped' AND details->>'table' = $1`, [backup])).toEqual([{ action: 'backup:dropped' }]);
+  });
+});
+
+describe('a role that is not a superuser', () => {
+  let t: string;
+  let url: string;
+  beforeAll(async () => {
+    t = uniqueName('limited');
+    await seedProfiles(t, 20);
+    await sql(`CREATE ROLE ${t} LOGIN PASSWORD 'limits-test' CONNECTION LIMIT 4`);
+    await sql(`ALTER TABLE public.${t} OWNER TO ${t}`);
+    await sql(`GRANT CREATE ON SCHEMA public TO ${t}`);
+    const u = new URL(process.env.DATABASE_URL!);
+    u.username = t;
+    u.password = 'limits-test';
+    url = u.toString();
+  });
+  afterAll(async () => {
+    await sql(`REVOKE CREATE ON SCHEMA public FROM ${t}`);
+    await sql(`ALTER TABLE public.${t} OWNER TO CURRENT_USER`);
+  });
+  const validate = (extra: Record<string, unknown>) =>
+    runCli(['plan', 'validate', writePlan({ ...basePlan(`${t}-v`, `public.${t}`, `public.${t}_v2`, extra), database: 'LIMITS_TEST_URL' })], { LIMITS_TEST_URL: url });
+
+  test('a lag limit it cannot measure, and lanes beyond its CONNECTION LIMIT, are refused at preflight; unknown lag holds the work at run time', async () => {
+    // Validate holds one of the role's 4 connections: 3 are left, a lane needs 2 and the copy 1 more.
+    const r = await validate({ copy: { parallel: 2 } });
+    expect(r.stderr).toMatch(/copy\.maxReplicationLag: the connecting role cannot read standbys' lag .*pg_read_all_stats.*copy\.maxReplicationLag: 0s/);
+    expect(r.stderr).toMatch(/copy\.parallel: 2 lanes need 5 connections; 3 are available/);
+    expect(r.code).toBe(2);
+    const one = await validate({ copy: { parallel: 1, maxReplicationLag: '0s' } });
+    expect(one.stderr).toBe('');
+    expect(one.code).toBe(0);
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      expect(await throttleReason(c, { maxReplicationLagMs: 30_000 })).toMatch(/replication lag cannot be read/);
+      await sql(`GRANT pg_read_all_stats TO ${t}`);
+      expect(await throttleReason(c, { maxReplicationLagMs: 30_000 })).toBeUndefined();
+    } finally {
+      await sql(`REVOKE pg_read_all_stats FROM ${t}`);
+      await c.end();
+    }
+  });
+
 });
