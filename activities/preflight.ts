@@ -10,6 +10,7 @@ import { captureBoundObjects, describeBoundObjects, moveToNewTable } from '../sr
 import { accessControl, columnTypes, estimatedRowCount, tableInfo, tableOid, typesWithoutBinaryIo, type TableInfo } from '../src/catalog';
 import { moveTable, newTableHome, setLockTimeout } from '../src/swap';
 import { fatal } from '../src/errors';
+import { errorText } from '../src/redact';
 import { pgErrorCode } from '../src/db';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
@@ -375,7 +376,7 @@ async function checkExpressions(client: pg.Client, columns: MappedColumn[], over
       await client.query('RELEASE SAVEPOINT expr');
     } catch (err) {
       await client.query('ROLLBACK TO SAVEPOINT expr');
-      problems.push(`${field}.${c.target}: ${c.expr} does not work over ${displayName(over)}: ${(err as Error).message}${pgErrorCode(err) ? ` (${pgErrorCode(err)})` : ''}`);
+      problems.push(`${field}.${c.target}: ${c.expr} does not work over ${displayName(over)}: ${errorText(err)}`);
     }
   }
 }
@@ -521,7 +522,7 @@ async function rehearseOnce(
       try {
         await attachPartition(client, plan.source, partition);
       } catch (err) {
-        problems.push(`cutover: the new table cannot take the place of partition ${displayName(plan.source)}: ${(err as Error).message}`);
+        problems.push(`cutover: the new table cannot take the place of partition ${displayName(plan.source)}: ${errorText(err)}`);
       } finally {
         await client.query('ROLLBACK TO SAVEPOINT attach');
       }
@@ -536,7 +537,7 @@ async function rehearseOnce(
     return false;
   } catch (err) {
     if (pgErrorCode(err) === '55P03') return true;
-    problems.push(`cutover: the rehearsal failed: ${(err as Error).message}`);
+    problems.push(`cutover: the rehearsal failed: ${errorText(err)}`);
     return false;
   } finally {
     await client.query('ROLLBACK TO SAVEPOINT rehearsal');
