@@ -19,6 +19,8 @@ async function stories(): Promise<{ t: string; schema: string; plan: Record<stri
   await sql(`CREATE TABLE public.${t}_comments (id int PRIMARY KEY, story_id int REFERENCES public.${t} (id))`);
   await sql(`INSERT INTO public.${t}_comments SELECT g, g FROM generate_series(1, 20) g`);
   await sql(`CREATE VIEW public.${t}_titles AS SELECT id, title FROM public.${t}`);
+  // Supabase's default privileges gave the API roles ALL on it; this team narrowed anon's and authenticated's.
+  await sql(`REVOKE ALL ON public.${t} FROM anon, authenticated`);
   await sql(`GRANT SELECT ON public.${t} TO anon`);
   await sql(`GRANT SELECT, INSERT, UPDATE ON public.${t} TO authenticated`);
   await sql(`GRANT USAGE ON SEQUENCE public.${t}_id_seq TO authenticated`);
@@ -43,7 +45,7 @@ beforeAll(async () => {
 test('compat view: new table under its own name, the old name a security_invoker view; writes through it survive rollback', async () => {
   const { t, schema, plan, oid } = await stories();
   const planName = String(plan.name);
-  expect((await runCli(['start', writePlan(plan)])).code).toBe(0);
+  expect(await runCli(['start', writePlan(plan)])).toMatchObject({ code: 0, stderr: '' });
   const atGate = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(atGate.warnings.join('\n')).toMatch(new RegExp(`${schema}\\.${t} keeps its name and public\\.${t} becomes a view .*read-only through the view .*: status`));
   expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
