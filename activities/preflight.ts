@@ -14,7 +14,7 @@ import { errorText } from '../src/redact';
 import { pgErrorCode } from '../src/db';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
-import { columnRenames, mappedExpression, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
+import { columnRenames, mappedExpression, plainColumn, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
 import { compatReaderWarning, riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
@@ -24,6 +24,9 @@ import {
   type ChildPartition, type PartitionOf, type PartitionPair,
 } from '../src/partition';
 import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems } from '../src/target-ddl';
+import { catalogChanges, takeCatalogSnapshot } from '../src/catalog-snapshot';
+import { expressionFunctionProblems } from '../src/plan/expressions';
+import { planCodeProblems } from '../src/plan/load';
 import { sealTree } from '../src/seal';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { compatViewRights } from '../src/bound/compat-view';
@@ -127,7 +130,8 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
 
   const key = resolveKey(plan, source, problems);
   const ddlField = plan.createFile ? 'createFile' : 'create';
-  if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, ddlField)));
+  if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, ddlField, plan.target)));
+  problems.push(...(await planCodeProblems({ ...plan, createSql: undefined })));
   problems.push(...(await copyConnectionProblems(client, plan.copy.parallel)));
   problems.push(...(await throttleProblems(client, { maxReplicationLagMs: plan.copy.maxReplicationLag, throttleQuery: plan.copy.throttleQuery })));
   if (plan.cutover.compatView) {
@@ -279,6 +283,7 @@ async function tryTargetDdl(
     // briefly, never queued for: writers of that table would wait behind the request.
     if (!shape.rehearse) await setLockTimeout(client, VALIDATE_LOCK_TIMEOUT_MS);
     const existed = await relationOids(client);
+    const catalogBefore = await takeCatalogSnapshot(client);
     try {
       await client.query(shape.createSql);
     } catch (err) {
@@ -325,10 +330,10 @@ async function tryTargetDdl(
         else if (tcol.collation !== scol.collation) problems.push(`key: key column ${k.name} has collation "${scol.collation}" in the source but "${tcol.collation}" in the target`);
       }
     }
-    await checkExpressions(client, columns, plan.source, 'columns', problems);
+    await checkExpressions(client, columns, plan.source, 'columns', problems, plan.allowFunctions ?? []);
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
     const reverse = inverseMapping(plan, source, columns, problems);
-    await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems);
+    await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems, plan.allowFunctions ?? []);
     const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
     // The default target (LIKE) has no foreign keys: it gets the source's. A DDL target gets its own.
     const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
@@ -345,6 +350,10 @@ async function tryTargetDdl(
       field: plan.createSql ? (plan.createFile ? 'createFile' : 'create') : 'target',
     });
     problems.push(...constraints.problems);
+    // Nothing but the target may have changed (src/catalog-snapshot.ts): what the DDL's parse tree could not show.
+    for (const change of await catalogChanges(client, catalogBefore, await takeCatalogSnapshot(client, target.oid), { createdRelations: false })) {
+      problems.push(`${plan.createFile ? 'createFile' : plan.createSql ? 'create' : 'target'}: ${change} outside the target; preflight may change only ${displayName(plan.target)} and what belongs to it`);
+    }
     return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, readerRisks, foreignKeys, partitions, constraintNotes: constraints.notes };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -368,11 +377,12 @@ async function partitionPairs(client: pg.Client, target: TableInfo, shape: Targe
  * Each expression on its own, so the problem names the column that is wrong. Extended protocol: the text must be
  * exactly one statement, so an expression cannot smuggle in a second.
  */
-async function checkExpressions(client: pg.Client, columns: MappedColumn[], over: TableRef, field: string, problems: string[]): Promise<void> {
+async function checkExpressions(client: pg.Client, columns: MappedColumn[], over: TableRef, field: string, problems: string[], allowed: TableRef[]): Promise<void> {
   for (const c of columns) {
     await client.query('SAVEPOINT expr');
     try {
       await client.query({ text: `SELECT ${mappedExpression(c)} FROM ${qualified(over)} LIMIT 0`, queryMode: 'extended' } as pg.QueryConfig);
+      if (!plainColumn(c.expr)) problems.push(...(await expressionFunctionProblems(client, c.expr, over, `${field}.${c.target}`, allowed)));
       await client.query('RELEASE SAVEPOINT expr');
     } catch (err) {
       await client.query('ROLLBACK TO SAVEPOINT expr');

@@ -12,7 +12,7 @@ import {
   abort, approve, FINAL_PHASES, isRestoreWorkflowId, restoreStatus, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, rollback, status,
   type GateName, type MigrationInput, type MigrationStatus,
 } from '../messages';
-import { loadPlan, PlanError, type LoadedPlan } from '../plan/load';
+import { loadCheckedPlan, PlanError, type LoadedPlan } from '../plan/load';
 import { displayName } from '../sql';
 import type { migrationWorkflow } from '../../workflows';
 import { renderRestoreStatus } from './backup';
@@ -34,7 +34,7 @@ export const REHEARSAL_AT_START = 'the cutover rehearsal (renames and moves unde
 export async function checkPlan(file: string, options: { offline?: boolean; rehearse?: boolean } = {}): Promise<LoadedPlan & { notes: string[] }> {
   let loaded: LoadedPlan;
   try {
-    loaded = loadPlan(file, options.offline ? null : process.env);
+    loaded = await loadCheckedPlan(file, options.offline ? null : process.env);
   } catch (err) {
     if (err instanceof PlanError) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
     throw err;

@@ -1,10 +1,22 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { parseIdent } from '../sql';
+import { targetDdlProblems } from '../target-ddl';
+import { expressionProblems, parserReady } from './expressions';
 import { planSchema, type Plan } from './schema';
+
+/** Largest plan (and createFile) accepted: a plan is a page of YAML; a bigger file is refused before it is parsed. */
+export const MAX_PLAN_BYTES = 1024 * 1024;
+
+/**
+ * Keys that JavaScript objects give a meaning of their own: `__proto__` would be dropped on parsing (it sets the
+ * prototype), `constructor` and `prototype` shadow or are shadowed by Object.prototype. They are refused, named,
+ * wherever they appear, rather than silently lost or mixed up; a column so named is renamed before the migration.
+ */
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 export interface LoadedPlan {
   plan: Plan;
@@ -41,16 +53,20 @@ export function loadPlan(file: string, env: NodeJS.ProcessEnv | null = process.e
   const path = resolve(file);
   let bytes: Buffer;
   try {
-    bytes = readFileSync(path);
+    bytes = readCapped(path, 'plan file');
   } catch (err) {
-    throw new PlanError(file, [`cannot read plan file: ${(err as Error).message}`]);
+    throw new PlanError(file, [(err as Error).message]);
   }
   let raw: unknown;
   try {
-    raw = path.endsWith('.json') ? JSON.parse(bytes.toString('utf8')) : parseYaml(bytes.toString('utf8'));
+    const text = utf8Text(bytes, 'plan file');
+    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
+    if (err instanceof PlanFileError) throw new PlanError(file, [err.message]);
     throw new PlanError(file, [`not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`]);
   }
+  const reserved = reservedKeys(raw, []);
+  if (reserved.length) throw new PlanError(file, reserved);
   const parsed = planSchema.safeParse(raw);
   const problems = parsed.success ? [] : describeIssues(parsed.error.issues);
   const hash = createHash('sha256').update(bytes);
@@ -64,16 +80,107 @@ export function loadPlan(file: string, env: NodeJS.ProcessEnv | null = process.e
     if (createFile !== undefined) {
       const ddlPath = resolve(dirname(path), createFile);
       try {
-        const ddl = readFileSync(ddlPath);
+        const ddl = readCapped(ddlPath, createFile);
         hash.update(ddl);
-        plan.createSql = ddl.toString('utf8');
+        plan.createSql = utf8Text(ddl, createFile);
         if (plan.createSql.trim() === '') problems.push(`createFile: ${createFile} is empty`);
       } catch (err) {
-        problems.push(`createFile: cannot read ${createFile}: ${(err as Error).message}`);
+        problems.push(`createFile: ${(err as Error).message}`);
       }
     }
+    // Never the value in a message: the variable may hold a password, or be another secret altogether.
     if (env && !env[plan.database]) problems.push(`database: environment variable ${plan.database} is not set`);
+    else if (env && !/^postgres(ql)?:\/\//.test(env[plan.database]!)) {
+      problems.push(`database: environment variable ${plan.database} does not hold a postgres:// or postgresql:// URL (its value is not shown)`);
+    }
   }
   if (problems.length || !plan) throw new PlanError(file, problems);
   return { plan, hash: hash.digest('hex'), path };
+}
+
+/** A problem with the file itself (size, encoding), reported as is. */
+class PlanFileError extends Error {}
+
+/** The file's bytes, refused before reading past MAX_PLAN_BYTES. */
+function readCapped(path: string, what: string): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new Error(`cannot read ${what}: ${(err as Error).message}`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size > MAX_PLAN_BYTES) {
+      throw new PlanFileError(`${what} is ${(size / 1024 / 1024).toFixed(1)} MiB; the limit is ${MAX_PLAN_BYTES / 1024 / 1024} MiB`);
+    }
+    // Read one byte more than the limit: a file that grows while read (or a FIFO) is refused all the same.
+    const buf = Buffer.alloc(MAX_PLAN_BYTES + 1);
+    let n = 0;
+    for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
+    if (n > MAX_PLAN_BYTES) throw new PlanFileError(`${what} is larger than the limit of ${MAX_PLAN_BYTES / 1024 / 1024} MiB`);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The bytes as UTF-8 text; any other byte sequence is refused at its offset, never replaced. */
+function utf8Text(bytes: Buffer, what: string): string {
+  const bad = invalidUtf8Offset(bytes);
+  if (bad !== undefined) throw new PlanFileError(`${what} is not UTF-8: invalid byte 0x${bytes[bad]!.toString(16).padStart(2, '0')} at byte offset ${bad}`);
+  return bytes.toString('utf8');
+}
+
+/** Offset of the first byte that does not start well-formed UTF-8 (RFC 3629), or undefined. */
+export function invalidUtf8Offset(b: Uint8Array): number | undefined {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    if (c < 0x80) { i += 1; continue; }
+    let need: number; let min: number; let max = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) { need = 1; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { need = 2; min = c === 0xe0 ? 0xa0 : 0x80; if (c === 0xed) max = 0x9f; }
+    else if (c >= 0xf0 && c <= 0xf4) { need = 3; min = c === 0xf0 ? 0x90 : 0x80; if (c === 0xf4) max = 0x8f; }
+    else return i;
+    for (let k = 1; k <= need; k += 1) {
+      const d = b[i + k];
+      // Cut short, or a byte that cannot continue it: the sequence is malformed from its first byte.
+      if (d === undefined || d < (k === 1 ? min : 0x80) || d > (k === 1 ? max : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return undefined;
+}
+
+/** Every key of the parsed file named in RESERVED_KEYS, with its path. */
+function reservedKeys(value: unknown, path: string[]): string[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => reservedKeys(v, [...path.slice(0, -1), `${path.at(-1) ?? ''}[${i}]`]));
+  if (value === null || typeof value !== 'object') return [];
+  return Object.getOwnPropertyNames(value).flatMap((k) => [
+    ...(RESERVED_KEYS.has(k) ? [`${[...path, k].join('.')}: the key ${k} is reserved (JavaScript gives it a meaning of its own); rename the column or key`] : []),
+    ...reservedKeys((value as Record<string, unknown>)[k], [...path, k]),
+  ]);
+}
+
+/**
+ * The plan's SQL checked as code, without a database: each columns and reverse expression (src/plan/expressions.ts)
+ * and the target DDL's statements and the objects they touch (src/target-ddl.ts). Problems name the field.
+ */
+export async function planCodeProblems(plan: Plan): Promise<string[]> {
+  await parserReady();
+  const problems: string[] = [];
+  for (const field of ['columns', 'reverse'] as const) {
+    for (const [column, expr] of Object.entries(plan[field])) problems.push(...(await expressionProblems(expr, `${field}.${column}`)));
+  }
+  if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, plan.createFile ? 'createFile' : 'create', plan.target)));
+  return problems;
+}
+
+/** loadPlan, then planCodeProblems: what `plan validate --offline` checks. Throws PlanError with every problem. */
+export async function loadCheckedPlan(file: string, env: NodeJS.ProcessEnv | null = process.env): Promise<LoadedPlan> {
+  const loaded = loadPlan(file, env);
+  const problems = await planCodeProblems(loaded.plan);
+  if (problems.length) throw new PlanError(file, problems);
+  return loaded;
 }

@@ -111,6 +111,11 @@ export const planSchema = z
     columns: z.record(z.string(), sqlText).default({}),
     /** Source column -> SQL expression over target columns: how writes after cutover flow back on rollback. */
     reverse: z.record(z.string(), sqlText).default({}),
+    /**
+     * Functions (schema.name, any overload) columns and reverse expressions may call besides pg_catalog's immutable
+     * and stable built-ins (src/plan/expressions.ts). Never one that runs SQL or reads relations, files or settings.
+     */
+    allowFunctions: z.array(tableRef).max(100).default([]),
     /** Source constraints the target DDL leaves out on purpose (preflight refuses any other it lacks). */
     dropConstraints: z.array(dropName).default([]),
     copy: z

@@ -8,7 +8,15 @@ beforeAll(async () => {
   await seedProfiles(src, 100);
   await sql(`CREATE TABLE public.${src}_nokey (a int, b text)`);
   await sql(`CREATE TABLE public.${src}_ckey (k text COLLATE "C" PRIMARY KEY, v int)`);
+  // A function that runs SQL, and an operator over it: a plan may not call them unless it lists them.
+  await sql(`CREATE FUNCTION public.${src}_leak(v text) RETURNS text LANGUAGE sql STABLE AS 'SELECT string_agg(rolname, '','') FROM pg_roles'`);
+  await sql(`CREATE FUNCTION public.${src}_cat(a text, b text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT a || b'`);
+  await sql(`CREATE OPERATOR public.#%# (LEFTARG = text, RIGHTARG = text, FUNCTION = public.${src}_cat)`);
+  await sql(`CREATE FUNCTION public.${src}_trg() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'`);
 });
+
+/** Target DDL of the plan: the target, then `extra` (issue 13, finding 3: each ran at prepare and outlived rollback). */
+const ddl = (extra: string) => `CREATE TABLE public.${src}_v2 (LIKE public.${src} INCLUDING ALL);\n${extra}`;
 
 const cases: [string, () => Record<string, unknown>, RegExp][] = [
   ['unknown key', () => ({ ...basePlan('bad-a', `public.${src}`, `public.${src}_v2`), colums: {} }), /colums: unknown field/],
@@ -28,7 +36,7 @@ const cases: [string, () => Record<string, unknown>, RegExp][] = [
   ['existing target', () => basePlan('bad-n', `public.${src}`, `public.${src}_nokey`), /target: .* already exists/],
   ['DDL that commits behind a comment', () => basePlan('bad-o', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (LIKE public.${src}); /**/ COMMIT; CREATE TABLE public.${src}_evil (x int)` }), /create: statement 2 \(TransactionStmt\) is not allowed/],
   ['DDL that creates another object', () => basePlan('bad-p', `public.${src}`, `public.${src}_v2`, { create: `CREATE TYPE public.${src}_mood AS ENUM ('ok'); CREATE TABLE public.${src}_v2 (LIKE public.${src})` }), /create: statement 1 \(CreateEnumStmt\) is not allowed/],
-  ['DDL that creates another table', () => basePlan('bad-q', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (LIKE public.${src}); CREATE TABLE public.${src}_other (x int)` }), /create: the DDL also creates table public\.\S+_other/],
+  ['DDL that creates another table', () => basePlan('bad-q', `public.${src}`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (LIKE public.${src}); CREATE TABLE public.${src}_other (x int)` }), /create: statement 2 \(CreateStmt\) creates public\.\S+_other, which is not the target/],
   ['key collation differs', () => basePlan('bad-r', `public.${src}_ckey`, `public.${src}_v2`, { create: `CREATE TABLE public.${src}_v2 (k text PRIMARY KEY, v int)` }), /key: key column k has collation "C" in the source but "default" in the target/],
   ['more lanes than allowed', () => basePlan('bad-s', `public.${src}`, `public.${src}_v2`, { copy: { parallel: 17 } }), /copy\.parallel: .*16/],
   ['unknown copy format', () => basePlan('bad-u', `public.${src}`, `public.${src}_v2`, { copy: { format: 'csv' } }), /copy\.format: .*"auto".*"text"/],
@@ -36,8 +44,25 @@ const cases: [string, () => Record<string, unknown>, RegExp][] = [
   ['gate timeout of zero', () => basePlan('bad-t', `public.${src}`, `public.${src}_v2`, { approvals: { cutover: { approvers: ['alice'], timeout: '0s' }, drop: { approvers: ['alice'] } } }), /approvals\.cutover\.timeout: must be at least 1s/],
 ];
 
-describe.each(['plan validate', 'start'])('%s with a malformed plan', (command) => {
-  test.each(cases)('%s: exit 2, the field named, database unchanged, no migration started', async (_label, make, message) => {
+/** Issue 13, findings 3 and 10: each ran SQL before approval, or was silently dropped. */
+const attacks: typeof cases = [
+  ['a subquery reading password hashes', () => basePlan('bad-w', `public.${src}`, `public.${src}_v2`, { columns: { email: '(SELECT rolpassword FROM pg_authid LIMIT 1)' } }), /columns\.email: a subquery is not allowed/],
+  ['query_to_xml in reverse', () => basePlan('bad-x', `public.${src}`, `public.${src}_v2`, { reverse: { bio: `query_to_xml('SELECT * FROM pg_authid', true, true, '')::text` } }), /reverse\.bio: function query_to_xml is never allowed/],
+  ['a function that is not a built-in', () => basePlan('bad-y', `public.${src}`, `public.${src}_v2`, { columns: { email: `${src}_leak(email)` } }), /columns\.email: calls public\.\S+_leak, which is not a built-in; list it under allowFunctions/],
+  ['an operator over such a function', () => basePlan('bad-z', `public.${src}`, `public.${src}_v2`, { columns: { email: `email #%# 'x'` } }), /columns\.email: calls public\.\S+_cat \(operator #%#\(text,text\)\), which is not a built-in/],
+  ['a policy on another table', () => basePlan('bad-aa', `public.${src}`, `public.${src}_v2`, { create: ddl(`CREATE POLICY open ON public.${src} TO anon USING (true)`) }), /create: statement 2 \(CreatePolicyStmt\) creates a policy on public\.\S+, which is not the target/],
+  ['a grant on a schema', () => basePlan('bad-ab', `public.${src}`, `public.${src}_v2`, { create: ddl('GRANT USAGE ON SCHEMA safeshift TO anon') }), /create: statement 2 \(GrantStmt\) grants or revokes on a schema/],
+  ['a trigger on another table', () => basePlan('bad-ac', `public.${src}`, `public.${src}_v2`, { create: ddl(`CREATE TRIGGER t BEFORE INSERT ON public.${src}_ckey FOR EACH ROW EXECUTE FUNCTION public.${src}_trg()`) }), /create: statement 2 \(CreateTrigStmt\) creates a trigger on public\.\S+_ckey, which is not the target/],
+  ['a comment on another table', () => basePlan('bad-ad', `public.${src}`, `public.${src}_v2`, { create: ddl(`COMMENT ON TABLE public.${src} IS 'owned'`) }), /create: statement 2 \(CommentStmt\) comments on public\.\S+, which is not the target/],
+  // What the parse tree cannot tell (an index PostgreSQL named) the catalog comparison finds.
+  ['a comment on another table\'s index', () => basePlan('bad-ae', `public.${src}`, `public.${src}_v2`, { create: ddl(`COMMENT ON INDEX public.${src}_pkey IS 'owned'`) }), /create: comment on index \S+_pkey was created outside the target/],
+  ['a reserved key', () => basePlan('bad-af', `public.${src}`, `public.${src}_v2`, { columns: JSON.parse('{"__proto__": "email"}') }), /columns\.__proto__: the key __proto__ is reserved/],
+];
+/** `start` runs the same checks as validate (and rehearses): a few attacks show it, so the suite stays lean. */
+const startAttacks = attacks.filter(([label]) => ['a subquery reading password hashes', 'a policy on another table', 'a comment on another table\'s index'].includes(label));
+
+describe.each([['plan validate', [...cases, ...attacks]], ['start', [...cases, ...startAttacks]]] as const)('%s with a malformed plan', (command, table) => {
+  test.each(table)('%s: exit 2, the field named, database unchanged, no migration started', async (_label, make, message) => {
     const before = await catalogSnapshot();
     const plan = make();
     const file = writePlan(plan);
@@ -58,4 +83,40 @@ test('a plan that is not YAML at all is refused with exit 2', async () => {
   const result = await runCli(['plan', 'validate', file]);
   expect(result.code).toBe(2);
   expect(result.stderr).toMatch(/not valid YAML/);
+});
+
+describe('the plan file itself (issue 13, finding 10): exit 2, named, nothing changed', () => {
+  const { writeFileSync } = require('node:fs') as typeof import('node:fs');
+  test.each([
+    ['bytes that are not UTF-8', (file: string) => writeFileSync(file, Buffer.concat([Buffer.from('version: 1\nname: caf'), Buffer.from([0xe9]), Buffer.from('\n')])), /plan file is not UTF-8: invalid byte 0xe9 at byte offset 20/],
+    ['a 28 MB plan', (file: string) => writeFileSync(file, `version: 1\n# ${'x'.repeat(28_000_000)}\n`), /plan file is 26\.7 MiB; the limit is 1 MiB/],
+  ])('%s', async (_label, write, message) => {
+    const before = await catalogSnapshot();
+    const file = writePlan({});
+    write(file);
+    const started = Date.now();
+    const result = await runCli(['plan', 'validate', file]);
+    expect(result.stderr).toMatch(message);
+    expect(result.code).toBe(2);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(await catalogSnapshot()).toBe(before);
+  });
+
+  test('an environment variable that is not a connection string: named, its value never printed', async () => {
+    const file = writePlan({ ...basePlan('bad-env', `public.${src}`, `public.${src}_v2`), database: 'SAFESHIFT_TEST_NOT_A_URL' });
+    const secret = '/usr/local/bin:/opt/secret-token-4711';
+    const result = await runCli(['plan', 'validate', file], { SAFESHIFT_TEST_NOT_A_URL: secret });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/database: environment variable SAFESHIFT_TEST_NOT_A_URL does not hold a postgres:\/\/ or postgresql:\/\/ URL/);
+    expect(result.stderr + result.stdout).not.toContain('secret-token');
+  });
+});
+
+test('a function listed under allowFunctions may be called; the plan validates and the catalog is unchanged', async () => {
+  const before = await catalogSnapshot();
+  const file = writePlan(basePlan('ok-allow', `public.${src}`, `public.${src}_v2`, { columns: { email: `${src}_leak(email)` }, allowFunctions: [`public.${src}_leak`] }));
+  const result = await runCli(['plan', 'validate', file]);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  expect(await catalogSnapshot()).toBe(before);
 });

@@ -56,17 +56,43 @@ export async function relationOid(ref: string): Promise<number> {
   return r!.oid;
 }
 
-/** Everything the catalog says about user objects: equal before and after means nothing was created or changed. */
+/**
+ * Everything the catalog says about user objects and who may do what: equal before and after means nothing was
+ * created or changed. Relations (with owner, ACL, RLS flags, options), columns (with column ACLs), schemas,
+ * functions (owner, ACL, volatility, body), types, constraints, policies, triggers, rules, comments, default
+ * privileges, inheritance, roles and memberships, databases, extensions, publications, event triggers. Written
+ * here, independent of safeshift's own snapshot (src/catalog-snapshot.ts).
+ */
 export async function catalogSnapshot(): Promise<string> {
   const [r] = await sql<{ md5: string }>(`
     SELECT md5(string_agg(x, E'\\n' ORDER BY x)) AS md5 FROM (
-      SELECT format('%s %s.%s %s %s', c.oid, n.nspname, c.relname, c.relkind, c.relfilenode) AS x
+      SELECT format('%s %s.%s %s %s %s %s %s %s %s', c.oid, n.nspname, c.relname, c.relkind, c.relfilenode, c.relowner, c.relacl,
+                    c.relrowsecurity, c.relforcerowsecurity, c.reloptions) AS x
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-      UNION ALL SELECT 'schema ' || nspname FROM pg_namespace
-      UNION ALL SELECT format('col %s %s %s', attrelid, attname, atttypid) FROM pg_attribute a
+       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR c.relacl IS NOT NULL
+      UNION ALL SELECT format('schema %s %s %s', nspname, nspowner, nspacl) FROM pg_namespace
+      UNION ALL SELECT format('col %s %s %s %s %s', attrelid, attname, atttypid, attnotnull, attacl) FROM pg_attribute a
         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND a.attnum > 0
+       WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR a.attacl IS NOT NULL) AND a.attnum > 0
+      UNION ALL SELECT format('function %s %s.%s %s %s %s %s %s', p.oid, p.pronamespace, p.proname, p.proowner, p.proacl, p.provolatile, p.prosecdef, md5(p.prosrc))
+        FROM pg_proc p
+      UNION ALL SELECT format('type %s %s %s %s %s', oid, typnamespace, typname, typowner, typacl) FROM pg_type
+      UNION ALL SELECT format('constraint %s %s %s %s %s', oid, conrelid, conname, contype, convalidated) FROM pg_constraint
+      UNION ALL SELECT format('policy %s %s %s %s %s %s %s', oid, polrelid, polname, polcmd, polroles, pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)) FROM pg_policy
+      UNION ALL SELECT format('trigger %s %s %s %s %s', oid, tgrelid, tgname, tgfoid, tgenabled) FROM pg_trigger
+      UNION ALL SELECT format('rule %s %s %s', oid, ev_class, rulename) FROM pg_rewrite
+      UNION ALL SELECT format('comment %s %s %s %s', classoid, objoid, objsubid, md5(description)) FROM pg_description
+      UNION ALL SELECT format('shcomment %s %s %s', classoid, objoid, md5(description)) FROM pg_shdescription
+      UNION ALL SELECT format('default acl %s %s %s %s', defaclrole, defaclnamespace, defaclobjtype, defaclacl) FROM pg_default_acl
+      UNION ALL SELECT format('inherits %s %s', inhrelid, inhparent) FROM pg_inherits
+      UNION ALL SELECT format('role %s %s %s %s %s', oid, rolname, rolsuper, rolbypassrls, rolcanlogin) FROM pg_roles
+      UNION ALL SELECT format('member %s %s %s', roleid, member, admin_option) FROM pg_auth_members
+      UNION ALL SELECT format('database %s %s %s', oid, datname, datacl) FROM pg_database
+      UNION ALL SELECT format('extension %s %s', extname, extversion) FROM pg_extension
+      UNION ALL SELECT format('publication %s %s', pubname, puballtables) FROM pg_publication
+      UNION ALL SELECT format('publication rel %s %s', prpubid, prrelid) FROM pg_publication_rel
+      UNION ALL SELECT format('event trigger %s %s', evtname, evtenabled) FROM pg_event_trigger
+      UNION ALL SELECT format('language %s %s', lanname, lanacl) FROM pg_language
     ) s`);
   return r!.md5;
 }

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDuration } from '../../src/plan/duration';
-import { loadPlan, PlanError } from '../../src/plan/load';
+import { invalidUtf8Offset, loadCheckedPlan, loadPlan, MAX_PLAN_BYTES, PlanError } from '../../src/plan/load';
 
 const env = { DATABASE_URL: 'postgres://x' };
 const good = `
@@ -128,5 +128,93 @@ describe('plan file', () => {
     expect(parseDuration('15m')).toBe(900_000);
     expect(parseDuration('1.5h')).toBeUndefined();
     expect(parseDuration('h')).toBeUndefined();
+  });
+});
+
+describe('the plan file itself (issue 13, finding 10)', () => {
+  test.each([
+    ['columns: __proto__', good.replace('  email: lower(email)', '  email: lower(email)\n  __proto__: full_name'), 'columns.__proto__: the key __proto__ is reserved'],
+    ['columns: constructor', good.replace('  email: lower(email)', '  email: lower(email)\n  constructor: full_name'), 'columns.constructor: the key constructor is reserved'],
+    ['reverse: prototype', good.replace('columns:', 'reverse:\n  prototype: email\ncolumns:'), 'reverse.prototype: the key prototype is reserved'],
+    ['top-level __proto__', good + '__proto__: { version: 2 }\n', '__proto__: the key __proto__ is reserved'],
+  ])('%s is refused by name, never dropped', (_label, text, expected) => {
+    expect(problems(text)).toEqual(expect.arrayContaining([expect.stringContaining(expected)]));
+  });
+
+  test('a JSON plan with __proto__ is refused the same way', () => {
+    const { parse } = require('yaml');
+    const json = JSON.stringify(parse(good)).replace('"columns":{', '"columns":{"__proto__":"full_name",');
+    expect(problems(json, 'plan.json')).toEqual([expect.stringContaining('columns.__proto__: the key __proto__ is reserved')]);
+  });
+
+  test('bytes that are not UTF-8 are refused with their offset, never replaced', () => {
+    const text = Buffer.concat([Buffer.from(good.replace('carol', 'car')), Buffer.from([0xff]), Buffer.from('\n')]);
+    const offset = good.replace('carol', 'car').length;
+    const path = file('');
+    writeFileSync(path, Buffer.concat([Buffer.from(good.slice(0, good.indexOf('carol'))), Buffer.from([0x63, 0xe9, 0x6c]), Buffer.from(good.slice(good.indexOf('carol') + 3))]));
+    expect(() => loadPlan(path, env)).toThrow(new RegExp(`plan file is not UTF-8: invalid byte 0xe9 at byte offset ${good.indexOf('carol') + 1}`));
+    expect(invalidUtf8Offset(text)).toBe(offset);
+    expect(invalidUtf8Offset(Buffer.from('héllo ✓ 𝄞'))).toBeUndefined();
+    expect(invalidUtf8Offset(Buffer.from([0x61, 0xc0, 0x80]))).toBe(1); // overlong
+    expect(invalidUtf8Offset(Buffer.from([0x61, 0xed, 0xa0, 0x80]))).toBe(1); // surrogate
+    expect(invalidUtf8Offset(Buffer.from([0x61, 0xe2, 0x9c]))).toBe(1); // cut short
+  });
+
+  test('a plan over 1 MiB is refused before it is parsed', () => {
+    const path = file(good + `# ${'x'.repeat(MAX_PLAN_BYTES)}\n`);
+    const started = Date.now();
+    expect(() => loadPlan(path, env)).toThrow(/plan file is 1\.0 MiB; the limit is 1 MiB/);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  test('a createFile over 1 MiB or not UTF-8 is refused, named', () => {
+    const path = file(good.replace(/create: \|\n.*\n/, 'createFile: target.sql\n'));
+    writeFileSync(join(path, '..', 'target.sql'), `-- ${'x'.repeat(MAX_PLAN_BYTES)}\nCREATE TABLE public.profiles_v2 (id uuid)`);
+    expect(() => loadPlan(path, env)).toThrow(/createFile: target\.sql is 1\.0 MiB; the limit is 1 MiB/);
+    writeFileSync(join(path, '..', 'target.sql'), Buffer.from([0x43, 0x52, 0xfe]));
+    expect(() => loadPlan(path, env)).toThrow(/createFile: target\.sql is not UTF-8: invalid byte 0xfe at byte offset 2/);
+  });
+
+  test('the database variable\'s value never appears in an error', () => {
+    const secret = '/usr/local/sbin:/usr/secret-token-123';
+    const text = good.replace('database: DATABASE_URL', 'database: PATH');
+    let message = '';
+    try {
+      loadPlan(file(text), { PATH: secret });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/database: environment variable PATH does not hold a postgres:\/\/ or postgresql:\/\/ URL/);
+    expect(message).not.toContain('secret-token');
+  });
+});
+
+describe('the plan checked as code, offline (issue 13, finding 3)', () => {
+  async function codeProblems(text: string): Promise<string[]> {
+    try {
+      await loadCheckedPlan(file(text), env);
+    } catch (err) {
+      if (err instanceof PlanError) return err.problems;
+      throw err;
+    }
+    return [];
+  }
+
+  test('the example plan passes', async () => {
+    expect(await codeProblems(good)).toEqual([]);
+  });
+
+  test.each([
+    ['a subquery reading password hashes', good.replace('email: lower(email)', 'email: (SELECT rolpassword FROM pg_authid LIMIT 1)'), 'columns.email: a subquery is not allowed'],
+    ['query_to_xml in reverse', good.replace('columns:', 'reverse:\n  full_name: "query_to_xml(\'select 1\', true, true, \'\')::text"\ncolumns:'), 'reverse.full_name: function query_to_xml is never allowed'],
+    ['a policy on another table', good.replace('email text)', 'email text);\n  CREATE POLICY open ON public.profiles TO anon USING (true)'), 'create: statement 2 (CreatePolicyStmt) creates a policy on public.profiles, which is not the target'],
+    ['a grant on a schema', good.replace('email text)', 'email text);\n  GRANT USAGE ON SCHEMA safeshift TO anon'), 'create: statement 2 (GrantStmt) grants or revokes on a schema'],
+  ])('%s is refused, naming the field', async (_label, text, expected) => {
+    expect(await codeProblems(text)).toEqual(expect.arrayContaining([expect.stringContaining(expected)]));
+  });
+
+  test('allowFunctions takes schema.name', async () => {
+    expect(loadPlan(file(good + 'allowFunctions: [public.normalize_phone]\n'), env).plan.allowFunctions).toEqual([{ schema: 'public', name: 'normalize_phone' }]);
+    expect(problems(good + 'allowFunctions: ["bad name"]\n')).toEqual([expect.stringMatching(/^allowFunctions\[0\]: /)]);
   });
 });
