@@ -29,6 +29,7 @@ import {
   readManifestFile, recordedManifestDigest, sha256Hex, type ExportedTable, type Manifest,
 } from './manifest';
 import { BACKUP_KEY_ENV } from './messages';
+import { sealRelation } from './seal';
 import { displayName, qualified, quoteIdent, type TableRef } from './sql';
 
 export { ExportError, MANIFEST, type ExportedTable, type Manifest } from './manifest';
@@ -335,7 +336,10 @@ export interface RestoreOptions {
 /**
  * Restore one exported table into a new table `into` (refused if it exists): created with the exported columns
  * and types (or like a live table), loaded, then count and checksum compared with the manifest, all in one
- * transaction that commits only if they are equal. Never touches an existing table.
+ * transaction that commits only if they are equal. Never touches an existing table. The new table is sealed
+ * (src/seal.ts): it holds the export's rows without the original's row-level security, and default privileges
+ * (Supabase's in `public`) would open it to `anon`; access is granted by the operator, or moved onto it by the
+ * restore's swap.
  */
 export async function restoreTable(client: pg.Client, dir: string, table: TableRef, into: TableRef, options: RestoreOptions = {}): Promise<{ rows: number; checksum: string }> {
   const { table: t, key } = await exportedTable(client, dir, table, options);
@@ -344,6 +348,7 @@ export async function restoreTable(client: pg.Client, dir: string, table: TableR
   try {
     await inTransaction(client, async () => {
       await client.query(`CREATE TABLE ${qualified(into)} (${definitions})`);
+      await sealRelation(client, (await tableOid(client, into))!);
       const differs = await loadExported(client, dir, t, key, into);
       if (differs) throw new ExportError(`${differs}; nothing restored`);
       await options.beforeCommit?.(client);

@@ -15,6 +15,7 @@ import { DefaultLogger } from '@temporalio/worker';
 import { exportTables, recordExport, restoreTable, verifyExport, type Manifest } from '../../src/export';
 import { ensureLedger } from '../../src/ledger';
 import { catalogSnapshot, runCli, sql, uniqueName } from '../support/helpers';
+import { asRole } from '../support/supabase';
 
 async function withDb<T>(fn: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
   const c = await connect(process.env.DATABASE_URL!);
@@ -43,7 +44,7 @@ async function schema(): Promise<string> {
   return s;
 }
 
-test('a forged manifest is refused by verify and restore, exit 2, named; nothing runs, the victim table and the catalog unchanged; exports are 0700/0600', async () => {
+test('a forged manifest is refused by verify and restore, exit 2, named; nothing runs, the victim table and the catalog unchanged; exports are 0700/0600; a restored table is sealed', async () => {
   const s = await schema();
   const dir = join(mkdtempSync(join(tmpdir(), 'safeshift-sec-')), 'plain');
   // The real path: the backup workflow exports (the worker writes) and records the manifest's digest.
@@ -109,8 +110,14 @@ test('a forged manifest is refused by verify and restore, exit 2, named; nothing
   await sql(`UPDATE safeshift.exports SET id = $1 WHERE id = $1 || '-moved'`, [id]);
   await recordDigestOf(id, dir);
   expect((await withDb((c) => verifyExport(c, dir))).tables).toEqual([{ table: `${s}.people`, ok: true, rows: 200 }]);
-  await withDb((c) => restoreTable(c, dir, { schema: s, name: 'people' }, { schema: s, name: 'people_back' }));
-  expect(await sql(`SELECT count(*)::int AS n FROM ${s}.people_back`)).toEqual([{ n: 200 }]);
+  // Into public, where Supabase's default privileges grant ALL to anon and authenticated: the restored rows are
+  // sealed (only the owner reads them) until someone grants access.
+  const back = uniqueName('people_back');
+  await withDb((c) => restoreTable(c, dir, { schema: s, name: 'people' }, { schema: 'public', name: back }));
+  expect(await sql(`SELECT count(*)::int AS n FROM public.${back}`)).toEqual([{ n: 200 }]);
+  for (const role of ['anon', 'authenticated']) {
+    await expect(asRole(role, `SELECT count(*) FROM public.${back}`)).rejects.toThrow(/permission denied/);
+  }
 });
 
 test('an encrypted export\'s manifest carries a MAC: it verifies without a ledger record, and an edited one is refused', async () => {
