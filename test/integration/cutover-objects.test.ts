@@ -18,6 +18,8 @@ test('cutover moves FK, view, sequences, grants, RLS, trigger, comment and publi
   await sql(`CREATE TABLE public.${t}_comments (id int PRIMARY KEY, story_id int REFERENCES public.${t} (id))`);
   await sql(`INSERT INTO public.${t}_comments SELECT g, g FROM generate_series(1, 50) g`);
   await sql(`CREATE VIEW public.${t}_titles WITH (security_invoker = true) AS SELECT id, title FROM public.${t}`);
+  // Supabase's default privileges gave the API roles ALL on it; this team narrowed anon's and authenticated's.
+  await sql(`REVOKE ALL ON public.${t} FROM anon, authenticated`);
   await sql(`GRANT SELECT ON public.${t} TO anon`);
   await sql(`GRANT SELECT, INSERT, UPDATE ON public.${t} TO authenticated`);
   await sql(`ALTER TABLE public.${t} ENABLE ROW LEVEL SECURITY`);
