@@ -220,26 +220,33 @@ export function authenticateManifest(
 
 /**
  * Each column of an authenticated table as a CREATE TABLE column definition, the type as this database's catalog
- * names it: the type name (already proven to be only that) is described by the server in a statement that returns
- * no row, sent with the extended protocol (one statement only), and `format_type` of the resulting type and typmod
- * is what goes into DDL. A type this database does not have is named.
+ * names it: the type is looked up with `to_regtype` (a parameter), its modifier read from the server's description
+ * of a statement that returns no row (the type name, already proven to be only that, sent with the extended
+ * protocol: one statement only), and `format_type` of the two is what goes into DDL. A domain keeps its name
+ * (the description would give its base type). A type this database does not have is named.
  */
 export async function columnDefinitions(client: pg.Client, t: ExportedTable, quote: (s: string) => string): Promise<string> {
   const defs: string[] = [];
   for (const c of t.columns) {
-    let described: pg.FieldDef;
-    try {
-      // The newline ends a trailing `--` comment the parser allowed; the parameter makes it the extended protocol.
-      const r = await client.query(`SELECT NULL::${c.type}\n AS t WHERE $1::boolean`, [false]);
-      described = r.fields[0]!;
-    } catch (err) {
-      throw new ExportError(`column ${c.name} of ${t.schema}.${t.name}: type ${c.type} does not resolve here (${(err as Error).message})`);
+    const where = `column ${c.name} of ${t.schema}.${t.name}`;
+    const { rows: [found] } = await client.query<{ oid: number; kind: string }>(
+      `SELECT t.oid::int AS oid, t.typtype::text AS kind FROM pg_type t WHERE t.oid = to_regtype($1)`, [c.type]);
+    if (!found) throw new ExportError(`${where}: type ${c.type} does not exist here`);
+    if (found.kind === 'p') throw new ExportError(`${where}: ${c.type} is a pseudo-type, not a column type`);
+    let typmod = -1;
+    if (found.kind !== 'd') {
+      let described: pg.FieldDef;
+      try {
+        // The newline ends a trailing `--` comment the parser allowed; the parameter makes it the extended protocol.
+        described = (await client.query(`SELECT NULL::${c.type}\n AS t WHERE $1::boolean`, [false])).fields[0]!;
+      } catch (err) {
+        throw new ExportError(`${where}: type ${c.type} does not resolve here (${(err as Error).message})`);
+      }
+      if (described.dataTypeID !== found.oid) throw new ExportError(`${where}: type ${c.type} resolves to two different types`);
+      typmod = described.dataTypeModifier;
     }
-    const { rows: [resolved] } = await client.query<{ type: string | null; kind: string | null }>(
-      `SELECT format_type(t.oid, $2::int) AS type, t.typtype::text AS kind FROM pg_type t WHERE t.oid = $1::oid`,
-      [described.dataTypeID, described.dataTypeModifier]);
-    if (!resolved?.type || resolved.kind === 'p') throw new ExportError(`column ${c.name} of ${t.schema}.${t.name}: ${c.type} is not a column type here`);
-    defs.push(`${quote(c.name)} ${resolved.type}`);
+    const { rows: [resolved] } = await client.query<{ type: string }>(`SELECT format_type($1::oid, $2::int) AS type`, [found.oid, typmod]);
+    defs.push(`${quote(c.name)} ${resolved!.type}`);
   }
   return defs.join(', ');
 }

@@ -38,8 +38,10 @@ const victimThere = async (s: string) => (await sql<{ there: boolean }>(`SELECT 
 async function schema(): Promise<string> {
   const s = uniqueName('sec');
   await sql(`CREATE SCHEMA ${s}`);
-  await sql(`CREATE TABLE ${s}.people (id int PRIMARY KEY, email text, at timestamptz)`);
-  await sql(`INSERT INTO ${s}.people SELECT g, 'p' || g || '@example.org', timestamptz '2020-01-01' + g * interval '1 hour' FROM generate_series(1, 200) g`);
+  await sql(`CREATE DOMAIN ${s}.email AS text CHECK (VALUE LIKE '%@%')`);
+  await sql(`CREATE TABLE ${s}.people (id int PRIMARY KEY, email ${s}.email, at timestamptz, score numeric(10,2), tags varchar(20)[])`);
+  await sql(`INSERT INTO ${s}.people SELECT g, 'p' || g || '@example.org', timestamptz '2020-01-01' + g * interval '1 hour', g / 7.0, ARRAY['t' || g]
+               FROM generate_series(1, 200) g`);
   await sql(`CREATE TABLE ${s}.victim (id int)`);
   return s;
 }
@@ -115,6 +117,9 @@ test('a forged manifest is refused by verify and restore, exit 2, named; nothing
   const back = uniqueName('people_back');
   await withDb((c) => restoreTable(c, dir, { schema: s, name: 'people' }, { schema: 'public', name: back }));
   expect(await sql(`SELECT count(*)::int AS n FROM public.${back}`)).toEqual([{ n: 200 }]);
+  // The types as the catalog names them: the domain kept, modifiers kept.
+  expect(await sql(`SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 ORDER BY attnum`, [`public.${back}`]))
+    .toEqual(['integer', `${s}.email`, 'timestamp with time zone', 'numeric(10,2)', 'character varying(20)[]'].map((type) => ({ type })));
   for (const role of ['anon', 'authenticated']) {
     await expect(asRole(role, `SELECT count(*) FROM public.${back}`)).rejects.toThrow(/permission denied/);
   }
