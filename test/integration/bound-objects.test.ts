@@ -77,6 +77,8 @@ describe('objects bound to the source OID follow the live name at cutover', () =
       CONSTRAINT ${q(fk)} FOREIGN KEY (src_id) REFERENCES ${pub(src)} (id) ON DELETE CASCADE ON UPDATE RESTRICT DEFERRABLE INITIALLY DEFERRED)`);
     await sql(`CREATE VIEW ${pub(v1)} WITH (security_invoker = true, security_barrier = true) AS SELECT id, title FROM ${pub(src)} WHERE owner_id > 0`);
     await sql(`CREATE VIEW ${pub(v2)} AS SELECT id FROM ${pub(v1)}`);
+    // Supabase's default privileges gave the API roles ALL on it: this team chose its own grants.
+    await sql(`REVOKE ALL ON ${pub(src)} FROM anon, authenticated, service_role`);
     await sql(`GRANT SELECT ON ${pub(src)} TO anon`);
     await sql(`GRANT SELECT, INSERT, UPDATE ON ${pub(src)} TO authenticated WITH GRANT OPTION`);
     await sql(`GRANT REFERENCES ON ${pub(src)} TO PUBLIC`);
@@ -114,6 +116,10 @@ describe('objects bound to the source OID follow the live name at cutover', () =
     const [countFnBefore] = await sql<{ oid: number }>(`SELECT $1::regproc::oid::int AS oid`, [pub(countFn)]);
     const policiesBefore = await sql(`SELECT policyname, permissive, roles::text[] AS roles, cmd, qual, with_check FROM pg_policies WHERE tablename = $1 ORDER BY 1`, [src]);
 
+    const acl = (oid: number) => sql(
+      `SELECT coalesce(nullif(x.grantee, 0)::regrole::text, 'PUBLIC') AS grantee, x.privilege_type, x.is_grantable
+         FROM pg_class c, aclexplode(c.relacl) x WHERE c.oid = $1 AND x.grantee <> c.relowner ORDER BY 1, 2`, [oid]);
+    const aclBefore = await acl(await relationOid(pub(src)));
     const { captured, moved, sourceOid, targetOid } = await cutover(src, target, retired, { commit: true });
 
     expect(moved.problems).toEqual([]);
@@ -151,12 +157,11 @@ describe('objects bound to the source OID follow the live name at cutover', () =
     const [replica] = await sql(`SELECT relreplident FROM pg_class WHERE oid = $1`, [targetOid]);
     expect(replica).toEqual({ relreplident: 'f' });
 
-    // 4. Grants (table and column), before the old table goes: same entries on both tables.
-    const acl = (oid: number) => sql(
-      `SELECT coalesce(nullif(x.grantee, 0)::regrole::text, 'PUBLIC') AS grantee, x.privilege_type, x.is_grantable
-         FROM pg_class c, aclexplode(c.relacl) x WHERE c.oid = $1 AND x.grantee <> c.relowner ORDER BY 1, 2`, [oid]);
-    expect(await acl(targetOid)).toEqual(await acl(sourceOid));
+    // 4. Grants (table and column): the new table has exactly the old table's (the target's own, from default
+    // privileges, are gone); the retired table has none left (sealed).
+    expect(await acl(targetOid)).toEqual(aclBefore);
     expect((await acl(targetOid)).length).toBe(5);
+    expect(await acl(sourceOid)).toEqual([]);
     const [colPriv] = await sql<{ ok: boolean }>(`SELECT has_column_privilege('anon', $1, 'title', 'UPDATE') AS ok`, [pub(src)]);
     expect(colPriv!.ok).toBe(true);
 
