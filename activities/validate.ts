@@ -15,7 +15,7 @@ import type pg from 'pg';
 import { changeTable } from '../src/capture';
 import { checksum, sameChecksum, type Checksum } from '../src/checksum';
 import { copyChunkResolvingStale, nextChunkBound, openSourceReader } from '../src/copy';
-import { BULK_LIMITS, connect, databaseUrl, withClient } from '../src/db';
+import { availableConnections, BULK_LIMITS, connect, databaseUrl, withClient } from '../src/db';
 import { orphanCount, type OutboundForeignKey } from '../src/foreign-keys';
 import type { KeyRangeReport, ValidationResult } from '../src/messages';
 import { keyRangeText, type CopySpec, type KeyValue } from '../src/projection';
@@ -66,7 +66,10 @@ function add(a: Checksum, b: Checksum): Checksum {
 async function inOneSnapshot<T>(url: string, lanes: number, fn: (clients: pg.Client[]) => Promise<T>): Promise<T> {
   const clients: pg.Client[] = [];
   try {
-    for (let i = 0; i < Math.max(1, lanes); i++) clients.push(await connect(url, `safeshift validate ${i + 1}`, BULK_LIMITS));
+    clients.push(await connect(url, 'safeshift validate 1', BULK_LIMITS));
+    // More connections only while they fit (src/db.ts availableConnections): fewer lanes are slower, never wrong.
+    const fit = Math.min(Math.max(1, lanes), 1 + Math.max(0, await availableConnections(clients[0]!)));
+    for (let i = 1; i < fit; i++) clients.push(await connect(url, `safeshift validate ${i + 1}`, BULK_LIMITS));
     const [lead, ...others] = clients;
     await lead!.query(SNAPSHOT);
     if (others.length) {
