@@ -308,7 +308,7 @@ async function tryTargetDdl(
     }
     for (const col of target.columns) {
       if (col.generated) continue;
-      const expr = plan.columns[col.name] ?? (source.columns.some((s) => s.name === col.name && !s.generated) ? quoteIdent(col.name) : undefined);
+      const expr = (Object.hasOwn(plan.columns, col.name) ? plan.columns[col.name] : undefined) ?? (source.columns.some((s) => s.name === col.name && !s.generated) ? quoteIdent(col.name) : undefined);
       if (expr === undefined) {
         if (col.notNull && !col.hasDefault && !col.identity) {
           problems.push(`columns.${col.name}: target column is NOT NULL without a default and the source has no column of that name; map it`);
@@ -403,7 +403,7 @@ export function inverseMapping(plan: Plan, source: TableInfo, forward: MappedCol
   const notInvertible: string[] = [];
   for (const sc of source.columns) {
     if (sc.generated) continue;
-    const given = plan.reverse[sc.name];
+    const given = Object.hasOwn(plan.reverse, sc.name) ? plan.reverse[sc.name] : undefined; // own keys only: a column may be called constructor
     const carried = forward.find((f) => isColumn(f.expr, sc.name));
     const expr = given ?? (carried ? quoteIdent(carried.target) : undefined);
     if (expr === undefined) notInvertible.push(sc.name);

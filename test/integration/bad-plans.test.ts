@@ -120,3 +120,10 @@ test('a function listed under allowFunctions may be called; the plan validates a
   expect(result.code).toBe(0);
   expect(await catalogSnapshot()).toBe(before);
 });
+
+test('a column named like an Object.prototype member (constructor, "toString") is copied by name, not mistaken for a mapping', async () => {
+  await sql(`CREATE TABLE public.${src}_js (id int PRIMARY KEY, constructor text, "toString" text)`);
+  const result = await runCli(['plan', 'validate', writePlan(basePlan('ok-js-names', `public.${src}_js`, `public.${src}_js_v2`))]);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+});
