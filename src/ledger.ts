@@ -132,13 +132,13 @@ ALTER TABLE safeshift.restores ADD COLUMN IF NOT EXISTS retired_table text;
 -- Scheduled exports: retention prunes by schedule, verified exports only, never the newest N.
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS schedule_id text;
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS pruned_at timestamptz;
+-- The manifest's SHA-256 when it was written: verify, restore and retention refuse a manifest that differs.
+ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS manifest_sha256 text;
 CREATE OR REPLACE FUNCTION safeshift.audit_chain() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   prev record;
 BEGIN
   -- One writer at a time, so seq order is chain order even with concurrent migrations.
--- The manifest's SHA-256 when it was written: verify, restore and retention refuse a manifest that differs.
-ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS manifest_sha256 text;
   PERFORM pg_advisory_xact_lock(hashtext('safeshift.audit_log'));
   SELECT seq, hash INTO prev FROM safeshift.audit_log ORDER BY seq DESC LIMIT 1;
   NEW.seq := coalesce(prev.seq, 0) + 1;
