@@ -87,11 +87,17 @@ for (const compatView of [false, true]) {
     expect(Object.values(before.entries).filter(Boolean).length).toBeGreaterThan(10);
 
     expect(await runCli(['start', writePlan(plan)])).toMatchObject({ code: 0, stderr: '' });
-    await waitFor(planName, atPhase('awaiting_cutover'));
-    // The new table holds every row by now, and nobody but safeshift may read or write it.
+    const atGate = await waitFor(planName, atPhase('awaiting_cutover'));
+    // The new table holds every row by now, and nobody but safeshift may read or write it; nor the backup table,
+    // nor the change table (the keys of changed rows).
+    const sourceOid = (await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}`]))[0]!.oid;
+    const targetOid = (await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}_v2`]))[0]!.oid;
+    expect(atGate.backupTable).toBeDefined();
     for (const role of ['anon', 'authenticated', 'service_role']) {
       expect(await can(role, `SELECT count(*) FROM public.${t}_v2`)).toBe(false);
       expect(await can(role, `INSERT INTO public.${t}_v2 (id, title) VALUES (100000, 'planted')`)).toBe(false);
+      expect(await can(role, `SELECT count(*) FROM ${atGate.backupTable}`)).toBe(false);
+      expect(await can(role, `SELECT count(*) FROM safeshift.changes_${sourceOid}`)).toBe(false);
     }
 
     expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
@@ -104,7 +110,11 @@ for (const compatView of [false, true]) {
     expect(Object.keys(before.entries).map(renamed).filter((k) => !Object.hasOwn(afterCutover.entries, k))).toEqual([]);
     expect(afterCutover.rowSecurity).toEqual(before.rowSecurity);
     // The retired table keeps the old rows and nobody's grants.
-    for (const role of ['anon', 'authenticated', colRole]) expect(await can(role, `SELECT count(*) FROM ${atDrop.retiredTable}`)).toBe(false);
+    for (const role of ['anon', 'authenticated', 'service_role', colRole]) {
+      expect(await can(role, `SELECT count(*) FROM ${atDrop.retiredTable}`)).toBe(false);
+      expect(await can(role, `SELECT count(*) FROM ${atGate.backupTable}`)).toBe(false);
+      expect(await can(role, `SELECT count(*) FROM safeshift.changes_${targetOid}`)).toBe(false); // reverse capture
+    }
 
     expect((await runCli(['rollback', planName, '--as', 'carol'])).code).toBe(0);
     const end = await waitFor(planName, atPhase('rolled_back'));
