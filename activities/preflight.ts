@@ -15,6 +15,7 @@ import { pgErrorCode } from '../src/db';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
 import { columnRenames, mappedExpression, plainColumn, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
+import { keyWidening } from '../src/key-widening';
 import { compatReaderWarning, riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
@@ -145,7 +146,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
   if (await tableOid(client, backup)) problems.push(`backup: the backup name ${displayName(backup)} is taken`);
 
   let columns: MappedColumn[] = [];
-  let reverse: { columns: MappedColumn[]; notInvertible: string[] } = { columns: [], notInvertible: [] };
+  let reverse: { columns: MappedColumn[]; notInvertible: string[]; key?: CopySpec['key'] } = { columns: [], notInvertible: [] };
   let compatView: CompatColumn[] | null = null;
   let textOnly: string[] = [];
   let risks: RollbackRisk[] = [];
@@ -196,7 +197,8 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
     backup,
     warnings,
     // Reverse replay reads the new table where it lives after cutover: the live name, or its own with a compat view.
-    reverse: { spec: { source: newTableHome(plan, plan.cutover.compatView), target: retired, columns: reverse.columns, key }, notInvertible: reverse.notInvertible, risks },
+    // Its key values are the new table's (a widened key: the wider type), so they are cast to that type when read.
+    reverse: { spec: { source: newTableHome(plan, plan.cutover.compatView), target: retired, columns: reverse.columns, key: reverse.key ?? key }, notInvertible: reverse.notInvertible, risks },
     compatView,
     foreignKeys,
     partition,
@@ -240,11 +242,12 @@ function sameSet(a: string[], b: string[]): boolean {
 /**
  * Run the target DDL in a transaction that is always rolled back, then check the mapping against the table it
  * made: every mapped column exists, every expression compiles over the source and casts to the target type,
- * the key is carried unchanged.
+ * the key is carried unchanged or losslessly widened (src/key-widening.ts).
  */
 type Mappings = {
   columns: MappedColumn[];
-  reverse: { columns: MappedColumn[]; notInvertible: string[] };
+  /** `key`: the key as the new table has it (a widened key's wider type), for replay back into the source. */
+  reverse: { columns: MappedColumn[]; notInvertible: string[]; key?: CopySpec['key'] };
   compatView: CompatColumn[] | null;
   /** Target column types without binary I/O (the copy then uses text). */
   textOnly: string[];
@@ -317,17 +320,23 @@ async function tryTargetDdl(
       }
       columns.push({ target: col.name, expr, type: col.type, copyType: col.baseType });
     }
+    const reverseKey = new Map<string, string>();
     for (const k of key) {
       const mapped = columns.find((c) => c.target === k.name);
       if (!mapped || !isColumn(mapped.expr, k.name)) {
-        problems.push(`key: key column ${k.name} must be copied unchanged into a target column of the same name`);
+        // Chunks and replay find a row by the same key value on both sides: a key computed by an expression (or
+        // renamed) has no such value in the source to cut ranges by.
+        problems.push(`key: key column ${k.name} must be copied unchanged into a target column of the same name (a key computed by an expression or renamed is not supported: ` +
+          'chunks and replay find each row by the same key value on both sides)');
       } else {
         mapped.expr = quoteIdent(k.name);
         const tcol = target.columns.find((c) => c.name === k.name)!;
         const scol = source.columns.find((c) => c.name === k.name)!;
-        if (tcol.type !== k.type) problems.push(`key: key column ${k.name} is ${k.type} in the source but ${tcol.type} in the target`);
+        const widening = keyWidening(k.type, tcol.type); // src/key-widening.ts: why only these
+        if (widening.kind === 'refused') problems.push(`key: key column ${k.name} is ${k.type} in the source but ${tcol.type} in the target: ${widening.reason}`);
         // Chunk ranges are cut in the source's order and deleted in the target's: the orders must be the same.
         else if (tcol.collation !== scol.collation) problems.push(`key: key column ${k.name} has collation "${scol.collation}" in the source but "${tcol.collation}" in the target`);
+        else if (widening.kind === 'widening') reverseKey.set(k.name, tcol.type);
       }
     }
     await checkExpressions(client, columns, plan.source, 'columns', problems, plan.allowFunctions ?? []);
@@ -354,7 +363,8 @@ async function tryTargetDdl(
     for (const change of await catalogChanges(client, catalogBefore, await takeCatalogSnapshot(client, target.oid), { createdRelations: false })) {
       problems.push(`${plan.createFile ? 'createFile' : plan.createSql ? 'create' : 'target'}: ${change} outside the target; preflight may change only ${displayName(plan.target)} and what belongs to it`);
     }
-    return { columns, reverse, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, readerRisks, foreignKeys, partitions, constraintNotes: constraints.notes };
+    const reverseWithKey = { ...reverse, key: key.map((k) => ({ name: k.name, type: reverseKey.get(k.name) ?? k.type })) };
+    return { columns, reverse: reverseWithKey, compatView, textOnly: plan.copy.format === 'text' ? [] : await typesWithoutBinaryIo(client, target.oid), risks, readerRisks, foreignKeys, partitions, constraintNotes: constraints.notes };
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }

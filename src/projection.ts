@@ -27,7 +27,11 @@ export interface CopySpec {
   source: TableRef;
   target: TableRef;
   columns: MappedColumn[];
-  /** Carried unchanged from source to target (preflight enforces that), so ranges read the same on both sides. */
+  /**
+   * Carried from source to target under the same name, unchanged or losslessly widened (int → bigint, varchar(n) →
+   * text: src/key-widening.ts), so ranges and keys read the same on both sides. `type` is the source's: key values
+   * come from the source and are cast to it, and the target's wider column compares with it by the same operators.
+   */
   key: KeyColumn[];
   /**
    * COPY format. Binary when every target column type (and the types inside it: array elements, domain bases,

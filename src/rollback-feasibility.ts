@@ -200,10 +200,14 @@ export async function refusingColumns(client: pg.Client, reverse: CopySpec, newT
   if (!probe?.ok) return [];
   const pending = `EXISTS (SELECT 1 FROM ${qualified(changeTable(newTableOid))} k WHERE k.key = ARRAY[${reverse.key.map((k) => `s.${quoteIdent(k.name)}::text`).join(', ')}])`;
   const found: { column: string; type: string; rows: number }[] = [];
-  for (const c of reverse.columns.filter((x) => !reverse.key.some((k) => k.name === x.target))) {
+  // A key of the same type always fits; a widened key (bigint in the new table, integer in the original) may not,
+  // and its value is read as it is: cast to the original type first, it would fail this query instead of counting.
+  const widenedKey = (c: CopySpec['columns'][number]) => reverse.key.some((k) => k.name === c.target && k.type !== c.type);
+  for (const c of reverse.columns.filter((x) => widenedKey(x) || !reverse.key.some((k) => k.name === x.target))) {
+    const value = widenedKey(c) ? c.expr : mappedExpression(c);
     const { rows: [r] } = await client.query<{ n: string }>({
       text: `SELECT count(*)::text AS n FROM ${qualified(reverse.source)} s
-              WHERE ${pending} AND NOT pg_input_is_valid((${mappedExpression(c)})::text, $1)`,
+              WHERE ${pending} AND NOT pg_input_is_valid((${value})::text, $1)`,
       values: [c.type],
     });
     if (Number(r!.n) > 0) found.push({ column: c.target, type: c.type, rows: Number(r!.n) });
