@@ -27,7 +27,7 @@ import {
 import { fatal } from '../src/errors';
 import { columnRenames, type CompatColumn, type CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
-import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
+import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, twinsOver, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
 import { lockExclusive, moveTable, newTableHome, whileAt } from '../src/swap';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { accessDifferences, readAccess } from '../src/access-matrix';
@@ -195,12 +195,15 @@ export async function swapBack(input: SwapInput): Promise<string> {
       replayedBack += await drain(replayBack);
       let bound: BoundObjects;
       let parked: ParkedView | undefined;
+      let twins: ParkedView[] = [];
       if (input.compatView) {
         parked = await parkCompatView(client, spec.source, input.targetOid, home);
+        twins = await parkTwins(client, input.targetOid, spec.source);
         // Captured definitions must name the live name, where the original table is about to be again.
         bound = await whileAt(client, input.targetOid, home, spec.source, () => captureBoundObjects(client, input.targetOid, spec.source));
-        // The parked view reads the new table too; it is dropped below, not moved.
-        bound.views = bound.views.filter((v) => v.oid !== parked?.oid);
+        // The parked view and the twins read the new table too; they are dropped below, not moved.
+        const ours = new Set([parked?.oid, ...twins.map((t) => t.oid)]);
+        bound.views = bound.views.filter((v) => !ours.has(v.oid));
       } else {
         if (partition) await detachPartition(client, spec.source, partition);
         bound = await captureBoundObjects(client, input.targetOid, spec.source);
@@ -217,6 +220,11 @@ export async function swapBack(input: SwapInput): Promise<string> {
         const viewReaders = await moveReaders(client, parked.readers, parked.oid);
         if (viewReaders.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these read the compatibility view and cannot move to the original table: ${viewReaders.problems.join('; ')}`);
         await client.query(`DROP VIEW ${qualified(parked.at)} RESTRICT`);
+      }
+      for (const twin of twins) {
+        const twinReaders = await moveReaders(client, twin.readers, twin.oid);
+        if (twinReaders.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these read ${displayName(twin.at)} and cannot move to the original table: ${twinReaders.problems.join('; ')}`);
+        await client.query(`DROP VIEW ${qualified(twin.at)} RESTRICT`);
       }
       if (input.compatView) {
         const readers = await moveReaders(client, bound, input.targetOid);
@@ -249,6 +257,22 @@ async function refusedBack(client: pg.Client, input: SwapInput, err: unknown): P
   const findRows = first ? findRowsSql(live, input.reverse.key, first) : undefined;
   const { message, details } = describeRefusal(err, found, { retired: displayName(input.retired), live: displayName(live) }, findRows);
   throw fatal('SwapBackUnsafe', message, details);
+}
+
+/**
+ * Swap back, compat mode: the twins of the compatibility view (views with their owner's rights read through them,
+ * `bindViewsToTwins`). Each visits the live name (free once the compatibility view is parked) while what reads it
+ * is captured, so the definitions name the live name, where the original table is about to be again.
+ */
+async function parkTwins(client: pg.Client, newTableOid: number, live: TableRef): Promise<ParkedView[]> {
+  const parked: ParkedView[] = [];
+  for (const twin of await twinsOver(client, newTableOid)) {
+    await moveTable(client, twin.ref, live);
+    const readers = await captureBoundObjects(client, twin.oid, live);
+    await moveTable(client, live, twin.ref);
+    parked.push({ oid: twin.oid, at: twin.ref, readers });
+  }
+  return parked;
 }
 
 interface ParkedView {

@@ -23,7 +23,7 @@ import type { CompatColumn } from './projection';
 import { displayName, qualified, sameTableRef, type TableRef } from './sql';
 import { moveTable, whileAt } from './swap';
 import { describeComments, captureComments, moveComments, type CapturedComments } from './bound/comments';
-import { createCompatView } from './bound/compat-view';
+import { bindViewsToTwins, createCompatView } from './bound/compat-view';
 import { captureFunctions, describeFunctions, moveFunctions, type CapturedFunctions } from './bound/functions';
 import { captureGrants, describeGrants, moveGrants, sealMovedFrom, type CapturedGrants } from './bound/grants';
 import {
@@ -48,7 +48,7 @@ import {
   captureRowTypeFunctions, describeRowTypeFunctions, moveRowTypeFunctions, type CapturedRowTypeFunctions,
 } from './bound/row-type-functions';
 
-export { isCompatViewOver } from './bound/compat-view';
+export { isCompatViewOver, twinsOver } from './bound/compat-view';
 export type { BoundGrant } from './bound/grants';
 export { validateForeignKeys, type ForeignKeyRef } from './bound/inbound-foreign-keys';
 
@@ -247,9 +247,16 @@ export async function moveToNewTable(
     return { ...(await move()), compatProblems: [] };
   }
   const moved = await whileAt(client, to.oid, to.home, live, move);
-  const view = await createCompatView(client, captured, to.home, compatView, options);
-  const readers = await moveReaders(client, captured, fromOid, options);
-  return { ...moved, statements: [...moved.statements, ...view.statements, ...readers.statements], compatProblems: [...view.problems, ...readers.problems] };
+  // Views with their owner's rights over a table with row-level security read a twin with their owner's rights.
+  const twins = await bindViewsToTwins(client, captured, to.home, compatView, options);
+  const rest = { ...captured, views: captured.views.filter((v) => !twins.bound.has(v.oid)) };
+  const view = await createCompatView(client, rest, to.home, compatView, options);
+  const readers = await moveReaders(client, rest, fromOid, options);
+  return {
+    ...moved,
+    statements: [...moved.statements, ...twins.statements, ...view.statements, ...readers.statements],
+    compatProblems: [...twins.problems, ...view.problems, ...readers.problems],
+  };
 }
 
 /** Human lines for preflight / the approver: what will move. */

@@ -3,16 +3,92 @@
  * the move (the objects followed the new table home by OID); recognised on swap back, which drops it when it is
  * the one cutover made (or one just like it).
  */
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { compatViewSql, type CompatColumn } from '../projection';
-import { displayName, qualified, quoteLiteral, type TableRef } from '../sql';
+import { sealRelation } from '../seal';
+import { displayName, nameWithSuffix, qualified, quoteIdent, quoteLiteral, type TableRef } from '../sql';
 import { grantAsOnOldTable, type CapturedGrants } from './grants';
-import type { BoundView } from './views';
+import { moveViews, type BoundView } from './views';
 import { Mover, roleName } from './mover';
 import type { CapturedRowSecurity } from './rls';
 
 /** How the compatibility view says what it is (a person reading \d+ sees it too). */
 const COMPAT_VIEW_COMMENT = 'safeshift compatibility view: the old name of';
+/** How a twin says what it is; swap back finds twins by it. */
+const TWIN_COMMENT = 'safeshift compatibility view twin, with the rights of';
+
+function invokerRights(v: BoundView): boolean {
+  return v.options.some((o) => o.name === 'security_invoker' && /^(true|on|1|yes)$/i.test(o.value));
+}
+
+/** Where the twin for views owned by `owner` lives: beside the old name, tagged by the owner. */
+export function twinName(live: TableRef, owner: string): TableRef {
+  const tag = createHash('sha256').update(owner).digest('hex').slice(0, 8);
+  return { schema: live.schema, name: nameWithSuffix(live.name, `_compat_${tag}`) };
+}
+
+/**
+ * A table with row-level security gets a `security_invoker` compatibility view. A view over the old table with
+ * its owner's rights read it as its owner, under the policies as they apply to its owner; re-pointed at a
+ * `security_invoker` view it would read as whoever queries it (PostgreSQL checks an invoker view's base relations
+ * as the session's role, even below an owner's-rights view), so its rows and its readers' access would change.
+ * Each owner of such views gets a twin of the compatibility view with the owner's rights, owned by that owner and
+ * sealed (only its owner reads it), and that owner's views are re-pointed at it: they read the new table as their
+ * owner, as before. Call while the live name is free (after the move, before `createCompatView`): the twin is made
+ * at the live name, the views are recreated from their definitions (which name it), and the twin takes its own
+ * name. Returns the OIDs of the views re-pointed, which `moveReaders` must then leave alone.
+ */
+export async function bindViewsToTwins(
+  client: pg.Client,
+  captured: CapturedRowSecurity & { live: TableRef; views: BoundView[] },
+  over: TableRef,
+  columns: CompatColumn[],
+  options: { dryRun?: boolean } = {},
+): Promise<{ statements: string[]; problems: string[]; bound: Set<number> }> {
+  const m = new Mover(client, options.dryRun ?? false);
+  const bound = new Set<number>();
+  const candidates = compatViewRights(captured) === 'invoker' ? captured.views.filter((v) => !invokerRights(v)) : [];
+  if (candidates.length === 0) return { statements: [], problems: [], bound };
+  const owners = await m.rows<{ oid: number; owner: string }>(
+    `SELECT oid::int8::float8 AS oid, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = ANY ($1::oid[])`,
+    [candidates.map((v) => String(v.oid))]);
+  const byOwner = new Map<string, BoundView[]>();
+  for (const v of candidates) {
+    const owner = owners.find((o) => Number(o.oid) === v.oid)?.owner;
+    if (owner !== undefined) byOwner.set(owner, [...(byOwner.get(owner) ?? []), v]);
+  }
+  const live = captured.live;
+  for (const [owner, views] of byOwner) {
+    const twin = twinName(live, owner);
+    const made = await m.object(`compatibility view twin ${displayName(twin)} (owner's rights, owned by ${owner})`, async (run, note) => {
+      await run(compatViewSql(live, over, columns, false));
+      await run(`ALTER VIEW ${qualified(live)} OWNER TO ${quoteIdent(owner)}`);
+      await run(`COMMENT ON VIEW ${qualified(live)} IS ${quoteLiteral(`${TWIN_COMMENT} ${owner}, over ${displayName(over)} for the views ${owner} owns that read ${displayName(live)}`)}`);
+      const [rel] = await m.rows<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [qualified(live)]);
+      for (const statement of await sealRelation(m.client, rel!.oid)) note(statement);
+    });
+    if (!made) continue;
+    const before = m.problems.length;
+    await moveViews(m, { views, rules: [] });
+    await m.object(`compatibility view twin ${displayName(twin)}: its own name`, async (run) => {
+      await run(`ALTER VIEW ${qualified(live)} RENAME TO ${quoteIdent(twin.name)}`);
+    });
+    if (m.problems.length === before) for (const v of views) bound.add(v.oid);
+  }
+  return { statements: m.statements, problems: m.problems, bound };
+}
+
+/** Swap back: the twins bindViewsToTwins made over the new table (`overOid`), by their comment. */
+export async function twinsOver(client: pg.Client, overOid: number): Promise<{ oid: number; ref: TableRef }[]> {
+  const { rows } = await client.query<{ oid: number; schema: string; name: string }>(
+    `SELECT DISTINCT v.oid::int8::float8 AS oid, n.nspname AS schema, v.relname AS name
+       FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace JOIN pg_rewrite r ON r.ev_class = v.oid
+       JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1
+      WHERE v.relkind = 'v' AND obj_description(v.oid, 'pg_class') LIKE $2 ORDER BY 2, 3`,
+    [overOid, `${TWIN_COMMENT} %`]);
+  return rows.map((r) => ({ oid: Number(r.oid), ref: { schema: r.schema, name: r.name } }));
+}
 
 /**
  * Whose rights the compatibility view reads the new table with. A table with row-level security needs the
@@ -51,7 +127,8 @@ export async function createCompatView(
     const [me] = await m.rows<{ owner: string }>(`SELECT current_user AS owner`, []);
     await grantAsOnOldTable(m, captured, view, me!.owner, new Set(columns.map((c) => c.name)));
   }
-  // With the owner's rights the view's grants alone decide: nobody is refused whom the old table let in.
+  // With the owner's rights the view's grants alone decide: nobody is refused whom the old table let in. Views
+  // re-pointed at a twin (`captured.views` no longer lists them) keep their readers too.
   const refused = rights === 'owner' ? [] : [...columnOnlyReaders(captured, view, over), ...(await viewOnlyReaders(m, captured, view))];
   return { statements: m.statements, problems: [...m.problems, ...refused] };
 }
@@ -62,7 +139,6 @@ export async function createCompatView(
  * role running the query on the new table, which it never had: it would be refused. Refused, named.
  */
 async function viewOnlyReaders(m: Mover, captured: CapturedGrants & { views: BoundView[] }, table: TableRef): Promise<string[]> {
-  const invokerRights = (v: BoundView) => v.options.some((o) => o.name === 'security_invoker' && /^(true|on|1|yes)$/i.test(o.value));
   const views = captured.views.filter((v) => !invokerRights(v));
   if (views.length === 0) return [];
   const onTable = new Set(captured.grants.filter((g) => g.privilege === 'SELECT').map((g) => g.grantee));

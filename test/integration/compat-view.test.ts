@@ -5,6 +5,7 @@
  * brings back the original table with what was written through the view; after the drop the view stays.
  */
 import { atPhase, basePlan, fingerprint, relationOid, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { asRole } from '../support/supabase';
 
 async function stories(): Promise<{ t: string; schema: string; plan: Record<string, unknown>; oid: number }> {
   for (const role of ['anon', 'authenticated']) {
@@ -45,6 +46,9 @@ beforeAll(async () => {
 test('compat view: new table under its own name, the old name a security_invoker view; writes through it survive rollback', async () => {
   const { t, schema, plan, oid } = await stories();
   const planName = String(plan.name);
+  const [anonTitles] = await asRole<{ n: number }>('anon', `SELECT count(*)::int AS n FROM public.${t}_titles`);
+  const titlesSeenByAnon = anonTitles!.n;
+  expect(titlesSeenByAnon).toBe(300);
   expect(await runCli(['start', writePlan(plan)])).toMatchObject({ code: 0, stderr: '' });
   const atGate = await waitFor(planName, atPhase('awaiting_cutover'));
   expect(atGate.warnings.join('\n')).toMatch(new RegExp(`${schema}\\.${t} keeps its name and public\\.${t} becomes a view .*read-only through the view .*: status`));
@@ -58,7 +62,15 @@ test('compat view: new table under its own name, the old name a security_invoker
   expect(await sql(`SELECT confrelid::int AS oid FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, [`public.${t}_comments`])).toEqual([{ oid: fresh }]);
   const readsOf = (view: string) => sql(`SELECT DISTINCT d.refobjid::int AS oid FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid
                      WHERE r.ev_class = $1::regclass AND d.refobjid <> r.ev_class AND d.refclassid = 'pg_class'::regclass`, [view]);
-  expect(await readsOf(`public.${t}_titles`)).toEqual([{ oid: compat }]);
+  // The view has its owner's rights over a table with row-level security: it reads a twin of the compatibility
+  // view with its owner's rights, so it reads as its owner did before (here the table's owner: every row).
+  const [twin] = await sql<{ oid: number; relname: string; owner: string; invoker: string[] | null }>(
+    `SELECT oid::int AS oid, relname, pg_get_userbyid(relowner) AS owner, reloptions AS invoker FROM pg_class WHERE relname LIKE $1`, [`${t}_compat_%`]);
+  expect(twin).toMatchObject({ owner: 'postgres', invoker: ['security_invoker=false'] });
+  expect(await readsOf(`public.${t}_titles`)).toEqual([{ oid: twin!.oid }]);
+  expect(await asRole('anon', `SELECT count(*)::int AS n FROM public.${t}_titles`)).toEqual([{ n: titlesSeenByAnon }]);
+  // Only its owner reads the twin itself.
+  await expect(asRole('anon', `SELECT 1 FROM public.${twin!.relname}`)).rejects.toThrow(/permission denied/);
   const [view] = await sql<{ relkind: string; reloptions: string[] }>(`SELECT relkind, reloptions FROM pg_class WHERE oid = $1::regclass`, [`public.${t}`]);
   expect(view).toEqual({ relkind: 'v', reloptions: ['security_invoker=true'] });
   expect(await sql(`SELECT relkind FROM pg_class WHERE oid = $1::regclass`, [`${schema}.${t}`])).toEqual([{ relkind: 'r' }]);
@@ -92,6 +104,8 @@ test('compat view: new table under its own name, the old name a security_invoker
   expect(await sql(`SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1`, [schema])).toEqual([]);
   expect(await sql(`SELECT confrelid::int AS oid FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, [`public.${t}_comments`])).toEqual([{ oid }]);
   expect(await readsOf(`public.${t}_titles`)).toEqual([{ oid }]);
+  expect(await sql(`SELECT relname FROM pg_class WHERE relname LIKE $1`, [`${t}_compat_%`])).toEqual([]);
+  expect(await asRole('anon', `SELECT count(*)::int AS n FROM public.${t}_titles`)).toEqual([{ n: titlesSeenByAnon + 1 }]);
   expect(await sql(`SELECT count(*)::int AS n FROM public.${t}_titles`)).toEqual([{ n: 301 }]);
 });
 
