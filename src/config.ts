@@ -5,7 +5,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
+import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
+import { payloadCodecFromEnv } from './codec';
 import { DEFAULT_TASK_QUEUE } from './messages';
 
 export function safeshiftHome(env: NodeJS.ProcessEnv = process.env): string {
@@ -64,14 +66,18 @@ export function temporalConfig(env: NodeJS.ProcessEnv = process.env): TemporalCo
   };
 }
 
-export async function connectClient(config: TemporalConfig = temporalConfig()): Promise<Client> {
+/**
+ * A client whose payloads go through the codec the environment configures (src/codec.ts): the plan, status and
+ * decisions are stored encrypted. Refused before connecting when no codec key is configured.
+ */
+export async function connectClient(config: TemporalConfig = temporalConfig(), codec: PayloadCodec = payloadCodecFromEnv()): Promise<Client> {
   const connection = await Connection.connect({
     address: config.address,
     tls: config.tls,
     apiKey: config.apiKey,
     connectTimeout: '5s',
   });
-  return new Client({ connection, namespace: config.namespace });
+  return new Client({ connection, namespace: config.namespace, dataConverter: { payloadCodecs: [codec] } });
 }
 
 export async function connectWorker(config: TemporalConfig = temporalConfig()): Promise<NativeConnection> {

@@ -7,9 +7,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import * as activities from '../activities';
 import { redactActivityFailures } from '../activities/support';
+import { payloadCodecFromEnv } from '../src/codec';
 
 /**
  * The workflow bundle, made by a child process (workers/bundle.ts) so webpack's memory is freed with it: the
@@ -32,15 +34,21 @@ export interface WorkerConfig {
   taskQueue: string;
   /** A prebuilt bundle; by default `workflows/` is bundled in a child process. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Encrypts what the worker writes to history; default: the environment's keys (src/codec.ts), refused if none. */
+  codec?: PayloadCodec;
 }
 
 export async function createWorker(config: WorkerConfig): Promise<Worker> {
+  // Before the bundle: a worker without a codec key stops here, in a second, not after webpack.
+  const codec = config.codec ?? payloadCodecFromEnv();
   return Worker.create({
     connection: config.connection,
     namespace: config.namespace,
     taskQueue: config.taskQueue,
     workflowBundle: config.workflowBundle ?? (await bundleInChild()),
     activities,
+    // History holds ciphertext only (issue 14): codecs run here, outside the workflow sandbox.
+    dataConverter: { payloadCodecs: [codec] },
     // No row value in any failure an activity reports: Temporal history and the UI keep them (issue 13, finding 7).
     interceptors: { activity: [redactActivityFailures] },
     // A SIGTERM'd worker lets in-flight chunk transactions finish or roll back before it exits.

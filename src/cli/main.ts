@@ -3,7 +3,9 @@
  * 2 bad input (nothing was changed). `--json` gives machine output.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { CodecError } from '../codec';
 import { loadDevEnv } from '../config';
+import { runCodecServer } from './codec-server';
 import { runDev } from './dev';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
 import { restoreFromDir, scheduleBackup, startBackup, verifyBackupDir, type RestoreOptions } from './backup';
@@ -22,6 +24,10 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>)
       if (err instanceof CliError) {
         process.stderr.write(`${err.message}\n`);
         process.exitCode = err.exitCode;
+      } else if (err instanceof CodecError) {
+        // The codec keys are configuration: a clear line, exit 2, as for any bad input.
+        process.stderr.write(`safeshift: ${err.message}\n`);
+        process.exitCode = EXIT_BAD_INPUT;
       } else {
         process.stderr.write(`safeshift: ${(err as Error)?.stack ?? String(err)}\n`);
         process.exitCode = EXIT_FAILED;
@@ -50,6 +56,14 @@ export function buildProgram(): Command {
     .action(action(async () => {
       await runWorkerCommand();
     }));
+
+  program.command('codec-server')
+    .description('decrypt Temporal history payloads for the Web UI (--ui-codec-endpoint) and CLI (--codec-endpoint) with the worker\'s codec keys')
+    .option('--port <port>', 'TCP port (0: any free port)', '8234')
+    .option('--host <address>', 'address to bind; anyone who reaches it can decrypt', '127.0.0.1')
+    .option('--ui-origin <url...>', 'browser origins allowed (CORS), e.g. http://localhost:8233; default: TEMPORAL_UI_URL')
+    .option('--token-env <env>', 'environment variable holding a token every request must send as Authorization: Bearer <token>')
+    .action(action((opts: { port: string; host: string; uiOrigin?: string[]; tokenEnv?: string }) => runCodecServer(opts, print)));
 
   const plan = program.command('plan').description('work with plan files');
   plan.command('validate <plan>')

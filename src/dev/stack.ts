@@ -7,6 +7,7 @@
  *   pg/ postgres.log            PostgreSQL data and server log
  *   temporal.db temporal.log    Temporal dev server state and log
  *   dev.env                     connection settings for other terminals (read by loadDevEnv)
+ *   codec.keys                  the payload codec key (0600), made at the first run unless keys are configured
  *   dev.pid temporal.pid        who is running, so a crashed run's leftovers can be found and stopped
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,6 +17,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import type { NativeConnection, Worker } from '@temporalio/worker';
+import { AesGcmCodec, generateCodecKeys, payloadCodecFromEnv } from '../codec';
+import { startCodecServer, type RunningCodecServer } from '../codec-server';
 import { connectWorker, devEnvPath, loadDevEnv, parseEnvFile, safeshiftHome, temporalConfig, type TemporalConfig } from '../config';
 import { SEARCH_ATTRIBUTES } from '../messages';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './postgres';
@@ -40,7 +43,10 @@ export interface DevStackOptions {
 }
 
 export interface DevStack {
-  /** DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_UI_URL, SAFESHIFT_TASK_QUEUE (also in process.env). */
+  /**
+   * DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_UI_URL, SAFESHIFT_TASK_QUEUE, SAFESHIFT_CODEC_KEYS_FILE
+   * (unless the keys are inline in SAFESHIFT_CODEC_KEYS), SAFESHIFT_CODEC_URL (also in process.env).
+   */
   env: Record<string, string>;
   /** Worker drains, then Temporal and PostgreSQL stop. Idempotent. */
   stop(): Promise<void>;
@@ -136,9 +142,11 @@ interface TemporalServer {
   stop(): Promise<void>;
 }
 
-function spawnTemporalServer(cli: string, home: string, config: TemporalConfig, temporalPort: number, uiPort: number): TemporalServer {
+function spawnTemporalServer(cli: string, home: string, config: TemporalConfig, temporalPort: number, uiPort: number, codecUrl?: string): TemporalServer {
   const logFile = join(home, 'temporal.log');
   const args = [
+    // The UI decodes payloads through our codec server, so the dev UI still shows readable status.
+    ...(codecUrl ? ['--ui-codec-endpoint', codecUrl] : []),
     'server', 'start-dev',
     '--db-filename', join(home, 'temporal.db'),
     '--ip', '127.0.0.1',
@@ -270,6 +278,26 @@ async function registerSearchAttributes(config: TemporalConfig, log: (line: stri
   }
 }
 
+/**
+ * The payload codec of this stack: the user's keys (SAFESHIFT_CODEC_KEYS, or a SAFESHIFT_CODEC_KEYS_FILE that our
+ * own earlier dev.env did not set), else `<home>/codec.keys`, made once (0600) and kept, since temporal.db keeps
+ * the history it encrypted. Only a file's path ever goes into dev.env, never a key.
+ */
+function devCodec(home: string, previous: Record<string, string>, log: (line: string) => void): { codec: AesGcmCodec; env: Record<string, string> } {
+  if (process.env.SAFESHIFT_CODEC_KEYS?.trim()) return { codec: payloadCodecFromEnv(), env: {} };
+  const given = process.env.SAFESHIFT_CODEC_KEYS_FILE?.trim();
+  if (given && given !== previous.SAFESHIFT_CODEC_KEYS_FILE) {
+    return { codec: payloadCodecFromEnv(), env: { SAFESHIFT_CODEC_KEYS_FILE: resolve(given) } };
+  }
+  const file = join(home, 'codec.keys');
+  if (!existsSync(file)) {
+    writeFileSync(file, generateCodecKeys(), { mode: 0o600, flag: 'wx' });
+    chmodSync(file, 0o600);
+    log(`made a payload codec key in ${file} (Temporal history is encrypted with it; keep it with temporal.db)`);
+  }
+  return { codec: payloadCodecFromEnv({ SAFESHIFT_CODEC_KEYS_FILE: file }), env: { SAFESHIFT_CODEC_KEYS_FILE: file } };
+}
+
 function writeDevEnv(file: string, env: Record<string, string>): void {
   const lines = [
     '# Written by `safeshift dev` while it runs. safeshift commands read it by themselves;',
@@ -336,6 +364,20 @@ export async function startDevStack(opts: DevStackOptions = {}): Promise<DevStac
     // Before anything starts: a missing or wrong TEMPORAL_CLI should not cost a PostgreSQL start and stop.
     const cli = externalTemporal ? undefined : await ensureTemporalCli();
     if (opts.signal?.aborted) throw abortError();
+    const { codec, env: codecEnv } = devCodec(home, previous, log);
+    Object.assign(process.env, codecEnv);
+    // The codec server for our own UI, on a free loopback port (SAFESHIFT_CODEC_PORT to fix one), before the
+    // Temporal server that is told its address.
+    let codecServer: RunningCodecServer | undefined;
+    if (codec.encrypting && !externalTemporal) {
+      const origins = [`http://localhost:${uiPort}`, `http://127.0.0.1:${uiPort}`];
+      const codecPort = process.env.SAFESHIFT_CODEC_PORT ? port(undefined, 'SAFESHIFT_CODEC_PORT', 0) : 0;
+      codecServer = await startCodecServer({ codec, port: codecPort, origins }).catch((e: unknown) => {
+        throw new Error(`the codec server could not listen (SAFESHIFT_CODEC_PORT): ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      });
+      stoppers.push({ name: 'codec server', stop: codecServer.close });
+      log(`codec server on ${codecServer.url} for the Temporal UI (decrypts history for whoever reaches 127.0.0.1)`);
+    }
 
     // PostgreSQL and Temporal start side by side; both are waited for before anything is judged.
     const startPostgres = async (): Promise<string> => {
@@ -361,7 +403,7 @@ export async function startDevStack(opts: DevStackOptions = {}): Promise<DevStac
       const started = Date.now();
       const address = `127.0.0.1:${temporalPort}`;
       const namespace = temporalConfig().namespace;
-      const server = spawnTemporalServer(cli!, home, temporalConfig(), temporalPort, uiPort);
+      const server = spawnTemporalServer(cli!, home, temporalConfig(), temporalPort, uiPort, codecServer?.url);
       stoppers.push({ name: 'Temporal dev server', stop: server.stop });
       await waitForTemporal(server, address, temporalPort, namespace, opts.signal);
       void server.exited.then(() =>
@@ -383,6 +425,8 @@ export async function startDevStack(opts: DevStackOptions = {}): Promise<DevStac
       TEMPORAL_NAMESPACE: config.namespace,
       ...(temporalResult.value.uiUrl ? { TEMPORAL_UI_URL: temporalResult.value.uiUrl } : {}),
       SAFESHIFT_TASK_QUEUE: config.taskQueue,
+      ...codecEnv,
+      ...(codecServer ? { SAFESHIFT_CODEC_URL: codecServer.url } : {}),
     };
     Object.assign(process.env, env);
 
@@ -392,7 +436,7 @@ export async function startDevStack(opts: DevStackOptions = {}): Promise<DevStac
       const { createWorker } = require('../../workers/worker') as typeof import('../../workers/worker');
       const connection: NativeConnection = await connectWorker(config);
       stoppers.push({ name: 'worker connection', stop: () => connection.close() });
-      const worker: Worker = await createWorker({ connection, namespace: config.namespace, taskQueue: config.taskQueue });
+      const worker: Worker = await createWorker({ connection, namespace: config.namespace, taskQueue: config.taskQueue, codec });
       const running = worker.run();
       stoppers.push({
         name: 'worker',
