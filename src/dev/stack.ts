@@ -11,7 +11,7 @@
  *   dev.pid temporal.pid        who is running, so a crashed run's leftovers can be found and stopped
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
@@ -104,7 +104,9 @@ async function clearLeftovers(home: string, log: (line: string) => void): Promis
   }
   const pgDir = join(home, 'pg');
   const pgPid = readPidFile(join(pgDir, 'postmaster.pid'));
-  if (pgPid !== undefined && isAlive(pgPid) && commandLine(pgPid).includes(pgDir)) {
+  // As root the data may live elsewhere with pg/ a symlink to it (postgres-placement): the server names the real path.
+  const pgData = existsSync(pgDir) ? realpathSync(pgDir) : pgDir;
+  if (pgPid !== undefined && isAlive(pgPid) && commandLine(pgPid).includes(pgData)) {
     log(`stopping PostgreSQL left running by an earlier safeshift dev (pid ${pgPid})`);
     await terminate(pgPid, 'SIGINT', 30_000);
   }
