@@ -1,6 +1,6 @@
 /** Audit trail and migration bookkeeping, written by the workflow at every phase change and decision. */
 import { inTransaction } from '../src/db';
-import { appendAudit, ensureLedger, setMigrationPhase, setPaused, upsertMigration, type MigrationRecord } from '../src/ledger';
+import { appendAudit, ensureLedger, setMigrationPhase, setPaused, upsertMigration, type AuditHead, type MigrationRecord } from '../src/ledger';
 import { withDatabase, type MigrationRef } from './support';
 
 export interface RecordEventInput extends MigrationRef {
@@ -17,16 +17,17 @@ export interface RecordEventInput extends MigrationRef {
   paused?: boolean;
 }
 
-export async function recordEvent(input: RecordEventInput): Promise<void> {
-  await withDatabase(input, async (client) => {
+/** Returns the row's seq and MAC: the workflow keeps the latest as its anchored head (MigrationStatus.auditHead). */
+export async function recordEvent(input: RecordEventInput): Promise<AuditHead> {
+  return withDatabase(input, async (client) => {
     if (input.migration) {
       await ensureLedger(client);
       await upsertMigration(client, { ...input.migration, runId: input.runId, workflowId: input.workflowId }, input.phase);
     }
-    await inTransaction(client, async () => {
+    return inTransaction(client, async () => {
       await setMigrationPhase(client, input.runId, input.phase, input.outcome);
       if (input.paused !== undefined) await setPaused(client, input.runId, input.paused);
-      await appendAudit(client, {
+      return appendAudit(client, {
         eventKey: input.eventKey,
         workflowId: input.workflowId,
         runId: input.runId,

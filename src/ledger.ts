@@ -1,12 +1,16 @@
 /**
  * The ledger: bookkeeping kept inside the migrated database (schema `safeshift`), so the record survives even if
- * the Temporal namespace is deleted. The audit log is append-only (a trigger refuses UPDATE, DELETE, TRUNCATE)
- * and hash-chained: each row's hash covers the previous row's hash, so a removed or edited row shows.
+ * the Temporal namespace is deleted. The audit log (src/audit-log.ts) is append-only (a trigger refuses UPDATE,
+ * DELETE, TRUNCATE) and chained by an HMAC whose key the worker holds, not the database; `safeshift audit verify`
+ * (src/audit.ts) checks it.
  */
 import type pg from 'pg';
 import type { ChunkRecord } from './copy';
+import { ensureAuditLog } from './audit-log';
 import { inTransaction } from './db';
-import { scrubDeep, scrubText } from './redact';
+import { scrubText } from './redact';
+
+export { appendAudit, type AuditEvent, type AuditHead } from './audit-log';
 
 const LEDGER_DDL = `
 CREATE SCHEMA IF NOT EXISTS safeshift;
@@ -134,32 +138,6 @@ ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS schedule_id text;
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS pruned_at timestamptz;
 -- The manifest's SHA-256 when it was written: verify, restore and retention refuse a manifest that differs.
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS manifest_sha256 text;
-CREATE OR REPLACE FUNCTION safeshift.audit_chain() RETURNS trigger LANGUAGE plpgsql AS $fn$
-DECLARE
-  prev record;
-BEGIN
-  -- One writer at a time, so seq order is chain order even with concurrent migrations.
-  PERFORM pg_advisory_xact_lock(hashtext('safeshift.audit_log'));
-  SELECT seq, hash INTO prev FROM safeshift.audit_log ORDER BY seq DESC LIMIT 1;
-  NEW.seq := coalesce(prev.seq, 0) + 1;
-  NEW.prev_hash := prev.hash;
-  NEW.at := clock_timestamp();
-  NEW.hash := encode(sha256(convert_to(concat_ws('|', NEW.seq, coalesce(prev.hash, ''), NEW.event_key,
-    extract(epoch FROM NEW.at), NEW.workflow_id, NEW.run_id, NEW.actor, NEW.action, NEW.phase, NEW.details::text),
-    'UTF8')), 'hex');
-  RETURN NEW;
-END $fn$;
-CREATE OR REPLACE FUNCTION safeshift.audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
-BEGIN
-  RAISE EXCEPTION 'safeshift.audit_log is append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
-END $fn$;
-CREATE OR REPLACE TRIGGER audit_chain BEFORE INSERT ON safeshift.audit_log
-  FOR EACH ROW EXECUTE FUNCTION safeshift.audit_chain();
-CREATE OR REPLACE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON safeshift.audit_log
-  FOR EACH ROW EXECUTE FUNCTION safeshift.audit_refuse_change();
-CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON safeshift.audit_log
-  FOR EACH STATEMENT EXECUTE FUNCTION safeshift.audit_refuse_change();
-REVOKE UPDATE, DELETE, TRUNCATE ON safeshift.audit_log FROM PUBLIC;
 `;
 
 /** Create or upgrade the ledger; safe to call concurrently and repeatedly. */
@@ -167,6 +145,7 @@ export async function ensureLedger(client: pg.Client): Promise<void> {
   await inTransaction(client, async () => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('safeshift.ledger'))`);
     await client.query(LEDGER_DDL);
+    await ensureAuditLog(client);
   });
 }
 
@@ -179,18 +158,6 @@ export interface MigrationRecord {
   source: string;
   target: string;
   requestedBy: string;
-}
-
-export interface AuditEvent {
-  /** Unique per event (workflow run + event number): a retried activity writes its row once. */
-  eventKey: string;
-  /** null for what the CLI does directly (backup verify, restore). */
-  workflowId: string | null;
-  runId: string | null;
-  actor: string;
-  action: string;
-  phase?: string;
-  details?: Record<string, unknown>;
 }
 
 export async function upsertMigration(client: pg.Client, m: MigrationRecord, phase: string): Promise<void> {
@@ -215,15 +182,6 @@ export async function setMigrationPhase(client: pg.Client, runId: string, phase:
 
 export async function setPaused(client: pg.Client, runId: string, paused: boolean): Promise<void> {
   await client.query(`UPDATE safeshift.migrations SET paused = $2, updated_at = now() WHERE run_id = $1`, [runId, paused]);
-}
-
-/** The log is never erased: whatever the caller built, PostgreSQL's value-bearing fragments are cut out (src/redact.ts). */
-export async function appendAudit(client: pg.Client, e: AuditEvent): Promise<void> {
-  await client.query(
-    `INSERT INTO safeshift.audit_log (event_key, at, workflow_id, run_id, actor, action, phase, details, hash)
-     VALUES ($1, now(), $2, $3, $4, $5, $6, $7, '') ON CONFLICT (event_key) DO NOTHING`,
-    [e.eventKey, e.workflowId, e.runId, e.actor, e.action, e.phase ?? null, JSON.stringify(scrubDeep(e.details ?? {}))],
-  );
 }
 
 export async function recordCreatedObject(client: pg.Client, runId: string, kind: string, oid: number, name: string): Promise<void> {

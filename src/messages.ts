@@ -165,6 +165,8 @@ export interface MigrationStatus {
   retiredTable?: string;
   compensations: { name: string; state: 'done' | 'failed'; error?: string }[];
   outcome?: { phase: Phase; reason: string };
+  /** The latest audit row this migration wrote (seq, HMAC), kept outside the database for `safeshift audit verify`. */
+  auditHead?: { seq: number; hash: string };
   startedAt: string;
   updatedAt: string;
 }

@@ -34,10 +34,12 @@ export async function backupWorkflow(input: BackupInput): Promise<BackupResult> 
   const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
   const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: '1m', retry });
   let event = 0;
-  const audit = (action: string, details: Record<string, unknown>) => quick.recordEvent({
-    db: input.db, workflowId: info.workflowId, runId: info.runId, eventKey: `${info.runId}/${++event}`,
-    actor: input.requestedBy, action, phase: 'backup', details,
-  });
+  const audit = async (action: string, details: Record<string, unknown>): Promise<void> => {
+    await quick.recordEvent({
+      db: input.db, workflowId: info.workflowId, runId: info.runId, eventKey: `${info.runId}/${++event}`,
+      actor: input.requestedBy, action, phase: 'backup', details,
+    });
+  };
 
   const id = input.id ?? info.workflowId;
   const dir = input.dir ?? `${(input.dirRoot ?? 'safeshift-backups').replace(/\/+$/, '')}/${id}`;

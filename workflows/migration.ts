@@ -78,8 +78,11 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   let rollbackBlocks = 0;
   let rollbackRetry = false;
 
-  const audit = (actor: string, action: string, details: Record<string, unknown> = {}, extra: Partial<Parameters<typeof quick.recordEvent>[0]> = {}) =>
-    quick.recordEvent({ ...ref, eventKey: `${info.runId}/${++eventNo}`, actor, action, phase: state.phase, details, ...extra });
+  // Each row's seq and MAC is anchored here, outside the database: `safeshift audit verify --migration` compares.
+  const audit = async (actor: string, action: string, details: Record<string, unknown> = {}, extra: Partial<Parameters<typeof quick.recordEvent>[0]> = {}): Promise<void> => {
+    const head = await quick.recordEvent({ ...ref, eventKey: `${info.runId}/${++eventNo}`, actor, action, phase: state.phase, details, ...extra });
+    if (head && (!state.auditHead || head.seq > state.auditHead.seq)) state.auditHead = head;
+  };
 
   function touch(): void {
     const now = Date.now();

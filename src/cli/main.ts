@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { CodecError } from '../codec';
 import { loadDevEnv } from '../config';
 import { runCodecServer } from './codec-server';
+import { auditVerify, type AuditVerifyOptions } from './audit';
 import { runDev } from './dev';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
 import { restoreFromDir, scheduleBackup, startBackup, verifyBackupDir, type RestoreOptions } from './backup';
@@ -190,6 +191,13 @@ export function buildProgram(): Command {
     .option('--key-env <env>', 'environment variable holding the key of an encrypted export (default SAFESHIFT_BACKUP_KEY)')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((dir: string, opts: RestoreOptions) => restoreFromDir(dir, opts, print)));
+
+  program.command('audit').description('the audit log in the ledger').command('verify')
+    .description('recompute the keyed audit chain (SAFESHIFT_AUDIT_KEY); report the first edited, missing or reordered row; exit 1 on any finding')
+    .option('--migration <id>', 'also compare with the head this migration anchored in its workflow (finds a deleted tail)')
+    .option('--json', 'machine output')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((opts: AuditVerifyOptions) => auditVerify(opts, print)));
 
   return program;
 }

@@ -9,6 +9,8 @@
  *   dev.env                     connection settings for other terminals (read by loadDevEnv)
  *   codec.keys                  the payload codec key (0600), made at the first run unless keys are configured
  *   dev.pid temporal.pid        who is running, so a crashed run's leftovers can be found and stopped
+ *   audit.key                   development audit key (HMAC of the audit chain), 0600, kept across runs; used
+ *                               unless SAFESHIFT_AUDIT_KEY or SAFESHIFT_AUDIT_KEY_FILE is set
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +21,7 @@ import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/se
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { AesGcmCodec, generateCodecKeys, payloadCodecFromEnv } from '../codec';
 import { startCodecServer, type RunningCodecServer } from '../codec-server';
+import { AUDIT_KEY_ENV, AUDIT_KEY_FILE_ENV, ensureDevAuditKey } from '../audit-key';
 import { connectWorker, devEnvPath, loadDevEnv, parseEnvFile, safeshiftHome, temporalConfig, type TemporalConfig } from '../config';
 import { SEARCH_ATTRIBUTES } from '../messages';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './postgres';
@@ -427,6 +430,8 @@ export async function startDevStack(opts: DevStackOptions = {}): Promise<DevStac
       TEMPORAL_NAMESPACE: config.namespace,
       ...(temporalResult.value.uiUrl ? { TEMPORAL_UI_URL: temporalResult.value.uiUrl } : {}),
       SAFESHIFT_TASK_QUEUE: config.taskQueue,
+      // The worker keys the audit chain: a development key unless the operator gave one.
+      ...(process.env[AUDIT_KEY_ENV] ? {} : { [AUDIT_KEY_FILE_ENV]: process.env[AUDIT_KEY_FILE_ENV] || ensureDevAuditKey(home) }),
       ...codecEnv,
       ...(codecServer ? { SAFESHIFT_CODEC_URL: codecServer.url } : {}),
     };

@@ -1,0 +1,139 @@
+/**
+ * The audit chain is keyed and its head anchored outside the database (issue 14, item 4). The rewrite attack: the
+ * table's owner disables the append-only trigger, edits a row, deletes a row, re-hashes the whole chain
+ * consistently with the old unkeyed formula, cuts the tail; `safeshift audit verify` finds each. One migration,
+ * held at its cutover gate, writes the rows; each attack is undone before the next.
+ */
+import pg from 'pg';
+import { connectClient } from '../../src/config';
+import { migrationWorkflowId } from '../../src/messages';
+import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+
+const t = uniqueName('audited');
+const planName = t.replace(/_/g, '-');
+const COPY = `public.${t}_audit_copy`;
+
+/** As the table's owner, triggers off (what any owner may do), in one transaction. */
+async function asOwner(statements: string): Promise<void> {
+  const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await c.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query('SET LOCAL ROLE safeshift_audit_owner');
+    await c.query('ALTER TABLE safeshift.audit_log DISABLE TRIGGER USER');
+    await c.query(statements);
+    await c.query('ALTER TABLE safeshift.audit_log ENABLE TRIGGER USER');
+    await c.query('COMMIT');
+  } finally {
+    await c.end();
+  }
+}
+
+/** The old trigger's formula, as an attacker without the key would re-hash with it, in seq order. */
+const REHASH_UNKEYED = (clearKeyIds: boolean) => `
+  DO $$ DECLARE r record; prev text; BEGIN
+    FOR r IN SELECT * FROM safeshift.audit_log ORDER BY seq LOOP
+      UPDATE safeshift.audit_log SET prev_hash = prev, ${clearKeyIds ? 'key_id = NULL,' : ''}
+        hash = encode(sha256(convert_to(concat_ws('|', r.seq, coalesce(prev, ''), r.event_key, extract(epoch FROM r.at), r.workflow_id,
+          r.run_id, r.actor, r.action, r.phase, r.details::text), 'UTF8')), 'hex')
+       WHERE seq = r.seq RETURNING hash INTO prev;
+    END LOOP;
+  END $$`;
+
+async function verify(...args: string[]): Promise<{ code: number; report: { ok: boolean; rows: number; keyedRows: number; unkeyed: { rows: number }; findings: { seq: number; kind: string; message: string }[]; anchor?: { head: { seq: number } | null } } }> {
+  const r = await runCli(['audit', 'verify', '--json', ...args]);
+  if (r.code === 2) throw new Error(r.stderr);
+  return { code: r.code, report: JSON.parse(r.stdout) };
+}
+
+let rowOfMigration: number;
+
+beforeAll(async () => {
+  await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, v text)`);
+  await sql(`INSERT INTO public.${t} SELECT g, 'v' || g FROM generate_series(1, 200) g`);
+  const started = await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`))]);
+  expect(started.stderr).toBe('');
+  await waitFor(planName, atPhase('awaiting_cutover'));
+  const [r] = await sql<{ seq: string }>(`SELECT min(seq)::text AS seq FROM safeshift.audit_log WHERE workflow_id = $1 AND action = 'phase:copy'`, [migrationWorkflowId(planName)]);
+  rowOfMigration = Number(r!.seq);
+  await sql(`CREATE TABLE ${COPY} AS SELECT * FROM safeshift.audit_log`);
+  await sql(`GRANT SELECT ON ${COPY} TO safeshift_audit_owner`);
+});
+
+afterEach(async () => {
+  // Undo the attack: the rows exactly as the worker wrote them.
+  await asOwner(`DELETE FROM safeshift.audit_log; INSERT INTO safeshift.audit_log SELECT * FROM ${COPY}`);
+});
+
+afterAll(async () => {
+  const client = await connectClient();
+  await client.workflow.getHandle(migrationWorkflowId(planName)).terminate('test over').catch(() => undefined);
+  await client.connection.close();
+});
+
+test('as written, the chain is intact, keyed, owned by safeshift_audit_owner, and matches the anchored head', async () => {
+  const [owner] = await sql<{ owner: string; unkeyed: string }>(
+    `SELECT pg_get_userbyid(relowner) AS owner, (SELECT count(*) FROM safeshift.audit_log WHERE key_id IS NULL)::text AS unkeyed
+       FROM pg_class WHERE oid = 'safeshift.audit_log'::regclass`);
+  expect(owner).toEqual({ owner: 'safeshift_audit_owner', unkeyed: '0' });
+  const whole = await verify();
+  expect(whole.code).toBe(0);
+  expect(whole.report).toMatchObject({ ok: true, unkeyed: { rows: 0 }, findings: [] });
+  const anchored = await verify('--migration', planName);
+  expect(anchored.code).toBe(0);
+  const [last] = await sql<{ seq: string }>(`SELECT max(seq)::text AS seq FROM safeshift.audit_log WHERE workflow_id = $1`, [migrationWorkflowId(planName)]);
+  expect(anchored.report.anchor?.head?.seq).toBe(Number(last!.seq));
+  // The chain cannot be extended without the key, even by a superuser going through the trigger.
+  await expect(sql(`INSERT INTO safeshift.audit_log (seq, event_key, at, actor, action, hash) VALUES (999999, 'x', now(), 'mallory', 'approve:cutover', 'x')`))
+    .rejects.toThrow(/keyed by safeshift/);
+});
+
+test('an edited row is found', async () => {
+  await asOwner(`UPDATE safeshift.audit_log SET actor = 'mallory' WHERE seq = ${rowOfMigration}`);
+  const { code, report } = await verify();
+  expect(code).toBe(1);
+  expect(report.findings[0]).toMatchObject({ seq: rowOfMigration, kind: 'edited' });
+});
+
+test('a deleted row is found', async () => {
+  await asOwner(`DELETE FROM safeshift.audit_log WHERE seq = ${rowOfMigration}`);
+  const { code, report } = await verify();
+  expect(code).toBe(1);
+  expect(report.findings[0]).toMatchObject({ seq: rowOfMigration, kind: 'missing' });
+});
+
+test('a chain re-hashed consistently with the old unkeyed formula is found', async () => {
+  // Edited, then every row re-hashed in order: each row's hash and link are consistent again.
+  await asOwner(`UPDATE safeshift.audit_log SET actor = 'mallory' WHERE seq = ${rowOfMigration}; ${REHASH_UNKEYED(false)}`);
+  const kept = await verify();
+  expect(kept.code).toBe(1);
+  expect(kept.report.findings[0]).toMatchObject({ seq: 1, kind: 'edited' });
+
+  // Made to look like a ledger from before the keyed chain (key ids cleared too): the table alone cannot tell,
+  // the head anchored in the workflow can.
+  await asOwner(`${REHASH_UNKEYED(true)}`);
+  const alone = await verify();
+  expect(alone.report).toMatchObject({ ok: true, keyedRows: 0 });
+  expect(alone.report.unkeyed.rows).toBe(alone.report.rows);
+  const anchored = await verify('--migration', planName);
+  expect(anchored.code).toBe(1);
+  expect(anchored.report.findings).toEqual([expect.objectContaining({ kind: 'anchor-mismatch' })]);
+});
+
+test('a deleted tail is found through the anchored head', async () => {
+  await asOwner(`DELETE FROM safeshift.audit_log WHERE seq > ${rowOfMigration}`);
+  expect((await verify()).code).toBe(0);
+  const { code, report } = await verify('--migration', planName);
+  expect(code).toBe(1);
+  expect(report.findings[0]).toMatchObject({ kind: 'anchor-missing' });
+  expect(report.findings[0]!.message).toMatch(/tail was deleted/);
+});
+
+test('bad input exits 2: no such migration, no key', async () => {
+  const none = await runCli(['audit', 'verify', '--migration', 'no-such-migration']);
+  expect(none.code).toBe(2);
+  expect(none.stderr).toMatch(/no migration migration-no-such-migration/);
+  const noKey = await runCli(['audit', 'verify'], { SAFESHIFT_AUDIT_KEY_FILE: '', SAFESHIFT_AUDIT_KEY: '', SAFESHIFT_HOME: '/nonexistent-safeshift-home' });
+  expect(noKey.code).toBe(2);
+  expect(noKey.stderr).toMatch(/no audit key/);
+});
