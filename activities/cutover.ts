@@ -28,7 +28,7 @@ import { fatal } from '../src/errors';
 import { columnRenames, type CompatColumn, type CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, twinsOver, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
-import { lockExclusive, moveTable, newTableHome, whileAt } from '../src/swap';
+import { accessAs, keepsOwnName, lockExclusive, moveTable, newTableHome, renamesAway, whileAt } from '../src/swap';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
@@ -54,6 +54,8 @@ export interface SwapInput extends MigrationRef {
   foreignKeys?: OutboundForeignKey[];
   /** `cutover.compatView`: the view's columns (preflight); absent or null for a plain swap. */
   compatView?: CompatColumn[] | null;
+  /** `cutover.newTableName` (absent in runs started before it: the source's, unless compatView). */
+  newTableName?: 'source' | 'target';
 }
 
 export interface SwapResult {
@@ -83,7 +85,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
   const { spec, retired } = input;
   return withDatabase(input, async (client) => {
     // The source is renamed only by the commit, so its retired name alone says the swap happened.
-    const home = newTableHome(spec, Boolean(input.compatView));
+    const home = newTableHome(spec, keepsOwnName(input));
     if (sameTableRef(await relationName(client, input.sourceOid), retired) && sameTableRef(await relationName(client, input.targetOid), home)) {
       // The attempt that committed may have died validating the new table's own foreign keys: finish that.
       await heartbeating(async () => validateForeignKeys(client, await ownKeysToValidate(client, input, home)));
@@ -108,8 +110,11 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       await moveTable(client, spec.source, retired);
       // Before the moves: a self-reference must be the new table's own when the old one's is looked at.
       const keys = await addForeignKeys(client, input.foreignKeys ?? [], input.targetOid);
-      const moved = await moveToNewTable(client, bound, input.sourceOid, { oid: input.targetOid, home: spec.target }, input.compatView ?? null,
+      const toNewTable = (at: TableRef) => moveToNewTable(client, bound, input.sourceOid, { oid: input.targetOid, home: at }, input.compatView ?? null,
         { columnRenames: columnRenames(spec.columns) });
+      // cutover.newTableName: target: what is bound moves while the new table visits the live name (the captured
+      // definitions name it, and follow the table by OID), then the table takes its own name back.
+      const moved = renamesAway(input) ? await whileAt(client, input.targetOid, spec.target, spec.source, () => toNewTable(spec.source)) : await toNewTable(spec.target);
       // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
       if (moved.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
       if (moved.compatProblems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot take the live name: ${moved.compatProblems.join('; ')}`);
@@ -120,7 +125,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       partitioning.push(...pairs.statements);
       // The application knows the old index and constraint names (ON CONFLICT ON CONSTRAINT, error handlers). With a
       // compatibility view the new table keeps its own name, and its own names with it.
-      const renamed = input.compatView ? [] : await adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`);
+      const renamed = keepsOwnName(input) ? [] : await adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`);
       // The retired table is written only by a swap back, exactly: its triggers rest until it is live again. The
       // new table's own triggers (the plan's DDL), inert while it was filled, wake up with it.
       await makeTriggersInert(client, input.sourceOid, retired);
@@ -131,6 +136,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       await installCapture(client, { source: home, sourceOid: input.targetOid }, spec.key);
       const now = input.compatView
         ? `${displayName(spec.target)} is the new table and ${displayName(spec.source)} a compatibility view over it`
+        : renamesAway(input) ? `${displayName(spec.target)} is the new table under its own name and ${displayName(spec.source)} is gone`
         : `${displayName(spec.target)} is now ${displayName(spec.source)}`;
       return {
         message: `${now}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
@@ -141,7 +147,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile. The new table's own
     // keys are found as a retry past the commit finds them: under the names they have now.
     await heartbeating(async () => validateForeignKeys(client, [...(await ownKeysToValidate(client, input, home)), ...swapped.foreignKeys]));
-    const accessAfter = await heartbeating(() => readAccess(client, spec.source, accessBefore.objects));
+    const accessAfter = await heartbeating(() => readAccessOfLive(client, input, home, accessBefore.objects));
     const accessChanged = accessDifferences(accessBefore, accessAfter, columnRenames(spec.columns));
     return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements, accessChanged };
   }, BULK_LIMITS);
@@ -159,10 +165,19 @@ async function ownKeysToValidate(client: pg.Client, input: SwapInput, home: Tabl
   return rows.map((r) => ({ table: home, name: r.name }));
 }
 
+/**
+ * Access to the table the application uses: through the live name, or with `cutover.newTableName: target` (no
+ * view) through the new table's own name, keyed as the live name so it compares with what was there before.
+ */
+async function readAccessOfLive(client: pg.Client, input: SwapInput, home: TableRef, objects?: Parameters<typeof readAccess>[2]) {
+  if (!renamesAway(input)) return readAccess(client, input.spec.source, objects);
+  return accessAs(await readAccess(client, home, objects), home, input.spec.source);
+}
+
 /** Compensation of swapTables. Idempotent: nothing to do when the source already has its name back. */
 export async function swapBack(input: SwapInput): Promise<string> {
   const { spec, retired } = input;
-  const home = newTableHome(spec, Boolean(input.compatView));
+  const home = newTableHome(spec, keepsOwnName(input));
   return withDatabase(input, async (client) => {
     const sourceAt = await relationName(client, input.sourceOid);
     const targetAt = await relationName(client, input.targetOid);
@@ -185,7 +200,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
       await heartbeating(() => validateBoundCheck(client, retired, partition));
     }
     let replayedBack = await drain(() => inTransaction(client, replayBack, REPLAY_BEGIN), (n) => Context.current().heartbeat({ replayedBack: n })).catch(explain);
-    const accessBefore = await heartbeating(() => readAccess(client, spec.source));
+    const accessBefore = await heartbeating(() => readAccessOfLive(client, input, home));
     const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
       // The view first: writers through it lock the view, then the table.
       if (partition) await lockParent(client, partition);
@@ -193,6 +208,8 @@ export async function swapBack(input: SwapInput): Promise<string> {
       await lockExclusive(client, home);
       await lockExclusive(client, retired);
       replayedBack += await drain(replayBack);
+      // newTableName: target without a view: the new table goes back to the live name (free) and leaves it as in a plain swap back.
+      if (renamesAway(input)) await moveTable(client, home, spec.source);
       let bound: BoundObjects;
       let parked: ParkedView | undefined;
       let twins: ParkedView[] = [];
@@ -230,7 +247,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
         const readers = await moveReaders(client, bound, input.targetOid);
         if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${readers.problems.join('; ')}`);
       }
-      if (!input.compatView) await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`);
+      if (!keepsOwnName(input)) await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`);
       await restoreTriggers(client, input.sourceOid, spec.source);
       for (const p of input.partitions ?? []) await restoreTriggers(client, (await tableOid(client, p.source))!, p.source);
       await dropCaptureObjects(client, input.targetOid);
@@ -253,7 +270,7 @@ async function refusedBack(client: pg.Client, input: SwapInput, err: unknown): P
   if (!(err instanceof RefusedWrite)) throw err;
   const found = err.sqlstate.startsWith('22') ? await refusingColumns(client, input.reverse, input.targetOid).catch(() => []) : [];
   const first = input.reverse.columns.find((c) => c.target === found[0]?.column);
-  const live = newTableHome(input.spec, Boolean(input.compatView));
+  const live = newTableHome(input.spec, keepsOwnName(input));
   const findRows = first ? findRowsSql(live, input.reverse.key, first) : undefined;
   const { message, details } = describeRefusal(err, found, { retired: displayName(input.retired), live: displayName(live) }, findRows);
   throw fatal('SwapBackUnsafe', message, details);

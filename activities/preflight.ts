@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { Plan } from '../src/plan/schema';
 import { captureBoundObjects, describeBoundObjects, moveToNewTable } from '../src/bound-objects';
 import { accessControl, columnTypes, estimatedRowCount, tableInfo, tableOid, typesWithoutBinaryIo, type TableInfo } from '../src/catalog';
-import { moveTable, newTableHome, setLockTimeout } from '../src/swap';
+import { accessAs, keepsOwnName, moveTable, newTableHome, renamesAway, setLockTimeout, whileAt } from '../src/swap';
 import { fatal } from '../src/errors';
 import { errorText } from '../src/redact';
 import { pgErrorCode } from '../src/db';
@@ -103,6 +103,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
     problems.push(`source: partition ${displayName(p.ref)} of ${displayName(plan.source)} is itself partitioned; more than one level of partitions is not supported yet`);
   }
   if (source.kind === 'p' && plan.cutover.compatView) problems.push(`cutover.compatView: not supported yet for a partitioned table (use false)`);
+  if ((partition || source.kind === 'p') && renamesAway(plan.cutover)) problems.push(`cutover.newTableName: target is not supported yet for a partition or a partitioned table (use source)`);
   // Neither create nor createFile: the target is made like the source (and partitioned like it, with its partitions).
   const createSql = plan.createSql
     ?? (source.kind === 'p' ? await defaultPartitionedDdl(client, plan.source, source.oid, plan.target, stamp) : createLikeSql(plan.source, plan.target));
@@ -171,6 +172,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
       (strict.length ? `; ${strict.join(', ')} ${strict.length > 1 ? 'are' : 'is'} NOT NULL without a default, so a rollback after rows were inserted would fail` : ''));
   }
   warnings.push(...risks.map(riskWarning), ...readerRisks.map((r) => compatReaderWarning(r, displayName(plan.source))));
+  if (!plan.cutover.compatView) warnings.push(newTableNameWarning(plan)); // the compatibility view's own line says it
   if (compatView) {
     const readOnly = compatView.filter((c) => !c.plain).map((c) => c.name);
     const [flags] = (await client.query<{ enabled: boolean; forced: boolean }>(
@@ -198,7 +200,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
     warnings,
     // Reverse replay reads the new table where it lives after cutover: the live name, or its own with a compat view.
     // Its key values are the new table's (a widened key: the wider type), so they are cast to that type when read.
-    reverse: { spec: { source: newTableHome(plan, plan.cutover.compatView), target: retired, columns: reverse.columns, key: reverse.key ?? key }, notInvertible: reverse.notInvertible, risks },
+    reverse: { spec: { source: newTableHome(plan, keepsOwnName(plan.cutover)), target: retired, columns: reverse.columns, key: reverse.key ?? key }, notInvertible: reverse.notInvertible, risks },
     compatView,
     foreignKeys,
     partition,
@@ -532,7 +534,9 @@ async function rehearseOnce(
     }
     await moveTable(client, plan.source, { schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_retired_rehearsal') });
     await addForeignKeys(client, foreignKeys, targetOid);
-    const result = await moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: plan.target }, compatView, { dryRun: true, columnRenames: columnRenames(columns) });
+    const toNewTable = (at: TableRef) => moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: at }, compatView, { dryRun: true, columnRenames: columnRenames(columns) });
+    // As the cutover does it (activities/cutover.ts): with newTableName: target the new table visits the live name.
+    const result = renamesAway(plan.cutover) ? await whileAt(client, targetOid, plan.target, plan.source, () => toNewTable(plan.source)) : await toNewTable(plan.target);
     if (partitions.length && result.problems.length === 0) {
       problems.push(...(await swapPartitions(client, partitions, 'forward', { dryRun: true })).problems.map((p) => `cutover: ${p}`));
     }
@@ -551,7 +555,9 @@ async function rehearseOnce(
     problems.push(...result.compatProblems.map((p) => `cutover.compatView: ${p}`));
     if (result.problems.length === 0 && result.compatProblems.length === 0) {
       // The cutover must leave every role's access through the live name as it is: asked of PostgreSQL, role by role.
-      const after = await readAccess(client, plan.source, accessBefore.objects);
+      const after = renamesAway(plan.cutover)
+        ? accessAs(await readAccess(client, plan.target, accessBefore.objects), plan.target, plan.source)
+        : await readAccess(client, plan.source, accessBefore.objects);
       for (const d of accessDifferences(accessBefore, after, columnRenames(columns))) problems.push(`cutover: access would change: ${d}`);
     }
     return false;
@@ -580,4 +586,15 @@ export async function preflight(input: PreflightInput): Promise<PreflightReport>
       throw err;
     }
   });
+}
+
+/** Which name the new table has after cutover, said for every plan: the target's name is either kept or only where it is built. */
+function newTableNameWarning(plan: Plan): string {
+  const [source, target] = [displayName(plan.source), displayName(plan.target)];
+  if (renamesAway(plan.cutover)) {
+    return `at cutover: the new table keeps its own name ${target} (cutover.newTableName: target) and ${source} is gone: what names ${source} ` +
+      `(queries, functions with string bodies) fails from then on (cutover.compatView: true keeps it as a view); a rollback gives ${source} back`;
+  }
+  return `at cutover: the new table takes the name ${source} (cutover.newTableName: source, the default); ${target} is only where it is built ` +
+    `(cutover.newTableName: target keeps it)`;
 }

@@ -5,11 +5,11 @@
  * cutover lock (swapTables) before the commit.
  */
 import { isCompatViewOver } from '../src/bound-objects';
-import { relationName } from '../src/catalog';
+import { relationName, tableOid } from '../src/catalog';
 import { fatal } from '../src/errors';
 import type { CopySpec } from '../src/projection';
 import { displayName, qualified } from '../src/sql';
-import { newTableHome } from '../src/swap';
+import { keepsOwnName, newTableHome, renamesAway } from '../src/swap';
 import { withDatabase } from './support';
 
 export interface VerifyInput {
@@ -17,6 +17,8 @@ export interface VerifyInput {
   spec: CopySpec;
   targetOid: number;
   compatView?: boolean;
+  /** `cutover.newTableName` (absent in runs started before it). */
+  newTableName?: 'source' | 'target';
   /** From the cutover (SwapResult.accessChanged): access through the live name the swap changed. */
   accessChanged?: string[];
 }
@@ -24,7 +26,7 @@ export interface VerifyInput {
 export async function verifyCutover(input: VerifyInput): Promise<string> {
   const { spec } = input;
   return withDatabase(input, async (client) => {
-    const home = newTableHome(spec, Boolean(input.compatView));
+    const home = newTableHome(spec, keepsOwnName(input));
     const at = await relationName(client, input.targetOid);
     if (!at || at.schema !== home.schema || at.name !== home.name) {
       throw fatal('ValidationMismatch', `after cutover ${displayName(home)} is not the new table`);
@@ -32,14 +34,18 @@ export async function verifyCutover(input: VerifyInput): Promise<string> {
     if (input.compatView && !(await isCompatViewOver(client, spec.source, input.targetOid))) {
       throw fatal('ValidationMismatch', `after cutover ${displayName(spec.source)} is not the compatibility view over ${displayName(home)}`);
     }
+    if (renamesAway(input) && (await tableOid(client, spec.source))) {
+      throw fatal('ValidationMismatch', `after cutover ${displayName(spec.source)} still exists; with cutover.newTableName: target it is gone`);
+    }
     // Everyone's access through the live name is what it was: anything else rolls the migration back.
     if (input.accessChanged?.length) {
       throw fatal('ValidationMismatch', `after cutover access through ${displayName(spec.source)} is not what it was: ${input.accessChanged.join('; ')}`);
     }
     // Through the live name: with a compatibility view this reads the view, which is what old code will do.
     const { rows } = await client.query<{ estimate: number }>(
-      `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${qualified(spec.source)} LIMIT 1) one)::int AS estimate`);
-    const what = input.compatView ? `${displayName(home)} is the new table, ${displayName(spec.source)} its compatibility view,` : `${displayName(spec.source)} is the new table`;
+      `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${qualified(renamesAway(input) ? home : spec.source)} LIMIT 1) one)::int AS estimate`);
+    const what = input.compatView ? `${displayName(home)} is the new table, ${displayName(spec.source)} its compatibility view,`
+      : renamesAway(input) ? `${displayName(home)} is the new table under its own name, ${displayName(spec.source)} is gone,` : `${displayName(spec.source)} is the new table`;
     return `${what} and answers reads (${rows[0]!.estimate ? 'has rows' : 'empty'})`;
   });
 }

@@ -233,9 +233,11 @@ export function isRestoreWorkflowId(id: string): boolean {
 }
 
 /** What a finished migration says the live name is now: the new table, or (compatibility view) a view over it. */
-export function doneReason(names: { source: string; target: string }, compatView: boolean, rows: number): string {
-  return compatView
-    ? `${names.target} is the new table and ${names.source} a view over it with the old columns; ${rows} rows moved`
+export function doneReason(names: { source: string; target: string }, how: boolean | { compatView: boolean; newTableName?: 'source' | 'target' }, rows: number): string {
+  if (typeof how === 'boolean') how = { compatView: how };
+  if (how.compatView) return `${names.target} is the new table and ${names.source} a view over it with the old columns; ${rows} rows moved`;
+  return how.newTableName === 'target'
+    ? `${names.target} is the new table under its own name and ${names.source} is gone; ${rows} rows moved`
     : `${names.source} now has the new shape; ${rows} rows moved`;
 }
 

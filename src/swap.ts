@@ -3,12 +3,41 @@
  * while writers wait. Callers hold the transaction; these functions only issue statements.
  */
 import type pg from 'pg';
+import type { AccessMatrix } from './access-matrix';
 import { relationName } from './catalog';
 import { displayName, nameWithSuffix, qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
 
-/** Where the new table lives after cutover: the live name, or its own name when a compatibility view has the live one. */
-export function newTableHome(spec: { source: TableRef; target: TableRef }, compatView: boolean): TableRef {
-  return compatView ? spec.target : spec.source;
+/**
+ * Where the new table lives after cutover: the live name, or its own name (`ownName`: `cutover.newTableName:
+ * target`, which `cutover.compatView` implies; then the source's name is gone, or the compatibility view's).
+ */
+export function newTableHome(spec: { source: TableRef; target: TableRef }, ownName: boolean): TableRef {
+  return ownName ? spec.target : spec.source;
+}
+
+/** The new table keeps its own name after cutover. Inputs of runs started before `newTableName` have only compatView. */
+export function keepsOwnName(how: { compatView?: unknown; newTableName?: 'source' | 'target' }): boolean {
+  return Boolean(how.compatView) || how.newTableName === 'target';
+}
+
+/** `cutover.newTableName: target` without a compatibility view: the source's name is gone after cutover. */
+export function renamesAway(how: { compatView?: unknown; newTableName?: 'source' | 'target' }): boolean {
+  return !how.compatView && how.newTableName === 'target';
+}
+
+/**
+ * Access read through the new table's own name, keyed as if read through `as` (the source's name), so it
+ * compares with what was read there before cutover (src/access-matrix.ts keys name the relation).
+ */
+export function accessAs(m: AccessMatrix, read: TableRef, as: TableRef): AccessMatrix {
+  const from = ` on ${displayName(read)}`;
+  const entries: Record<string, boolean> = {};
+  for (const [key, granted] of Object.entries(m.entries)) {
+    const at = key.indexOf(from);
+    const rest = at < 0 ? '' : key.slice(at + from.length);
+    entries[at >= 0 && (rest === '' || rest.startsWith(' (')) ? `${key.slice(0, at)} on ${displayName(as)}${rest}` : key] = granted;
+  }
+  return { ...m, entries };
 }
 
 export async function setLockTimeout(client: pg.Client, ms: number): Promise<void> {

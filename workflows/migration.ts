@@ -405,7 +405,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await gate('cutover', (settled) => followSource(replay, settled));
     await checkpoint();
     await enter('cutover');
-    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, foreignKeys: report.foreignKeys, partition: report.partition, partitions: report.partitions, stamp: stampOf(info.startTime), lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
+    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, newTableName: plan.cutover.newTableName, foreignKeys: report.foreignKeys, partition: report.partition, partitions: report.partitions, stamp: stampOf(info.startTime), lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
     // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
     compensations.unshift({ name: 'swapBack', run: () => long.swapBack(swap) });
     const swapped = await long.swapTables(swap);
@@ -414,7 +414,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await audit('safeshift', 'cutover:swapped', { ...swapped });
 
     await enter('verify');
-    await long.verifyCutover({ db: plan.database, spec, targetOid, compatView: report.compatView !== null, accessChanged: swapped.accessChanged });
+    await long.verifyCutover({ db: plan.database, spec, targetOid, compatView: report.compatView !== null, newTableName: plan.cutover.newTableName, accessChanged: swapped.accessChanged });
 
     await gate('drop');
     await checkpoint();
@@ -426,7 +426,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await quick.removeChangeCapture({ ...capture, sourceOid: targetOid }); // the reverse capture on the live table
 
     touch();
-    state.outcome = { phase: 'done', reason: doneReason(state, report.compatView !== null, state.copy.rowsCopied) };
+    state.outcome = { phase: 'done', reason: doneReason(state, { compatView: report.compatView !== null, newTableName: plan.cutover.newTableName }, state.copy.rowsCopied) };
     await enter('done', {}, { reason: state.outcome.reason });
     await startBackupRetention(report.backup);
   } catch (err) {

@@ -149,6 +149,18 @@ export const planSchema = z
         lockTimeoutMs: z.number().int().min(10).max(600_000).default(2000),
         attempts: z.number().int().min(1).max(100).default(10),
         compatView: z.boolean().default(false),
+        /**
+         * The new table's name after cutover: `source`, it takes the live name (the target's name was only where it
+         * was built); `target`, it keeps its own and the source's name goes (or, with compatView, stays as a view
+         * over it). Absent: target with compatView, source otherwise (src/swap.ts keepsOwnName); source with
+         * compatView is a contradiction.
+         */
+        newTableName: z.enum(['source', 'target']).optional(),
+      })
+      .superRefine((c, ctx) => {
+        if (c.compatView && c.newTableName === 'source') {
+          ctx.addIssue({ code: 'custom', path: ['newTableName'], message: 'compatView keeps the new table at its own name (the target\'s) and the source\'s name as a view: use target, or compatView: false' });
+        }
       })
       .prefault({}),
     approvals: z.strictObject({
