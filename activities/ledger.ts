@@ -1,6 +1,6 @@
 /** Audit trail and migration bookkeeping, written by the workflow at every phase change and decision. */
 import { inTransaction } from '../src/db';
-import { appendAudit, ensureLedger, setMigrationPhase, setPaused, upsertMigration, type AuditHead, type MigrationRecord } from '../src/ledger';
+import { appendAudit, ensureLedger, eventNumber, setMigrationPhase, setPaused, upsertMigration, type AuditHead, type MigrationRecord } from '../src/ledger';
 import { withDatabase, type MigrationRef } from './support';
 
 export interface RecordEventInput extends MigrationRef {
@@ -25,7 +25,7 @@ export async function recordEvent(input: RecordEventInput): Promise<AuditHead> {
       await upsertMigration(client, { ...input.migration, runId: input.runId, workflowId: input.workflowId }, input.phase);
     }
     return inTransaction(client, async () => {
-      await setMigrationPhase(client, input.runId, input.phase, input.outcome);
+      await setMigrationPhase(client, input.runId, input.phase, input.outcome, eventNumber(input.eventKey));
       if (input.paused !== undefined) await setPaused(client, input.runId, input.paused);
       return appendAudit(client, {
         eventKey: input.eventKey,

@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS safeshift.migrations (
 CREATE INDEX IF NOT EXISTS migrations_workflow_id ON safeshift.migrations (workflow_id);
 -- Read by copy and catch-up between chunks: a pause reaches them within a second, not at the next phase.
 ALTER TABLE safeshift.migrations ADD COLUMN IF NOT EXISTS paused boolean NOT NULL DEFAULT false;
+-- The event number of the write that set the phase: a write that arrives late (a retried or slow event) never takes
+-- the phase back to an earlier one.
+ALTER TABLE safeshift.migrations ADD COLUMN IF NOT EXISTS phase_seq bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS safeshift.audit_log (
   seq         bigint PRIMARY KEY,
   event_key   text NOT NULL UNIQUE,
@@ -169,15 +172,25 @@ export async function upsertMigration(client: pg.Client, m: MigrationRecord, pha
   );
 }
 
-export async function setMigrationPhase(client: pg.Client, runId: string, phase: string, outcome?: { reason: string }): Promise<void> {
+/**
+ * `seq`: the event's number in its run (event keys end in it). Applied only if no later event has set the phase:
+ * events are numbered in the order they happened, their writes may land in another order.
+ */
+export async function setMigrationPhase(client: pg.Client, runId: string, phase: string, outcome?: { reason: string }, seq?: number): Promise<void> {
   await client.query(
-    `UPDATE safeshift.migrations SET phase = $2, updated_at = now(),
+    `UPDATE safeshift.migrations SET phase = $2, updated_at = now(), phase_seq = coalesce($5, phase_seq),
             finished_at = CASE WHEN $3::boolean THEN now() ELSE finished_at END,
             outcome = CASE WHEN $3::boolean THEN $2 ELSE outcome END,
             reason = coalesce($4, reason)
-      WHERE run_id = $1`,
-    [runId, phase, outcome !== undefined, outcome === undefined ? null : scrubText(outcome.reason)],
+      WHERE run_id = $1 AND ($5::bigint IS NULL OR phase_seq <= $5::bigint)`,
+    [runId, phase, outcome !== undefined, outcome === undefined ? null : scrubText(outcome.reason), seq ?? null],
   );
+}
+
+/** The event number an event key ends in (`<runId>/<n>`), if it does. */
+export function eventNumber(eventKey: string): number | undefined {
+  const m = /\/(\d+)$/.exec(eventKey);
+  return m ? Number(m[1]) : undefined;
 }
 
 export async function setPaused(client: pg.Client, runId: string, paused: boolean): Promise<void> {

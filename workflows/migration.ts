@@ -43,7 +43,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   // WAIT_CANCELLATION_COMPLETED: on a cancel, compensations start only once the running activity has stopped,
   // so a swap cannot commit behind the back of the swap back that is meant to undo it.
   const cancellationType = wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED;
-  const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
+  const quick = ledgerInOrder(wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry }));
   const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '12h', heartbeatTimeout, retry, cancellationType });
   const copy = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '30m', heartbeatTimeout, retry: { ...retry, maximumAttempts: 50 }, cancellationType });
 
@@ -466,6 +466,23 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   }
   await wf.condition(wf.allHandlersFinished);
   return state;
+}
+
+/**
+ * The record runs in the order things happened: each ledger write (recordEvent: an audit row and the ledger's
+ * phase) starts once the one before it has finished or failed. Without this, a decision's audit (from its Update
+ * handler) and the row of the phase that decision lets in are scheduled in the same workflow task and race: the
+ * approval could land after the phase it enabled. Each write runs in the cancellation scope it was asked from.
+ */
+function ledgerInOrder<A extends Pick<wf.ActivityInterfaceFor<typeof activities>, 'recordEvent'>>(a: A): A {
+  let tail: Promise<unknown> = Promise.resolve();
+  const recordEvent = (event: Parameters<A['recordEvent']>[0]): ReturnType<A['recordEvent']> => {
+    const scope = wf.CancellationScope.current();
+    const next = tail.then(() => scope.run(() => a.recordEvent(event)));
+    tail = next.catch(() => undefined);
+    return next as ReturnType<A['recordEvent']>;
+  };
+  return new Proxy(a, { get: (target, name, receiver) => (name === 'recordEvent' ? recordEvent : Reflect.get(target, name, receiver)) });
 }
 
 function currentDetails(s: MigrationStatus): string {

@@ -18,6 +18,7 @@ import type { migrationWorkflow } from '../../workflows';
 import { renderRestoreStatus } from './backup';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from './exit';
 import { planSummary, renderStatus, toJson } from './render';
+import { migrationStatus } from './status-sources';
 
 type Print = (line: string) => void;
 
@@ -68,15 +69,6 @@ async function withTemporal<T>(fn: (client: Client, config: TemporalConfig) => P
     return await fn(client, config);
   } finally {
     await client.connection.close().catch(() => undefined);
-  }
-}
-
-async function queryStatus(handle: WorkflowHandle): Promise<MigrationStatus> {
-  try {
-    return await handle.query(status);
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) throw new CliError(`no migration ${handle.workflowId}`);
-    throw err;
   }
 }
 
@@ -182,8 +174,10 @@ export async function showStatus(idOrName: string, options: { json?: boolean; wa
       return s.phase === 'failed' || s.phase === 'rolled_back' ? EXIT_FAILED : EXIT_OK;
     }
     for (;;) {
-      const s = await queryStatus(handle);
-      const text = options.json ? JSON.stringify(toJson(workflowId, s, uiUrl)) : renderStatus(workflowId, s, uiUrl);
+      // From a worker if one answers within seconds, else from the record (said so); never a stack trace.
+      const answer = await migrationStatus(client, handle);
+      const s = answer.status;
+      const text = options.json ? JSON.stringify(toJson(workflowId, s, uiUrl, answer)) : renderStatus(workflowId, s, uiUrl, answer);
       if (options.watch && !options.json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
       print(text);
       const final = FINAL_PHASES.includes(s.phase);
