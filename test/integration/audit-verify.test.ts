@@ -5,9 +5,12 @@
  * held at its cutover gate, writes the rows; each attack is undone before the next.
  */
 import pg from 'pg';
+import { verifyAuditLog } from '../../src/audit';
+import { auditKeys } from '../../src/audit-key';
+import { appendAudit } from '../../src/audit-log';
 import { connectClient } from '../../src/config';
 import { migrationWorkflowId } from '../../src/messages';
-import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { atPhase, basePlan, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
 
 const t = uniqueName('audited');
 const planName = t.replace(/_/g, '-');
@@ -40,10 +43,26 @@ const REHASH_UNKEYED = (clearKeyIds: boolean) => `
     END LOOP;
   END $$`;
 
-async function verify(...args: string[]): Promise<{ code: number; report: { ok: boolean; rows: number; keyedRows: number; unkeyed: { rows: number }; findings: { seq: number; kind: string; message: string }[]; anchor?: { head: { seq: number } | null } } }> {
+type Report = Awaited<ReturnType<typeof verifyAuditLog>>;
+
+/** Through the CLI: exit code and --json report. */
+async function verifyCli(...args: string[]): Promise<{ code: number; report: Report }> {
   const r = await runCli(['audit', 'verify', '--json', ...args]);
   if (r.code === 2) throw new Error(r.stderr);
   return { code: r.code, report: JSON.parse(r.stdout) };
+}
+
+/** The same check in this process (what the CLI runs after reading the anchor), to keep the file quick. */
+async function verify(...args: string[]): Promise<{ code: number; report: Report }> {
+  const anchor = args[0] === '--migration' ? { workflowId: migrationWorkflowId(planName), head: (await statusOf(planName)).auditHead ?? null } : undefined;
+  const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await c.connect();
+  try {
+    const report = await verifyAuditLog(c, auditKeys(), anchor);
+    return { code: report.ok ? 0 : 1, report };
+  } finally {
+    await c.end();
+  }
 }
 
 let rowOfMigration: number;
@@ -76,10 +95,10 @@ test('as written, the chain is intact, keyed, owned by safeshift_audit_owner, an
     `SELECT pg_get_userbyid(relowner) AS owner, (SELECT count(*) FROM safeshift.audit_log WHERE key_id IS NULL)::text AS unkeyed
        FROM pg_class WHERE oid = 'safeshift.audit_log'::regclass`);
   expect(owner).toEqual({ owner: 'safeshift_audit_owner', unkeyed: '0' });
-  const whole = await verify();
+  const whole = await verifyCli();
   expect(whole.code).toBe(0);
   expect(whole.report).toMatchObject({ ok: true, unkeyed: { rows: 0 }, findings: [] });
-  const anchored = await verify('--migration', planName);
+  const anchored = await verifyCli('--migration', planName);
   expect(anchored.code).toBe(0);
   const [last] = await sql<{ seq: string }>(`SELECT max(seq)::text AS seq FROM safeshift.audit_log WHERE workflow_id = $1`, [migrationWorkflowId(planName)]);
   expect(anchored.report.anchor?.head?.seq).toBe(Number(last!.seq));
@@ -90,7 +109,7 @@ test('as written, the chain is intact, keyed, owned by safeshift_audit_owner, an
 
 test('an edited row is found', async () => {
   await asOwner(`UPDATE safeshift.audit_log SET actor = 'mallory' WHERE seq = ${rowOfMigration}`);
-  const { code, report } = await verify();
+  const { code, report } = await verifyCli();
   expect(code).toBe(1);
   expect(report.findings[0]).toMatchObject({ seq: rowOfMigration, kind: 'edited' });
 });
@@ -123,10 +142,37 @@ test('a chain re-hashed consistently with the old unkeyed formula is found', asy
 test('a deleted tail is found through the anchored head', async () => {
   await asOwner(`DELETE FROM safeshift.audit_log WHERE seq > ${rowOfMigration}`);
   expect((await verify()).code).toBe(0);
-  const { code, report } = await verify('--migration', planName);
+  const { code, report } = await verifyCli('--migration', planName);
   expect(code).toBe(1);
   expect(report.findings[0]).toMatchObject({ kind: 'anchor-missing' });
   expect(report.findings[0]!.message).toMatch(/tail was deleted/);
+});
+
+test('concurrent writers (migrations side by side) chain in commit order: every row follows the one before', async () => {
+  const clients = await Promise.all(Array.from({ length: 6 }, async () => {
+    const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await c.connect();
+    return c;
+  }));
+  try {
+    await Promise.all(clients.map(async (c, i) => {
+      for (let n = 0; n < 5; n++) {
+        // Half inside a transaction of the caller's (as recordEvent does), half on their own.
+        if (i % 2) await appendAudit(c, { eventKey: `${t}/concurrent/${i}/${n}`, workflowId: null, runId: null, actor: 'test', action: 'concurrent' });
+        else {
+          await c.query('BEGIN');
+          await appendAudit(c, { eventKey: `${t}/concurrent/${i}/${n}`, workflowId: null, runId: null, actor: 'test', action: 'concurrent', details: { i, n } });
+          await c.query('COMMIT');
+        }
+      }
+    }));
+  } finally {
+    await Promise.all(clients.map((c) => c.end()));
+  }
+  const { code, report } = await verify();
+  expect(report.findings).toEqual([]);
+  expect(code).toBe(0);
+  expect(report.keyedRows).toBeGreaterThanOrEqual(30);
 });
 
 test('bad input exits 2: no such migration, no key', async () => {
