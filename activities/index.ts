@@ -12,3 +12,4 @@ export { verifyCutover } from './verify';
 export { dropRetired } from './drop';
 export { exportBackup, pruneBackups, verifyBackup } from './export';
 export { checkRestore, discardStagedRestore, loadRestore, swapInRestored } from './restore';
+export { readDeciderKeys } from './identity';

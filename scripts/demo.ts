@@ -6,6 +6,7 @@
  * Uses a running `safeshift dev` if there is one (its dev.env answers), else starts the stack itself; then, in a
  * terminal, it keeps the stack up so the run can be browsed in the UI until Ctrl-C.
  */
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SingleBar } from 'cli-progress';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
@@ -15,6 +16,9 @@ import { renderStatus } from '../src/cli/render';
 import { attachOrStartDevStack } from '../src/dev/stack';
 import { approve, FINAL_PHASES, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, status, type MigrationStatus } from '../src/messages';
 import { loadPlan } from '../src/plan/load';
+import { withClient } from '../src/db';
+import { planHashOf, signDecision } from '../src/identity';
+import { devKeysDir, ensureDevKeys, readKeyFile } from '../src/keys';
 
 const ROWS = Number(process.env.DEMO_ROWS ?? 300_000);
 const GATE_PAUSE_MS = Number(process.env.DEMO_GATE_PAUSE_SECONDS ?? 3) * 1000;
@@ -33,7 +37,12 @@ async function main(): Promise<void> {
     await seedDemoProfiles(process.env.DATABASE_URL!, ROWS);
     say(`  seeded in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
 
-    const { plan, hash } = loadPlan(DEMO_PLAN);
+    const { plan } = loadPlan(DEMO_PLAN);
+    const hash = planHashOf(plan);
+    // Decisions are signed: the demo's approvers get dev keys (SAFESHIFT_HOME/dev-keys), registered before the
+    // start, because the workflow fixes the keys it verifies against when it starts.
+    await withClient(process.env.DATABASE_URL!, (db) => ensureDevKeys(db, ['alice']), 'safeshift demo');
+    const alice = readKeyFile(join(devKeysDir(), 'alice.key'));
     const workflowId = migrationWorkflowId(plan.name);
     const client = await connectClient(config);
     const handle = await client.workflow.start('migrationWorkflow', {
@@ -67,7 +76,11 @@ async function main(): Promise<void> {
         if (open.name === 'cutover') say(`validation: ${s.validation?.message}`);
         say(`gate ${open.name} is open (approvers ${open.approvers.join(', ')}); approving as alice in ${GATE_PAUSE_MS / 1000} s ...`);
         await sleep(GATE_PAUSE_MS);
-        say(`  ${await handle.executeUpdate(approve, { args: [{ approver: 'alice', gate: open.name, reason: 'demo', planHash: hash }] })}`);
+        const signed = signDecision({
+          by: 'alice', workflowId, runId: handle.firstExecutionRunId, gate: open.name, action: 'approve', planHash: s.planHash,
+          reason: 'demo', time: new Date().toISOString(),
+        }, alice.privateKey);
+        say(`  ${await handle.executeUpdate(approve, { args: [signed] })}`);
       }
       if (FINAL_PHASES.includes(s.phase)) break;
       await sleep(200);

@@ -141,6 +141,15 @@ ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS schedule_id text;
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS pruned_at timestamptz;
 -- The manifest's SHA-256 when it was written: verify, restore and retention refuse a manifest that differs.
 ALTER TABLE safeshift.exports ADD COLUMN IF NOT EXISTS manifest_sha256 text;
+-- Public keys of the people who decide (safeshift keys add, an administrator's act, audited): a decision is signed
+-- with the private key, and each workflow verifies against the keys of its deciders read when it starts.
+CREATE TABLE IF NOT EXISTS safeshift.decider_keys (
+  name        text NOT NULL CHECK (name = lower(name)),
+  public_key  text NOT NULL CHECK (public_key ~ '^[0-9a-f]{64}$'),
+  added_by    text NOT NULL,
+  added_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (name, public_key)
+);
 `;
 
 /** Create or upgrade the ledger; safe to call concurrently and repeatedly. */

@@ -5,6 +5,7 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Plan } from './plan/schema';
+import type { SignedDecision } from './identity';
 import type { RollbackRisk } from './rollback-feasibility';
 
 export const MIGRATION_PHASE = defineSearchAttributeKey('MigrationPhase', SearchAttributeType.KEYWORD);
@@ -23,25 +24,42 @@ export type GateName = 'cutover' | 'drop';
 
 export interface MigrationInput {
   plan: Plan;
-  planHash: string;
+  /** What the client computed; informational only: the workflow computes the plan's hash itself (src/identity.ts). */
+  planHash?: string;
   /** Activity timeouts; tests shorten them so a killed worker is noticed quickly. */
   timeouts?: { heartbeat?: string; copySliceMs?: number; followSliceMs?: number };
 }
 
-export interface ApproveArgs {
-  approver: string;
-  /** The gate meant: a migration's cutover or drop gate, or a restore's. */
-  gate?: GateName | 'restore';
-  reason?: string;
-  /** The plan hash the approver was shown; an approval for another plan is refused. */
-  planHash?: string;
+/**
+ * A decision (approve, reject) or an operator action (abort, rollback, pause, resume) as sent to a workflow: the
+ * signed text and its Ed25519 signature (src/identity.ts). Nothing outside the signed text is believed; the
+ * members are optional because anything may be sent (an unsigned one is refused and audited).
+ */
+export type DecisionArgs = Partial<SignedDecision>;
+export type ApproveArgs = DecisionArgs;
+export type RejectArgs = DecisionArgs;
+export type OperatorArgs = DecisionArgs;
+
+/** Registered public keys (hex) of the people who may decide on a run, by lower-case name, fixed at its start. */
+export type ApproverKeys = Record<string, string[]>;
+
+/** A decision the workflow refused, kept in its status (and written to the audit log) before it was refused. */
+export interface RefusedDecision {
+  at: string;
+  action: string;
+  /** Who the decision claims to be from; only verified when `type` is not about the signature. */
+  by: string | null;
+  gate: string | null;
+  type: string;
+  reason: string;
+  /** The first 16 hex digits of the signature, so the sender can find its own refusal. */
+  signature: string | null;
 }
-export interface RejectArgs {
-  approver: string;
-  reason?: string;
-}
-export interface OperatorArgs {
-  by?: string;
+
+/** What became of a signed decision (by its signature's first 16 hex digits), for the CLI after a signal. */
+export interface DecisionOutcome {
+  accepted: boolean;
+  type?: string;
   reason?: string;
 }
 
@@ -164,6 +182,8 @@ export interface MigrationStatus {
   backupExport?: { id: string; dir: string };
   retiredTable?: string;
   compensations: { name: string; state: 'done' | 'failed'; error?: string }[];
+  /** Decisions refused (bad or missing signature, not an approver, self-approval, wrong gate or plan), newest last. */
+  refusedDecisions?: RefusedDecision[];
   outcome?: { phase: Phase; reason: string };
   /** The latest audit row this migration wrote (seq, HMAC), kept outside the database for `safeshift audit verify`. */
   auditHead?: { seq: number; hash: string };
@@ -179,6 +199,10 @@ export const abort = defineSignal<[OperatorArgs]>('abort');
 /** After cutover, before the drop: carry writes back, swap the names back. An Update: refused outside that window. */
 export const rollback = defineUpdate<string, [OperatorArgs]>('rollback');
 export const status = defineQuery<MigrationStatus>('status');
+/** The whole plan a migration runs and the hash the workflow computed of it: what an approver decides on. */
+export const planQuery = defineQuery<{ plan: Plan; planHash: string }>('plan');
+/** Whether a signed decision (by its signature's first 16 hex digits) was accepted or refused; null: not seen. */
+export const decisionOutcome = defineQuery<DecisionOutcome | null, [string]>('decisionOutcome');
 
 export const DEFAULT_TASK_QUEUE = 'safeshift';
 
@@ -202,6 +226,8 @@ export type RestorePhase = (typeof RESTORE_PHASES)[number];
 
 export interface RestoreStatus {
   phase: RestorePhase;
+  /** The hash the workflow computed of this restore's request: what an approval is bound to. */
+  planHash?: string;
   backupId?: string;
   table: string;
   /** Where the restored rows end up (the live table's name when over the live table). */
@@ -214,6 +240,7 @@ export interface RestoreStatus {
   liveRows?: number;
   moves?: string[];
   gate?: GateStatus<'restore'>;
+  refusedDecisions?: RefusedDecision[];
   message?: string;
   outcome?: { phase: RestorePhase; reason: string };
 }

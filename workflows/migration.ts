@@ -12,14 +12,15 @@ import type { CatchUpResult } from '../activities/catch-up';
 import type { CopyProgress } from '../activities/copy';
 import type { PreflightReport } from '../activities/preflight';
 import { fatal } from '../src/errors';
+import { planHashOf, sameName, type DecisionPayload } from '../src/identity';
 import {
-  abort, approve, BACKUP_KEY_ENV, doneReason, rollbackRequestedReason, MIGRATION_PHASE, pause, reject, resume, rollback, status,
-  type ApproveArgs, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
+  abort, approve, BACKUP_KEY_ENV, decisionOutcome, planQuery, doneReason, rollbackRequestedReason, MIGRATION_PHASE, pause, reject, resume, rollback, status,
+  type ApproveArgs, type ApproverKeys, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
 } from '../src/messages';
 import type { SwapBackRefusal } from '../src/rollback-feasibility';
 import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
-import { ACTIVITY_RETRY, checkDecision, exportAndVerify, failureDetails, failureMessage, failureType, stampOf } from './shared';
+import { ACTIVITY_RETRY, checkDecision, decisionDesk, exportAndVerify, Refusal, failureDetails, failureMessage, failureType, stampOf } from './shared';
 
 const COPY_SLICE_MS = 30_000;
 /** How long one follow-the-source activity runs while a gate waits; each adds a few history events. */
@@ -34,7 +35,9 @@ interface Compensation {
 }
 
 export async function migrationWorkflow(input: MigrationInput): Promise<MigrationStatus> {
-  const { plan, planHash } = input;
+  const { plan } = input;
+  // Decisions are bound to the plan this workflow runs, hashed here: a hash the client put in the input is never trusted.
+  const planHash = planHashOf(plan);
   const info = wf.workflowInfo();
   const ref = { db: plan.database, workflowId: info.workflowId, runId: info.runId };
   const retry = ACTIVITY_RETRY;
@@ -120,74 +123,91 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const openGate = (): GateStatus | undefined => state.gates.find((g) => g.state === 'open');
   const approvals = (g: GateStatus) => g.decisions.filter((d) => d.approved).length;
 
-  function validateDecision(approver: string, gate: string | undefined, hash: string | undefined): GateStatus {
-    const g = checkDecision(openGate(), approver, gate, { requestedBy: plan.requestedBy, what: 'migration', phase: state.phase, gatesHint: 'decisions are taken at the cutover and drop gates' });
-    if (hash !== undefined && hash !== planHash) throw wf.ApplicationFailure.nonRetryable(`approval is for plan ${hash.slice(0, 12)}, this migration runs plan ${planHash.slice(0, 12)}`, 'PlanMismatch');
-    return g;
-  }
+  /** Everyone who may decide anything here: the approvers of both gates, and the requester (operator actions only). */
+  const people = [...new Set([...plan.approvals.cutover.approvers, ...plan.approvals.drop.approvers, plan.requestedBy])];
+  /** The registered public keys of those people, read when the run starts (readDeciderKeys) and fixed for the run. */
+  let deciderKeys: ApproverKeys | undefined;
+  const desk = decisionDesk({
+    workflowId: info.workflowId, runId: info.runId, requestedBy: plan.requestedBy, what: 'migration',
+    people: () => people, keys: () => deciderKeys, planHash: () => planHash,
+    refused: () => (state.refusedDecisions ??= []), audit: (actor, action, details) => audit(actor, action, details),
+  });
+  const gateRules = (d: DecisionPayload) => checkDecision(openGate(), d.by, d.gate,
+    { requestedBy: plan.requestedBy, what: 'migration', phase: state.phase, gatesHint: 'decisions are taken at the cutover and drop gates' });
+  /** Operator actions: any approver or the requester, by the name as the plan spells it. */
+  const operator = (d: DecisionPayload) => people.find((p) => sameName(p, d.by)) ?? d.by;
+  /** A signal cannot answer: a refused one is in the status and the audit log (the CLI asks `decisionOutcome`). */
+  const quietly = (p: Promise<unknown>) => p.then(() => undefined, (err: unknown) => {
+    if (!(err instanceof wf.ApplicationFailure)) throw err;
+  });
 
   wf.setHandler(status, () => state);
+  wf.setHandler(planQuery, () => ({ plan, planHash }));
+  wf.setHandler(decisionOutcome, (signature: string) => desk.outcome(signature));
+  // No validators: a refused decision is accepted as an Update, recorded and audited, and then refused.
   wf.setHandler(approve, async (args: ApproveArgs) => {
-    const g = validateDecision(args.approver, args.gate, args.planHash);
-    g.decisions.push({ approver: args.approver, approved: true, reason: args.reason, at: new Date().toISOString() });
+    const { d, result: { gate: g, name } } = await desk.accept('approve', args, gateRules);
+    g.decisions.push({ approver: name, approved: true, reason: d.reason ?? undefined, at: new Date().toISOString() });
     if (approvals(g) >= g.required) g.state = 'approved';
-    await audit(args.approver, `approve:${g.name}`, { reason: args.reason ?? null, planHash });
-    return `${args.approver} approved the ${g.name} gate (${approvals(g)}/${g.required})`;
-  }, { validator: (args: ApproveArgs) => { validateDecision(args.approver, args.gate, args.planHash); } });
+    await audit(name, `approve:${g.name}`, { reason: d.reason, planHash, signedAt: d.time });
+    return `${name} approved the ${g.name} gate (${approvals(g)}/${g.required})`;
+  });
   wf.setHandler(reject, async (args: RejectArgs) => {
-    const g = validateDecision(args.approver, undefined, undefined);
-    g.decisions.push({ approver: args.approver, approved: false, reason: args.reason, at: new Date().toISOString() });
+    const { d, result: { gate: g, name } } = await desk.accept('reject', args, gateRules);
+    g.decisions.push({ approver: name, approved: false, reason: d.reason ?? undefined, at: new Date().toISOString() });
     g.state = 'rejected';
-    await audit(args.approver, `reject:${g.name}`, { reason: args.reason ?? null });
-    return `${args.approver} rejected the ${g.name} gate; rolling back`;
-  }, { validator: (args: RejectArgs) => { validateDecision(args.approver, undefined, undefined); } });
-  wf.setHandler(pause, async (args) => {
+    await audit(name, `reject:${g.name}`, { reason: d.reason, planHash, signedAt: d.time });
+    return `${name} rejected the ${g.name} gate; rolling back`;
+  });
+  wf.setHandler(pause, (args) => quietly((async () => {
+    const { d, result: by } = await desk.accept('pause', args, operator);
     state.paused = true;
     touch();
-    await audit(args.by ?? 'operator', 'pause', { reason: args.reason ?? null }, { paused: true });
-  });
-  wf.setHandler(resume, async (args) => {
+    await audit(by, 'pause', { reason: d.reason }, { paused: true });
+  })()));
+  wf.setHandler(resume, (args) => quietly((async () => {
+    const { d, result: by } = await desk.accept('resume', args, operator);
     state.paused = false;
     touch();
-    await audit(args.by ?? 'operator', 'resume', { reason: args.reason ?? null }, { paused: false });
-  });
+    await audit(by, 'resume', { reason: d.reason }, { paused: false });
+  })()));
   /** A rollback blocked on data, asked for again (rollback or abort): the swap back runs once more. */
-  async function retryRollback(args: OperatorArgs, via: 'rollback' | 'abort'): Promise<string> {
+  async function retryRollback(by: string, reason: string | null, via: 'rollback' | 'abort'): Promise<string> {
     rollbackRetry = true;
-    await audit(args.by ?? 'operator', 'rollback:retry', { via, attempt: rollbackBlocks + 1, reason: args.reason ?? null });
+    await audit(by, 'rollback:retry', { via, attempt: rollbackBlocks + 1, reason });
     return `retrying the rollback of ${state.source} (attempt ${rollbackBlocks + 1}): writes made since cutover go back to the original table, then the names are swapped back; \`safeshift status ${plan.name}\` tells whether it finished`;
   }
 
   wf.setHandler(rollback, async (args: OperatorArgs) => {
-    if (state.rollbackBlocked) return retryRollback(args, 'rollback');
-    rollbackAsked = { by: args.by ?? 'operator', reason: args.reason };
-    state.rollbackRequestedBy = rollbackAsked.by;
-    state.abortRequested = true;
-    await audit(args.by ?? 'operator', 'rollback', { reason: args.reason ?? null });
-    return `rolling back ${state.source}: writes made since cutover go back to the original table, then the names are swapped back`;
-  }, {
-    validator: (_args: OperatorArgs) => {
+    const { d, result: by } = await desk.accept('rollback', args, (dd) => {
       // A blocked rollback is taken up again by the same command (even if the cutover's reply was lost).
-      if (state.rollbackBlocked) return;
-      if (!cutoverAt || dropStarted || state.outcome) {
-        throw wf.ApplicationFailure.nonRetryable(`rollback is possible after cutover and before the drop starts; the migration is in phase ${state.phase} (before cutover, use abort)`, 'NotReversible');
+      if (!state.rollbackBlocked && (!cutoverAt || dropStarted || state.outcome)) {
+        throw new Refusal('NotReversible', `rollback is possible after cutover and before the drop starts; the migration is in phase ${state.phase} (before cutover, use abort)`);
       }
-    },
+      return operator(dd);
+    });
+    if (state.rollbackBlocked) return retryRollback(by, d.reason, 'rollback');
+    rollbackAsked = { by, reason: d.reason ?? undefined };
+    state.rollbackRequestedBy = by;
+    state.abortRequested = true;
+    await audit(by, 'rollback', { reason: d.reason });
+    return `rolling back ${state.source}: writes made since cutover go back to the original table, then the names are swapped back`;
   });
-  wf.setHandler(abort, async (args) => {
+  wf.setHandler(abort, (args) => quietly((async () => {
+    const { d, result: by } = await desk.accept('abort', args, operator);
     // An abort asks for the original table back, as the blocked rollback does: it is one more try.
     if (state.rollbackBlocked) {
-      await retryRollback(args, 'abort');
+      await retryRollback(by, d.reason, 'abort');
       return;
     }
     if (dropStarted || state.outcome) {
-      await audit(args.by ?? 'operator', 'abort:ignored', { reason: 'drop has started or the migration is over' });
+      await audit(by, 'abort:ignored', { reason: 'drop has started or the migration is over' });
       return;
     }
     state.abortRequested = true;
     // The pause flag stops copy and catch-up within a second; the next checkpoint turns it into the rollback.
-    await audit(args.by ?? 'operator', 'abort', { reason: args.reason ?? null }, { paused: true });
-  });
+    await audit(by, 'abort', { reason: d.reason }, { paused: true });
+  })()));
 
   function noteCatchUp(r: CatchUpResult): void {
     if (r.throttleReason) state.throttle = { reason: r.throttleReason, at: new Date().toISOString() };
@@ -315,9 +335,17 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   let report: PreflightReport | undefined;
   try {
     await enter('preflight');
+    deciderKeys = await quick.readDeciderKeys({ db: plan.database, names: people });
+    const keyless = people.filter((p) => !deciderKeys![p.toLowerCase()]?.length);
+    if (keyless.length) await audit('safeshift', 'keys:missing', { names: keyless });
+    if (input.planHash && input.planHash !== planHash) {
+      await audit('safeshift', 'plan:hash-differs', { given: input.planHash, computed: planHash });
+    }
     report = await quick.preflight({ db: plan.database, plan, stamp: stampOf(info.startTime) });
     state.copy.rowsTotal = report.rowsEstimate;
-    state.warnings = report.warnings;
+    state.warnings = [...report.warnings,
+      ...(keyless.length ? [`no key registered for ${keyless.join(', ')} when the migration started: their decisions will be refused (safeshift keys add)`] : []),
+      ...(input.planHash && input.planHash !== planHash ? [`the client said the plan hash was ${input.planHash.slice(0, 12)}; the plan this migration runs hashes to ${planHash.slice(0, 12)}, and only that one can be approved`] : [])];
     state.rollbackRisks = report.reverse.risks;
     const { spec, retired } = report;
 

@@ -11,9 +11,10 @@ import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import type { RestorePlan } from '../activities/restore';
 import { fatal } from '../src/errors';
-import { approve, reject, restoreStatus, type ApproveArgs, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
+import { planHashOf, type DecisionPayload } from '../src/identity';
+import { approve, decisionOutcome, reject, restoreStatus, type ApproveArgs, type ApproverKeys, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
 import { displayName } from '../src/sql';
-import { ACTIVITY_RETRY, checkDecision, failureMessage, failureType, stampOf } from './shared';
+import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType, stampOf } from './shared';
 
 export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatus> {
   const info = wf.workflowInfo();
@@ -33,24 +34,36 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatu
   };
 
   const openGate = () => (state.gate?.state === 'open' ? state.gate : undefined);
-  const validateDecision = (approver: string, gate: string | undefined) => checkDecision(openGate(), approver, gate,
+  // What an approver decides on: this request, hashed by the workflow (shown as the restore's planHash).
+  const planHash = planHashOf(input);
+  state.planHash = planHash;
+  const people = [...new Set([...(input.overLive?.approvers ?? []), input.requestedBy])];
+  let deciderKeys: ApproverKeys | undefined;
+  const desk = decisionDesk({
+    workflowId: info.workflowId, runId: info.runId, requestedBy: input.requestedBy, what: 'restore',
+    people: () => people, keys: () => deciderKeys, planHash: () => planHash,
+    refused: () => (state.refusedDecisions ??= []), audit: (actor, action, details) => audit(actor, action, details),
+  });
+  const gateRules = (d: DecisionPayload) => checkDecision(openGate(), d.by, d.gate,
     { requestedBy: input.requestedBy, what: 'restore', phase: state.phase, gatesHint: 'a restore over the live table decides at the restore gate' });
   wf.setHandler(restoreStatus, () => state);
+  wf.setHandler(decisionOutcome, (signature: string) => desk.outcome(signature));
+  // No validators: a refused decision is accepted as an Update, recorded and audited, and then refused.
   wf.setHandler(approve, async (args: ApproveArgs) => {
-    const g = validateDecision(args.approver, args.gate);
-    g.decisions.push({ approver: args.approver, approved: true, reason: args.reason, at: new Date().toISOString() });
-    const approvals = g.decisions.filter((d) => d.approved).length;
+    const { d, result: { gate: g, name } } = await desk.accept('approve', args, gateRules);
+    g.decisions.push({ approver: name, approved: true, reason: d.reason ?? undefined, at: new Date().toISOString() });
+    const approvals = g.decisions.filter((x) => x.approved).length;
     if (approvals >= g.required) g.state = 'approved';
-    await audit(args.approver, 'approve:restore', { reason: args.reason ?? null });
-    return `${args.approver} approved the restore gate (${approvals}/${g.required})`;
-  }, { validator: (args: ApproveArgs) => { validateDecision(args.approver, args.gate); } });
+    await audit(name, 'approve:restore', { reason: d.reason, planHash, signedAt: d.time });
+    return `${name} approved the restore gate (${approvals}/${g.required})`;
+  });
   wf.setHandler(reject, async (args: RejectArgs) => {
-    const g = validateDecision(args.approver, undefined);
-    g.decisions.push({ approver: args.approver, approved: false, reason: args.reason, at: new Date().toISOString() });
+    const { d, result: { gate: g, name } } = await desk.accept('reject', args, gateRules);
+    g.decisions.push({ approver: name, approved: false, reason: d.reason ?? undefined, at: new Date().toISOString() });
     g.state = 'rejected';
-    await audit(args.approver, 'reject:restore', { reason: args.reason ?? null });
-    return `${args.approver} rejected the restore gate; the staged table is dropped, ${state.into} stays as it is`;
-  }, { validator: (args: RejectArgs) => { validateDecision(args.approver, undefined); } });
+    await audit(name, 'reject:restore', { reason: d.reason, planHash, signedAt: d.time });
+    return `${name} rejected the restore gate; the staged table is dropped, ${state.into} stays as it is`;
+  });
 
   enter('check');
   const request = { ...ref, dir: input.dir, table: input.table, into: input.into, overLive: Boolean(input.overLive), keyEnv: input.keyEnv, stamp, requestedBy: input.requestedBy };
@@ -58,6 +71,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatu
   let plan: RestorePlan | undefined;
   let loaded = false;
   try {
+    if (input.overLive) deciderKeys = await quick.readDeciderKeys({ db: input.db, names: people });
     plan = await quick.checkRestore(request);
     Object.assign(state, { backupId: plan.backupId, into: displayName(plan.into), rows: plan.rows });
     if (plan.live) Object.assign(state, { staged: displayName(plan.live.staged), retired: displayName(plan.live.retired), liveRows: plan.live.rows, moves: plan.live.moves });

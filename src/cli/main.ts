@@ -12,7 +12,8 @@ import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
 import { restoreFromDir, scheduleBackup, startBackup, verifyBackupDir, type RestoreOptions } from './backup';
 import { showDrift, showInventory } from './inventory';
 import { runWorkerCommand } from './worker';
-import { checkPlan, decide, listMigrations, rollbackMigration, showStatus, signalMigration, startMigration } from './migrations';
+import { keysAdd, keysInit, keysList } from './keys';
+import { checkPlan, decide, listMigrations, rollbackMigration, showPlan, showStatus, signalMigration, startMigration } from './migrations';
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -89,33 +90,61 @@ export function buildProgram(): Command {
     .option('--watch', 'refresh every second until the migration ends')
     .action(action((id: string, opts: { json?: boolean; watch?: boolean }) => showStatus(id, opts, print)));
 
+  program.command('show <id>')
+    .description('what a migration runs: with --plan, the whole plan and the hash the workflow computed of it (every decision is bound to it)')
+    .option('--plan', 'the whole plan and its hash')
+    .option('--json', 'machine output')
+    .action(action((id: string, opts: { plan?: boolean; json?: boolean }) => showPlan(id, opts, print)));
+
+  const keys = program.command('keys').description('deciders\' Ed25519 keys: decisions are signed with them');
+  keys.command('init')
+    .description('make a key pair: the private key goes to $SAFESHIFT_KEYS_DIR or $XDG_CONFIG_HOME/safeshift/keys (0600); prints the public key')
+    .option('--name <name>', 'whose key (default: SAFESHIFT_AS, else the login name)')
+    .option('--force', 'replace an existing key file')
+    .option('--json', 'machine output')
+    .action(action((opts: { name?: string; force?: boolean; json?: boolean }) => keysInit(opts, print)));
+  keys.command('add <name> <public-key>')
+    .description('register a decider\'s public key in the ledger (an administrator\'s act, audited); migrations started afterwards accept it')
+    .option('--as <name>', 'the administrator (audit log)')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((name: string, key: string, opts: { as?: string; database: string }) => keysAdd(name, key, opts, print)));
+  keys.command('list')
+    .description('registered public keys')
+    .option('--json', 'machine output')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((opts: { json?: boolean; database: string }) => keysList(opts, print)));
+
   program.command('approve <id>')
-    .description('say go at the open gate')
-    .requiredOption('--as <name>', 'approver name, as listed in the plan')
+    .description('say go at the open gate (signed with your key)')
+    .requiredOption('--as <name>', 'approver name, as listed in the plan (signs with that key)')
     .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop', 'restore']))
     .option('--reason <text>', 'recorded in the audit log')
-    .option('--plan-hash <sha256>', 'refuse unless the migration runs exactly this plan')
+    .option('--plan-hash <sha256>', 'the plan hash you reviewed (safeshift show <id> --plan); default: the one the workflow reports, printed')
     .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop' | 'restore'; reason?: string; planHash?: string }) => decide(id, 'approve', opts, print)));
 
   program.command('reject <id>')
     .description('say no at the open gate: the migration rolls back')
-    .requiredOption('--as <name>', 'approver name, as listed in the plan')
+    .requiredOption('--as <name>', 'approver name, as listed in the plan (signs with that key)')
+    .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop', 'restore']))
     .option('--reason <text>', 'recorded in the audit log')
-    .action(action((id: string, opts: { as: string; reason?: string }) => decide(id, 'reject', opts, print)));
+    .option('--plan-hash <sha256>', 'the plan hash you reviewed; default: the one the workflow reports')
+    .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop' | 'restore'; reason?: string; planHash?: string }) => decide(id, 'reject', opts, print)));
 
   for (const what of ['pause', 'resume', 'abort'] as const) {
     program.command(`${what} <id>`)
       .description({ pause: 'hold before the next chunk or phase', resume: 'go on after a pause', abort: 'roll back (until the drop has started)' }[what])
-      .option('--as <name>', 'who asks (audit log)')
+      .option('--as <name>', 'who asks: an approver or the requester; signs with that key (default SAFESHIFT_AS)')
       .option('--reason <text>', 'recorded in the audit log')
-      .action(action((id: string, opts: { as?: string; reason?: string }) => signalMigration(id, what, opts, print)));
+      .option('--plan-hash <sha256>', 'default: the one the workflow reports')
+      .action(action((id: string, opts: { as?: string; reason?: string; planHash?: string }) => signalMigration(id, what, opts, print)));
   }
 
   program.command('rollback <id>')
     .description('after cutover, until the drop starts: carry writes back to the original table and swap back')
-    .option('--as <name>', 'who asks (audit log)')
+    .option('--as <name>', 'who asks: an approver or the requester; signs with that key (default SAFESHIFT_AS)')
     .option('--reason <text>', 'recorded in the audit log')
-    .action(action((id: string, opts: { as?: string; reason?: string }) => rollbackMigration(id, opts, print)));
+    .option('--plan-hash <sha256>', 'default: the one the workflow reports')
+    .action(action((id: string, opts: { as?: string; reason?: string; planHash?: string }) => rollbackMigration(id, opts, print)));
 
   program.command('list')
     .description('migrations known to Temporal')

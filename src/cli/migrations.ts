@@ -9,13 +9,16 @@ import { inspectPlan, PlanCheckFailed } from '../../activities/preflight';
 import { connectClient, temporalConfig, workflowUiUrl, type TemporalConfig } from '../config';
 import { withClient } from '../db';
 import {
-  abort, approve, FINAL_PHASES, isRestoreWorkflowId, restoreStatus, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, pause, reject, resume, rollback, status,
+  abort, approve, FINAL_PHASES, isRestoreWorkflowId, planQuery, restoreStatus, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, status,
   type GateName, type MigrationInput, type MigrationStatus,
 } from '../messages';
 import { loadCheckedPlan, PlanError, type LoadedPlan } from '../plan/load';
 import { displayName } from '../sql';
 import type { migrationWorkflow } from '../../workflows';
+import { planHashOf, sameName } from '../identity';
+import { ensureDevKeys, isDevMode } from '../keys';
 import { renderRestoreStatus } from './backup';
+import { refusal, sendSignal, sendUpdate, signFor, type DecisionOptions } from './decisions';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from './exit';
 import { planSummary, renderStatus, toJson } from './render';
 import { migrationStatus } from './status-sources';
@@ -80,7 +83,11 @@ export interface StartOptions {
 }
 
 export async function startMigration(file: string, options: StartOptions, print: Print): Promise<number> {
-  const { plan, hash } = await checkPlan(file, { rehearse: true });
+  const loaded = await checkPlan(file, { rehearse: true });
+  const { plan } = loaded;
+  // The hash the workflow computes of the plan it runs (src/identity.ts): what approvers see and sign.
+  const hash = planHashOf(plan);
+  if (options.autoApprove && isDevMode()) await devKeysForPlan(plan);
   return withTemporal(async (client, config) => {
     const workflowId = migrationWorkflowId(plan.name);
     const source = displayName(plan.source);
@@ -126,6 +133,15 @@ export async function startMigration(file: string, options: StartOptions, print:
  * Approve each gate as it opens, as the plan's approvers other than the requester (demo and CI use). Ends when
  * the workflow closes, however it closes; a refused approval (the gate closed meanwhile) is reported, not fatal.
  */
+/**
+ * Dev mode (the embedded stack) only: keys for the plan's approvers under SAFESHIFT_HOME/dev-keys, generated if
+ * missing and registered before the workflow starts (it fixes the keys it verifies against at start).
+ */
+async function devKeysForPlan(plan: LoadedPlan['plan']): Promise<void> {
+  const names = [...new Set([...plan.approvals.cutover.approvers, ...plan.approvals.drop.approvers])];
+  await withClient(process.env[plan.database]!, (client) => ensureDevKeys(client, names), 'safeshift dev keys');
+}
+
 async function autoApprove(handle: WorkflowHandle, requestedBy: string, print: Print): Promise<void> {
   let closed = false;
   const result = handle.result().then(() => undefined, () => undefined).finally(() => { closed = true; });
@@ -136,9 +152,10 @@ async function autoApprove(handle: WorkflowHandle, requestedBy: string, print: P
     const open = s?.gates.find((g) => g.state === 'open');
     if (s && open && !done.has(open.name)) {
       done.add(open.name);
-      for (const approver of open.approvers.filter((a) => a !== requestedBy).slice(0, open.required)) {
+      for (const approver of open.approvers.filter((a) => !sameName(a, requestedBy)).slice(0, open.required)) {
         try {
-          await handle.executeUpdate(approve, { args: [{ approver, gate: open.name, reason: 'auto-approve', planHash: s.planHash }] });
+          const signed = await signFor(handle, 'approve', { as: approver, gate: open.name, reason: 'auto-approve', planHash: s.planHash });
+          await handle.executeUpdate(approve, { args: [signed] });
           print(`approved the ${open.name} gate as ${approver} (--auto-approve)`);
         } catch (err) {
           print(`could not approve the ${open.name} gate as ${approver}: ${(refusal(err) ?? (err as Error)).message}`);
@@ -187,53 +204,31 @@ export async function showStatus(idOrName: string, options: { json?: boolean; wa
   });
 }
 
-function refusal(err: unknown): CliError | undefined {
-  if (err instanceof WorkflowUpdateFailedError) {
-    const cause = err.cause;
-    const type = cause instanceof ApplicationFailure ? cause.type : undefined;
-    return new CliError(`refused${type ? ` (${type})` : ''}: ${cause?.message ?? err.message}`);
-  }
-  if (err instanceof WorkflowNotFoundError) return new CliError(`no running migration ${err.workflowId ?? ''}`.trim());
-  return undefined;
+/** approve, reject: signed by `--as`, bound to the plan the workflow runs (src/cli/decisions.ts). */
+export async function decide(idOrName: string, decision: 'approve' | 'reject', options: DecisionOptions, print: Print): Promise<number> {
+  return withTemporal((client) => sendUpdate(client, workflowIdOf(idOrName), decision, options, print));
 }
 
-export async function decide(idOrName: string, decision: 'approve' | 'reject', options: { as: string; gate?: GateName | 'restore'; reason?: string; planHash?: string }, print: Print): Promise<number> {
-  return withTemporal(async (client) => {
-    const handle = client.workflow.getHandle(workflowIdOf(idOrName));
-    try {
-      const message = decision === 'approve'
-        ? await handle.executeUpdate(approve, { args: [{ approver: options.as, gate: options.gate, reason: options.reason, planHash: options.planHash }] })
-        : await handle.executeUpdate(reject, { args: [{ approver: options.as, reason: options.reason }] });
-      print(message);
-      return EXIT_OK;
-    } catch (err) {
-      throw refusal(err) ?? err;
-    }
-  });
+export async function signalMigration(idOrName: string, what: 'pause' | 'resume' | 'abort', options: DecisionOptions, print: Print): Promise<number> {
+  return withTemporal((client) => sendSignal(client, workflowIdOf(idOrName), what, options, print));
 }
 
-export async function signalMigration(idOrName: string, what: 'pause' | 'resume' | 'abort', options: { as?: string; reason?: string }, print: Print): Promise<number> {
-  return withTemporal(async (client) => {
-    const handle = client.workflow.getHandle(workflowIdOf(idOrName));
-    const signal = { pause, resume, abort }[what];
-    try {
-      await handle.signal(signal, { by: options.as, reason: options.reason });
-    } catch (err) {
-      throw refusal(err) ?? err;
-    }
-    print(`${what} sent to ${handle.workflowId}`);
-    return EXIT_OK;
-  });
+export async function rollbackMigration(idOrName: string, options: DecisionOptions, print: Print): Promise<number> {
+  return withTemporal((client) => sendUpdate(client, workflowIdOf(idOrName), 'rollback', options, print));
 }
 
-export async function rollbackMigration(idOrName: string, options: { as?: string; reason?: string }, print: Print): Promise<number> {
+/** The whole plan a migration runs and the hash the workflow computed (what every decision must carry). */
+export async function showPlan(idOrName: string, options: { json?: boolean }, print: Print): Promise<number> {
   return withTemporal(async (client) => {
     const handle = client.workflow.getHandle(workflowIdOf(idOrName));
-    try {
-      print(await handle.executeUpdate(rollback, { args: [{ by: options.as, reason: options.reason }] }));
-    } catch (err) {
-      throw refusal(err) ?? err;
-    }
+    const { plan, planHash } = await handle.query(planQuery).catch((err: unknown) => {
+      throw err instanceof WorkflowNotFoundError ? new CliError(`no migration ${handle.workflowId}`) : err;
+    });
+    // Hashed again here: what is shown is exactly what the workflow hashed, or the difference is said.
+    const local = planHashOf(plan);
+    if (options.json) print(JSON.stringify({ workflowId: handle.workflowId, planHash, plan }));
+    else print(`${handle.workflowId} runs plan sha256:${planHash}\n${JSON.stringify(plan, null, 2)}`);
+    if (local !== planHash) throw new CliError(`the plan shown hashes to ${local}, not ${planHash}: do not approve`, EXIT_FAILED);
     return EXIT_OK;
   });
 }

@@ -5,7 +5,7 @@
 import { connectClient } from '../../src/config';
 import { abort, migrationWorkflowId, pause, resume } from '../../src/messages';
 import { loadPlan } from '../../src/plan/load';
-import { atPhase, basePlan, fingerprint, relationOid, runCli, slowOnCopy, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { atPhase, basePlan, fingerprint, relationOid, runCli, signedAs, slowOnCopy, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
 import { PROFILES_V2_SELECT, PROFILES_V2_TARGET_SELECT, profilesV2, seedProfiles } from '../support/seed';
 
 describe('migrationWorkflow on a real database and Temporal server', () => {
@@ -242,7 +242,7 @@ test('pause stops the copy within a second, even mid-chunk; resume goes on', asy
     });
     while ((await targetRows(`${src}_v2`).catch(() => 0)) < 2000) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 300)); // well inside the next chunk
-    await handle.signal(pause, { by: 'carol' });
+    await handle.signal(pause, await signedAs(handle, 'pause', 'carol'));
     await new Promise((r) => setTimeout(r, 1200));
     const held = await targetRows(`${src}_v2`);
     await new Promise((r) => setTimeout(r, 3000)); // longer than a chunk: one not cut off would have committed
@@ -250,11 +250,11 @@ test('pause stops the copy within a second, even mid-chunk; resume goes on', asy
     expect(held % 2000).toBe(0); // whole chunks only: the cut-off one was rolled back
     expect(held).toBeLessThan(12_000);
     expect(await statusOf(plan.name)).toMatchObject({ phase: 'copy', paused: true });
-    await handle.signal(resume, { by: 'carol' });
+    await handle.signal(resume, await signedAs(handle, 'resume', 'carol'));
     const s = await waitFor(plan.name, atPhase('awaiting_cutover'));
     expect(s.validation?.ok).toBe(true);
     expect(await targetRows(`${src}_v2`)).toBe(12_000);
-    await handle.signal(abort, { by: 'carol' });
+    await handle.signal(abort, await signedAs(handle, 'abort', 'carol'));
     await waitFor(plan.name, atPhase('rolled_back'));
     const audit = await sql<{ action: string; actor: string }>(`SELECT action, actor FROM safeshift.audit_log WHERE workflow_id = $1 AND action IN ('pause', 'resume', 'abort') ORDER BY seq`, [handle.workflowId]);
     expect(audit).toEqual([{ action: 'pause', actor: 'carol' }, { action: 'resume', actor: 'carol' }, { action: 'abort', actor: 'carol' }]);

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connectClient } from '../../src/config';
 import { approve, migrationWorkflowId, status } from '../../src/messages';
 import { loadPlan } from '../../src/plan/load';
-import { atPhase, basePlan, fingerprint, ROOT, slowOnCopy, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { atPhase, basePlan, fingerprint, ROOT, signedAs, slowOnCopy, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
 import { PROFILES_V2_SELECT, PROFILES_V2_TARGET_SELECT, profilesV2, seedProfiles } from '../support/seed';
 
 function startWorker(taskQueue: string): ChildProcess {
@@ -99,9 +99,9 @@ test('worker killed mid-copy with 3 lanes: another worker finishes it, copying a
     expect(Number(dups!.n)).toBe(0);
     expect(await fingerprint(PROFILES_V2_TARGET_SELECT(dst), 'id')).toEqual(expected);
 
-    await handle.executeUpdate(approve, { args: [{ approver: 'alice', gate: 'cutover' }] });
+    await handle.executeUpdate(approve, { args: [await signedAs(handle, 'approve', 'alice', { gate: 'cutover' })] });
     await waitFor(plan.name, atPhase('awaiting_drop'), 60_000);
-    await handle.executeUpdate(approve, { args: [{ approver: 'alice', gate: 'drop' }] });
+    await handle.executeUpdate(approve, { args: [await signedAs(handle, 'approve', 'alice', { gate: 'drop' })] });
     await waitFor(plan.name, atPhase('done'), 60_000);
     expect(await fingerprint(PROFILES_V2_TARGET_SELECT(src), 'id')).toEqual(expected);
     expect((await handle.query(status)).copy.rowsCopied).toBe(rows);

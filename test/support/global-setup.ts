@@ -7,6 +7,9 @@ import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseEnvFile } from '../../src/config';
+import { withClient } from '../../src/db';
+import { ensureDevKeys } from '../../src/keys';
+import { TEST_PEOPLE } from './people';
 import { freePort } from './ports';
 import { installSupabaseFixture } from './supabase';
 
@@ -51,5 +54,9 @@ export default async function globalSetup(): Promise<void> {
   Object.assign(process.env, devEnv, { SAFESHIFT_HOME: home, SAFESHIFT_DEV_PID: String(child.pid) });
   // Every integration test runs in a Supabase-like database: API roles, auth.uid(), default privileges in public.
   await installSupabaseFixture(devEnv.DATABASE_URL!);
+  // Decisions are signed: the test people get dev keys, registered before any migration starts (helpers.ts signs
+  // with them; the CLI finds them in dev mode). Operator actions without --as are carol's (the usual requester).
+  await withClient(devEnv.DATABASE_URL!, (db) => ensureDevKeys(db, TEST_PEOPLE, process.env), 'safeshift test keys');
+  process.env.SAFESHIFT_AS ??= 'carol';
   (globalThis as { __SAFESHIFT_DEV__?: unknown }).__SAFESHIFT_DEV__ = child;
 }

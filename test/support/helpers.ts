@@ -7,7 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { connectClient } from '../../src/config';
-import { migrationWorkflowId, status, type MigrationStatus, type Phase } from '../../src/messages';
+import { migrationWorkflowId, planQuery, status, type MigrationStatus, type Phase } from '../../src/messages';
+import { signDecision, type DecisionAction, type DecisionPayload, type SignedDecision } from '../../src/identity';
+import { devKeysDir, readKeyFile } from '../../src/keys';
 
 export const ROOT = resolve(__dirname, '../..');
 
@@ -163,4 +165,20 @@ export async function slowOnCopy(fn: string): Promise<void> {
       IF current_setting('application_name') LIKE 'safeshift copy%' THEN PERFORM pg_sleep(0.0005); END IF;
       RETURN v;
     END $$`);
+}
+
+/**
+ * A decision signed as `by` with the test people's dev keys (global setup registers them), for tests that talk
+ * to a migration through the Temporal client: the current run, the plan hash the workflow computed, now.
+ */
+export async function signedAs(
+  handle: { workflowId: string; describe(): Promise<{ runId: string }>; query: (q: typeof planQuery) => Promise<{ planHash: string }> },
+  action: DecisionAction, by: string, extra: Partial<DecisionPayload> = {},
+): Promise<SignedDecision> {
+  const runId = extra.runId ?? (await handle.describe()).runId;
+  const planHash = extra.planHash ?? (await handle.query(planQuery)).planHash;
+  const key = readKeyFile(join(devKeysDir(), `${by.toLowerCase()}.key`));
+  return signDecision({
+    by, workflowId: handle.workflowId, runId, gate: null, action, planHash, reason: null, time: new Date().toISOString(), ...extra,
+  }, key.privateKey);
 }
