@@ -150,9 +150,9 @@ interface TemporalServer {
 function spawnTemporalServer(cli: string, home: string, config: TemporalConfig, temporalPort: number, uiPort: number, codecUrl?: string): TemporalServer {
   const logFile = join(home, 'temporal.log');
   const args = [
+    'server', 'start-dev',
     // The UI decodes payloads through our codec server, so the dev UI still shows readable status.
     ...(codecUrl ? ['--ui-codec-endpoint', codecUrl] : []),
-    'server', 'start-dev',
     '--db-filename', join(home, 'temporal.db'),
     '--ip', '127.0.0.1',
     '--port', String(temporalPort),
