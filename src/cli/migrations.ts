@@ -21,7 +21,7 @@ import { renderRestoreStatus } from './backup';
 import { refusal, sendSignal, sendUpdate, signFor, type DecisionOptions } from './decisions';
 import { CliError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from './exit';
 import { planSummary, renderStatus, toJson } from './render';
-import { migrationStatus } from './status-sources';
+import { migrationStatus, restoreStatusAnswer } from './status-sources';
 
 type Print = (line: string) => void;
 
@@ -184,10 +184,13 @@ export async function showStatus(idOrName: string, options: { json?: boolean; wa
     const handle = client.workflow.getHandle(workflowId);
     const uiUrl = workflowUiUrl(config, workflowId);
     if (isRestoreWorkflowId(workflowId)) {
-      const s = await handle.query(restoreStatus).catch((err: unknown) => {
-        throw err instanceof WorkflowNotFoundError ? new CliError(`no restore ${workflowId}`) : err;
-      });
-      print(options.json ? JSON.stringify({ id: workflowId, ...s, uiUrl }) : renderRestoreStatus(workflowId, s));
+      const { status: s, recorded } = await restoreStatusAnswer(client, handle);
+      if (!s) {
+        print(options.json ? JSON.stringify({ id: workflowId, recorded, uiUrl }) : `(${recorded!.note})\n${workflowId}${uiUrl ? `\n  ${uiUrl}` : ''}`);
+        return EXIT_OK;
+      }
+      const text = `${recorded ? `(${recorded.note})\n` : ''}${renderRestoreStatus(workflowId, s)}`;
+      print(options.json ? JSON.stringify({ id: workflowId, ...s, ...(recorded ? { recorded } : {}), uiUrl }) : text);
       return s.phase === 'failed' || s.phase === 'rolled_back' ? EXIT_FAILED : EXIT_OK;
     }
     for (;;) {

@@ -12,7 +12,10 @@ import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-w
 import type pg from 'pg';
 import { backlog } from '../capture';
 import { withClient } from '../db';
-import { MIGRATION_PHASE, status, type GateDecision, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase } from '../messages';
+import {
+  MIGRATION_PHASE, restoreStatus, status,
+  type GateDecision, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RestoreInput, type RestoreStatus,
+} from '../messages';
 import type { Plan } from '../plan/schema';
 import { displayName, qualified } from '../sql';
 import { CliError } from './exit';
@@ -222,4 +225,42 @@ async function copiedSoFar(db: pg.Client, workflowId: string): Promise<{ rows: n
       WHERE c.run_id = (SELECT run_id FROM safeshift.migrations WHERE workflow_id = $1 ORDER BY started_at DESC LIMIT 1)
         AND c.copied_at IS NOT NULL`, [workflowId]);
   return r ? { rows: Number(r.rows), chunks: Number(r.chunks), seconds: r.seconds ?? 0 } : undefined;
+}
+
+/**
+ * A restore's status: from its worker, else its result once finished, else what was recorded (the workflow's
+ * state, its last audit row): its phase is known only to its worker, and that is said.
+ */
+export async function restoreStatusAnswer(client: Client, handle: WorkflowHandle): Promise<{ status?: RestoreStatus; recorded?: Recorded & { lastEvent?: { action: string; at: string } } }> {
+  try {
+    return { status: await within(client, QUERY_TIMEOUT_MS, () => handle.query(restoreStatus)) };
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new CliError(`no restore ${handle.workflowId}`);
+    const desc = await within(client, QUERY_TIMEOUT_MS, () => handle.describe()).catch((e: unknown) => {
+      throw e instanceof WorkflowNotFoundError ? new CliError(`no restore ${handle.workflowId}`) : new CliError(`cannot describe ${handle.workflowId}: ${(e as Error).message}`, 1);
+    });
+    const note = noWorker(desc, (err as Error).message);
+    const at = (desc.closeTime ?? new Date()).toISOString();
+    if (desc.status.name === 'COMPLETED') {
+      const result = await within(client, QUERY_TIMEOUT_MS, () => handle.result() as Promise<RestoreStatus>).catch(() => undefined);
+      if (result) return { status: result, recorded: { from: 'result', at, note: `${note}; from the workflow's result recorded at ${at}` } };
+    }
+    const { history } = await within(client, QUERY_TIMEOUT_MS, () => client.workflowService.getWorkflowExecutionHistory({
+      namespace: client.options.namespace, execution: { workflowId: desc.workflowId, runId: desc.runId }, maximumPageSize: 1,
+    })).catch(() => ({ history: undefined }));
+    const payloads = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads;
+    const input = payloads?.length ? await decodeFromPayloadsAtIndex<RestoreInput>(client.options.loadedDataConverter, 0, payloads).catch(() => undefined) : undefined;
+    const url = input ? process.env[input.db] : undefined;
+    const last = url ? await orNothing(DB_TIMEOUT_MS + 2_000, withClient(url, async (db) => (await db.query<{ action: string; at: Date }>(
+      `SELECT action, at FROM safeshift.audit_log WHERE workflow_id = $1 ORDER BY seq DESC LIMIT 1`, [handle.workflowId])).rows[0],
+    'safeshift status', { statementTimeoutMs: DB_TIMEOUT_MS, idleInTransactionMs: 10_000 })) : undefined;
+    const lastEvent = last ? { action: last.action, at: last.at.toISOString() } : undefined;
+    return {
+      recorded: {
+        from: lastEvent ? 'ledger' : 'temporal', at: lastEvent?.at ?? at, lastEvent,
+        note: `${note}; a restore's phase is known only to its worker` +
+          (lastEvent ? `; its last audit row: ${lastEvent.action} at ${lastEvent.at}` : '') + (input ? `; restoring ${input.table}${input.into ? ` into ${input.into}` : ''}` : ''),
+      },
+    };
+  }
 }

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { recordEvent } from '../../activities/ledger';
 import { migrationStatus } from '../../src/cli/status-sources';
 import { connectClient } from '../../src/config';
-import { migrationWorkflowId } from '../../src/messages';
+import { migrationWorkflowId, restoreWorkflowId } from '../../src/messages';
 import { loadPlan } from '../../src/plan/load';
 import { atPhase, basePlan, ROOT, runCli, slowOnCopy, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
 import { profilesV2, seedProfiles } from '../support/seed';
@@ -97,6 +97,15 @@ test('with every worker stopped, status of a finished and of a running migration
       expect.objectContaining({ workflowId: handles[1]!.workflowId, phase: 'awaiting_cutover' }),
     ]));
     await handles[1]!.terminate('test over: no worker will take it up');
+
+    // A restore nobody runs: its status says so, with what was recorded, and no stack trace.
+    const restore = await client.workflow.start('restoreWorkflow', {
+      taskQueue, workflowId: restoreWorkflowId(uniqueName('sw')), args: [{ db: 'DATABASE_URL', dir: '/nonexistent', table: `public.${waiting}`, requestedBy: 'carol' }],
+    });
+    const r = await runCli(['status', restore.workflowId]);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/no worker is answering.*restoring public\./);
+    await restore.terminate('test over');
   } finally {
     await stopped(worker);
     await client.connection.close();
