@@ -12,7 +12,8 @@ import type * as activities from '../activities';
 import type { RestorePlan } from '../activities/restore';
 import { fatal } from '../src/errors';
 import { planHashOf, type DecisionPayload } from '../src/identity';
-import { approve, decisionOutcome, reject, restoreStatus, type ApproveArgs, type ApproverKeys, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
+import type { Plan } from '../src/plan/schema';
+import { approve, decisionOutcome, planQuery, reject, restoreStatus, type ApproveArgs, type ApproverKeys, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
 import { displayName } from '../src/sql';
 import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType, stampOf } from './shared';
 
@@ -48,6 +49,8 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatu
     { requestedBy: input.requestedBy, what: 'restore', phase: state.phase, gatesHint: 'a restore over the live table decides at the restore gate' });
   wf.setHandler(restoreStatus, () => state);
   wf.setHandler(decisionOutcome, (signature: string) => desk.outcome(signature));
+  // `safeshift show <id> --plan`: for a restore, the request the approver decides on (and its hash).
+  wf.setHandler(planQuery, () => ({ plan: input as unknown as Plan, planHash }));
   // No validators: a refused decision is accepted as an Update, recorded and audited, and then refused.
   wf.setHandler(approve, async (args: ApproveArgs) => {
     const { d, result: { gate: g, name } } = await desk.accept('approve', args, gateRules);

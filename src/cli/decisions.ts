@@ -91,7 +91,8 @@ export function refusal(err: unknown): CliError | undefined {
 /** approve, reject, rollback: an Update, whose reply is the workflow's answer (refusals included). */
 export async function sendUpdate(client: Client, workflowId: string, action: 'approve' | 'reject' | 'rollback', options: DecisionOptions, print: Print): Promise<number> {
   const handle = client.workflow.getHandle(workflowId);
-  const signed = await signFor(handle, action, options, print);
+  // What was signed goes to stderr: stdout carries the workflow's answer only.
+  const signed = await signFor(handle, action, options, (line) => process.stderr.write(`${line}\n`));
   try {
     print(await handle.executeUpdate({ approve, reject, rollback }[action], { args: [signed] }));
   } catch (err) {
