@@ -4,6 +4,7 @@
  * migration and is dropped only by its own retention (`backup.retention` after the migration ended:
  * keepBackupUntil, then dropExpiredBackup, run by backupRetentionWorkflow), matched by OID.
  */
+import { sealTable } from '../src/seal';
 import { displayName, qualified, type TableRef } from '../src/sql';
 import { BULK_LIMITS, inTransaction } from '../src/db';
 import { fatal } from '../src/errors';
@@ -44,6 +45,8 @@ export async function backupTable(input: BackupInput): Promise<BackupResult> {
         await client.query('CREATE SCHEMA IF NOT EXISTS safeshift_backup');
         await client.query(`REVOKE ALL ON SCHEMA safeshift_backup FROM PUBLIC`);
         await client.query(`CREATE TABLE ${qualified(input.backup)} (LIKE ${qualified(input.source)})`);
+        // The source's rows without its policies: nobody but us, not even pg_read_all_data (src/seal.ts).
+        await sealTable(client, (await tableOid(client, input.backup))!);
         await client.query(`INSERT INTO ${qualified(input.backup)} SELECT * FROM ${qualified(input.source)}`);
         const src = await tableChecksum(client, input.source);
         const bak = await tableChecksum(client, input.backup);

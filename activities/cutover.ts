@@ -146,9 +146,12 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     });
     // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile. The new table's own
     // keys are found as a retry past the commit finds them: under the names they have now.
-    await heartbeating(async () => validateForeignKeys(client, [...(await ownKeysToValidate(client, input, home)), ...swapped.foreignKeys]));
+    // Access first, right after the commit: validating keys may take minutes, and a worker lost meanwhile would
+    // leave a retry with no "before" to compare with.
     const accessAfter = await heartbeating(() => readAccessOfLive(client, input, home, accessBefore.objects));
-    const accessChanged = accessDifferences(accessBefore, accessAfter, columnRenames(spec.columns));
+    await heartbeating(async () => validateForeignKeys(client, [...(await ownKeysToValidate(client, input, home)), ...swapped.foreignKeys]));
+    // The compatibility view keeps the old column names: compared as they are.
+    const accessChanged = accessDifferences(accessBefore, accessAfter, input.compatView ? {} : columnRenames(spec.columns));
     return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements, accessChanged };
   }, BULK_LIMITS);
 }
@@ -231,7 +234,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
       const pairs = await swapPartitions(client, input.partitions ?? [], 'back');
       if (pairs.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original partitions: ${pairs.problems.join('; ')}`);
       // With a compatibility view, what reads the new table moves last: the parked view reads it until dropped.
-      const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid }, { readersLater: Boolean(input.compatView), columnRenames: columnRenames(input.reverse.columns) });
+      const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid }, { readersLater: Boolean(input.compatView), columnRenames: columnRenames(input.reverse.columns), skipGrantsOnMissingColumns: true });
       if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);
       if (parked) {
         const viewReaders = await moveReaders(client, parked.readers, parked.oid);
@@ -256,7 +259,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
     await heartbeating(() => validateForeignKeys(client, result.foreignKeys));
     // A rollback is not refused for this (it must finish), but a changed access is said, in the audit log too.
     const accessAfter = await heartbeating(() => readAccess(client, spec.source, accessBefore.objects));
-    const changed = accessDifferences(accessBefore, accessAfter, columnRenames(input.reverse.columns));
+    const changed = accessDifferences(accessBefore, accessAfter, input.compatView ? {} : columnRenames(input.reverse.columns));
     return changed.length ? `${result.message}; ACCESS CHANGED by the swap back, check: ${changed.join('; ')}` : `${result.message}; access through ${displayName(spec.source)} unchanged`;
   }, BULK_LIMITS);
 }

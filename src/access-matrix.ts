@@ -2,14 +2,22 @@
  * Who can do what through the live name: every role (but superusers and PostgreSQL's own `pg_*`) × the relation
  * at the live name and each of its columns (SELECT, INSERT, UPDATE; DELETE, TRUNCATE, REFERENCES, TRIGGER), the
  * views and materialized views that read it (SELECT per column), the sequences its defaults use, and its
- * row-level security (flags and policies of the table that enforces them). Taken before and after a swap and
- * compared: a cutover or a swap back must leave everyone's access as it was.
+ * row-level security (flags, and policies with their expressions, of the table that enforces them). Taken before
+ * and after a swap and compared: a cutover or a swap back must leave everyone's access as it was.
  *
- * Probed, not computed from ACLs: each privilege is asked of PostgreSQL as the role itself (`SET LOCAL ROLE`, then
- * `EXPLAIN` of a statement that needs it; EXPLAIN checks privileges and runs nothing), inside a savepoint that is
- * rolled back. A view's `security_invoker`, whose base columns are checked as the session's role, or nested
- * views, are then PostgreSQL's business, not a model of ours. A probe that fails for another reason than a
- * privilege (a column only readable through the view, a generated column) says nothing and is left out.
+ * How each privilege is asked:
+ * - A table, a materialized view, or a view with its owner's rights: PostgreSQL's ACL functions
+ *   (`has_column_privilege(role, ...)`), all roles × columns in one query. That is exactly what PostgreSQL checks
+ *   for them (a view with its owner's rights checks its base relations as its owner), it plans nothing, and it
+ *   covers roles we may not switch to.
+ * - A `security_invoker` view (the compatibility view on a table with row-level security, or a reader made so):
+ *   its base columns are checked as the querying role, every column its definition reads, whatever is selected;
+ *   no ACL function says that. So it is asked of PostgreSQL as the role itself: `SET LOCAL ROLE`, then `EXPLAIN`
+ *   of a statement that needs the privilege (EXPLAIN checks privileges and runs nothing), in a READ ONLY savepoint
+ *   rolled back, so a function folded while planning cannot write anything either. A probe failing for another
+ *   reason than a privilege (a derived column of the view) says nothing and is left out; a lock or statement
+ *   timeout, a deadlock or a lost connection is an error, never taken as an answer. A role we may not switch to is
+ *   asked through the ACL functions on the view, and named in `unprobed`.
  */
 import type pg from 'pg';
 import { pgErrorCode } from './db';
@@ -45,7 +53,11 @@ class Prober {
       await this.client.query(`EXPLAIN ${statement}`);
       return true;
     } catch (err) {
-      return pgErrorCode(err) === '42501' ? false : undefined;
+      const code = pgErrorCode(err) ?? '';
+      if (code === '42501') return false;
+      // Not an answer about privileges: the probe could not run. Never read as "refused" or "says nothing".
+      if (/^(08|25|40|53|55|57|58|XX)/.test(code)) throw err;
+      return undefined;
     } finally {
       await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
       await this.client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
@@ -56,13 +68,13 @@ class Prober {
 async function discover(client: pg.Client, live: TableRef): Promise<AccessObjects> {
   const { rows } = await client.query<{ readers: string[]; sequences: string[] }>(
     `WITH rel AS (SELECT $1::regclass::oid AS oid)
-     SELECT coalesce((SELECT array_agg(DISTINCT r.ev_class::regclass::text ORDER BY r.ev_class::regclass::text)
+     SELECT coalesce((SELECT array_agg(DISTINCT format('%I.%I', vn.nspname, v.relname) ORDER BY format('%I.%I', vn.nspname, v.relname))
                         FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-                        JOIN pg_class v ON v.oid = r.ev_class
+                        JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace vn ON vn.oid = v.relnamespace
                        WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = (SELECT oid FROM rel)
                          AND r.ev_class <> (SELECT oid FROM rel) AND v.relkind IN ('v', 'm')), '{}') AS readers,
-            coalesce((SELECT array_agg(DISTINCT s.oid::regclass::text ORDER BY s.oid::regclass::text)
-                        FROM pg_class s JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = s.oid
+            coalesce((SELECT array_agg(DISTINCT format('%I.%I', sn.nspname, s.relname) ORDER BY format('%I.%I', sn.nspname, s.relname))
+                        FROM pg_class s JOIN pg_namespace sn ON sn.oid = s.relnamespace JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = s.oid
                        WHERE s.relkind = 'S' AND (
                              (d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT ad.oid FROM pg_attrdef ad WHERE ad.adrelid = (SELECT oid FROM rel)))
                           OR (d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.refobjid = (SELECT oid FROM rel))
@@ -72,16 +84,37 @@ async function discover(client: pg.Client, live: TableRef): Promise<AccessObject
   return { live, readers: rows[0]!.readers, sequences: rows[0]!.sequences };
 }
 
-interface Relation { oid: number; label: string; sql: string; kind: string; columns: string[] }
+interface Relation { oid: number; label: string; sql: string; kind: string; columns: string[]; invoker: boolean }
 
 async function relation(client: pg.Client, regclass: string, label: string): Promise<Relation | undefined> {
-  const { rows } = await client.query<{ oid: number; kind: string; columns: string[] }>(
+  const { rows } = await client.query<{ oid: number; kind: string; columns: string[]; invoker: boolean }>(
     `SELECT c.oid::int AS oid, c.relkind::text AS kind,
-            coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}') AS columns
+            coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}') AS columns,
+            c.relkind = 'v' AND coalesce((SELECT option_value FROM pg_options_to_table(c.reloptions) WHERE option_name = 'security_invoker'), 'false')
+              IN ('true', 'on', '1', 'yes') AS invoker
        FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-      WHERE c.oid = to_regclass($1) GROUP BY c.oid, c.relkind`, [regclass]);
+      WHERE c.oid = to_regclass($1) GROUP BY c.oid, c.relkind, c.reloptions`, [regclass]);
   const r = rows[0];
-  return r && { oid: r.oid, kind: r.kind, columns: r.columns, label, sql: regclass };
+  return r && { oid: r.oid, kind: r.kind, columns: r.columns, invoker: r.invoker, label, sql: regclass };
+}
+
+/**
+ * The ACL functions' answer for every role × column × privilege of `rel` (and DELETE on it when `withDelete`), in
+ * one query: exact for tables and views with their owner's rights, and for roles we may not switch to.
+ */
+async function aclEntries(
+  client: pg.Client, rel: Relation, privileges: string[], withDelete: boolean, roles: string[] | null, out: Record<string, boolean>,
+): Promise<void> {
+  const { rows } = await client.query<{ key: string; granted: boolean }>(
+    `SELECT format('%s: %s on %s (%s)', r.rolname, p.priv, $2::text, c.col) AS key, has_column_privilege(r.oid, $1::oid, c.col, p.priv) AS granted
+       FROM pg_roles r CROSS JOIN unnest($3::text[]) p(priv) CROSS JOIN unnest($4::text[]) c(col)
+      WHERE r.rolname !~ '^pg_' AND NOT r.rolsuper AND ($6::text[] IS NULL OR r.rolname = ANY ($6::text[]))
+     UNION ALL
+     SELECT format('%s: DELETE on %s', r.rolname, $2::text), has_table_privilege(r.oid, $1::oid, 'DELETE')
+       FROM pg_roles r
+      WHERE $5 AND r.rolname !~ '^pg_' AND NOT r.rolsuper AND ($6::text[] IS NULL OR r.rolname = ANY ($6::text[]))`,
+    [rel.oid, rel.label, privileges, rel.columns, withDelete, roles]);
+  for (const row of rows) out[row.key] = row.granted;
 }
 
 /**
@@ -121,25 +154,38 @@ export async function readAccess(client: pg.Client, live: TableRef, objects?: Ac
     const readers = (await Promise.all(what.readers.map((r) => relation(client, r, r)))).filter((r): r is Relation => r !== undefined);
     const { rows: roles } = await client.query<{ role: string }>(
       `SELECT rolname AS role FROM pg_roles WHERE rolname !~ '^pg_' AND NOT rolsuper ORDER BY 1`);
-    const p = new Prober(client);
-    for (const { role } of roles) {
-      await client.query(`SAVEPOINT safeshift_access_role`);
-      try {
+    const tableLike = [liveRel, ...readers].filter((r): r is Relation => r !== undefined && !r.invoker);
+    const invokerViews = [liveRel, ...readers].filter((r): r is Relation => r !== undefined && r.invoker);
+    for (const r of tableLike) await aclEntries(client, r, r === liveRel ? ['SELECT', 'INSERT', 'UPDATE'] : ['SELECT'], r === liveRel, null, entries);
+    if (invokerViews.length) {
+      const p = new Prober(client);
+      for (const { role } of roles) {
+        await client.query(`SAVEPOINT safeshift_access_role`);
         try {
-          await client.query(`SET LOCAL ROLE ${quoteIdent(role)}`);
-        } catch {
-          unprobed.push(role);
-          continue;
+          try {
+            await client.query(`SET LOCAL ROLE ${quoteIdent(role)}`);
+          } catch {
+            unprobed.push(role);
+            continue;
+          }
+          // Nothing a probe plans (a function folded in a view or a policy) may write, as this role or any.
+          await client.query(`SET LOCAL transaction_read_only = on`);
+          for (const r of invokerViews) {
+            const privileges = r === liveRel ? (['SELECT', 'INSERT', 'UPDATE'] as const) : (['SELECT'] as const);
+            for (const privilege of privileges) await columnProbes(p, client, role, r, privilege, entries);
+            if (r === liveRel) {
+              const deleted = await p.allowed(`DELETE FROM ${r.sql} WHERE false`);
+              if (deleted !== undefined) entries[`${role}: DELETE on ${r.label}`] = deleted;
+            }
+          }
+        } finally {
+          await client.query(`ROLLBACK TO SAVEPOINT safeshift_access_role`);
+          await client.query(`RELEASE SAVEPOINT safeshift_access_role`);
         }
-        if (liveRel) {
-          for (const privilege of ['SELECT', 'INSERT', 'UPDATE'] as const) await columnProbes(p, client, role, liveRel, privilege, entries);
-          const deleted = await p.allowed(`DELETE FROM ${liveRel.sql} WHERE false`);
-          if (deleted !== undefined) entries[`${role}: DELETE on ${liveRel.label}`] = deleted;
-        }
-        for (const r of readers) await columnProbes(p, client, role, r, 'SELECT', entries);
-      } finally {
-        await client.query(`ROLLBACK TO SAVEPOINT safeshift_access_role`);
-        await client.query(`RELEASE SAVEPOINT safeshift_access_role`);
+      }
+      // Roles we may not switch to: what their grants on the view say (the base columns are not checked for them).
+      for (const r of invokerViews) {
+        if (unprobed.length) await aclEntries(client, r, r === liveRel ? ['SELECT', 'INSERT', 'UPDATE'] : ['SELECT'], r === liveRel, unprobed, entries);
       }
     }
     // ACL-only privileges (no statement to EXPLAIN), asked as ourselves about each role.
@@ -173,7 +219,7 @@ async function inTransactionBlock(client: pg.Client): Promise<boolean> {
 /**
  * The flags and policies of the table behind the live name: the live table itself, or the tables a view at the
  * live name reads (a compatibility view reads with its readers' rights exactly when they have row-level security). Policies by name, command,
- * kind and roles; their expressions name columns, which a migration may rename, so they are not compared.
+ * kind, roles and expressions (a same-named policy in the target DDL with another expression is a difference).
  */
 async function rowSecurityBehind(client: pg.Client, live: TableRef): Promise<string[]> {
   const { rows } = await client.query<{ line: string }>(
@@ -189,9 +235,11 @@ async function rowSecurityBehind(client: pg.Client, live: TableRef): Promise<str
      SELECT format('row level security %s%s', CASE WHEN b.relrowsecurity THEN 'enabled' ELSE 'disabled' END,
                    CASE WHEN b.relforcerowsecurity THEN ', forced' ELSE '' END) AS line FROM behind b
      UNION ALL
-     SELECT format('policy %s: %s %s to %s', p.polname, p.polcmd,
+     SELECT format('policy %s: %s %s to %s using (%s) with check (%s)', p.polname, p.polcmd,
                    CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END,
-                   (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END, ', ' ORDER BY 1) FROM unnest(p.polroles) r))
+                   (SELECT string_agg(x.name, ', ' ORDER BY x.name)
+                      FROM (SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END AS name FROM unnest(p.polroles) r) x),
+                   coalesce(pg_get_expr(p.polqual, p.polrelid), ''), coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''))
        FROM pg_policy p JOIN behind b ON b.oid = p.polrelid
      ORDER BY 1`, [qualified(live)]);
   return rows.map((r) => r.line);

@@ -72,6 +72,11 @@ export interface MoveOptions {
   readersLater?: boolean;
   /** Old table column → the new table column that carries it under another name (`columnRenames`). */
   columnRenames?: Record<string, string>;
+  /**
+   * Swap back: a column grant on a column the original table does not have (given after cutover on a column the
+   * migration added) is left behind and said (`skipped`), not a problem: a rollback must not be refused for it.
+   */
+  skipGrantsOnMissingColumns?: boolean;
 }
 
 export interface MoveResult {
@@ -169,7 +174,7 @@ export async function moveBoundObjects(
   // view they must wait until the view has the live name (`readersLater`, then `moveReaders`); the proof that the
   // old table drops without CASCADE comes after everything, since the kinds before it take away what held the old
   // table (inbound foreign keys, shared sequences, readers).
-  await moveGrants(m, captured, target, options.columnRenames ?? {});
+  await moveGrants(m, captured, target, options.columnRenames ?? {}, options.skipGrantsOnMissingColumns ?? false);
   await sealMovedFrom(m, from);
   await moveRowSecurity(m, captured, target);
   await movePolicies(m, captured.policies, target);

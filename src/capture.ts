@@ -7,7 +7,7 @@
  */
 import type pg from 'pg';
 import { tableOid } from './catalog';
-import { sealRelation } from './seal';
+import { sealTable } from './seal';
 import type { CopySpec } from './projection';
 import { replayKeys, type ReplayMode } from './replay';
 import { qualified, quoteIdent, type TableRef } from './sql';
@@ -49,7 +49,7 @@ export async function installCapture(client: pg.Client, ref: CaptureRef, key: Co
       seq bigserial PRIMARY KEY, key text[] NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
   await client.query(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`changes_${ref.sourceOid}_key`)} ON ${changes} (key)`);
   // The keys of changed rows are row data: nobody's default privileges may open them (src/seal.ts).
-  await sealRelation(client, (await tableOid(client, changeTable(ref.sourceOid)))!);
+  await sealTable(client, (await tableOid(client, changeTable(ref.sourceOid)))!);
   await client.query(`CREATE OR REPLACE FUNCTION ${qualified(captureFunction(ref.sourceOid))}() RETURNS trigger
       LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $fn$
     BEGIN

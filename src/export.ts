@@ -29,7 +29,7 @@ import {
   readManifestFile, recordedManifestDigest, sha256Hex, type ExportedTable, type Manifest,
 } from './manifest';
 import { BACKUP_KEY_ENV } from './messages';
-import { sealRelation } from './seal';
+import { sealTable } from './seal';
 import { displayName, qualified, quoteIdent, type TableRef } from './sql';
 
 export { ExportError, MANIFEST, type ExportedTable, type Manifest } from './manifest';
@@ -348,7 +348,7 @@ export async function restoreTable(client: pg.Client, dir: string, table: TableR
   try {
     await inTransaction(client, async () => {
       await client.query(`CREATE TABLE ${qualified(into)} (${definitions})`);
-      await sealRelation(client, (await tableOid(client, into))!);
+      await sealTable(client, (await tableOid(client, into))!);
       const differs = await loadExported(client, dir, t, key, into);
       if (differs) throw new ExportError(`${differs}; nothing restored`);
       await options.beforeCommit?.(client);

@@ -9,8 +9,10 @@
  * every move of grants first seals the relation it grants on (`grants.ts`), so the result is exactly the old
  * table's access, never the old access plus whatever the default privileges added.
  *
- * Row-level security is not switched on for sealing: without a privilege no role gets as far as a policy, and
- * the flags must end up exactly as the old table had them (`rls.ts`).
+ * A sealed table also has row-level security on, with no policy (`sealTable`): members of `pg_read_all_data` and
+ * `pg_write_all_data` bypass privileges but not row-level security, and the old table's policies did not follow
+ * its rows into the new table, the backup or the change table. The owner (safeshift) is not subject to it. At
+ * cutover the new table's flags are set to exactly the old table's (`rls.ts`).
  */
 import type pg from 'pg';
 import { relationName } from './catalog';
@@ -53,12 +55,40 @@ async function revokeOnce(client: pg.Client, oid: number): Promise<string[]> {
   return statements;
 }
 
-/** `sealRelation` for a table and every partition under it (each is readable by its own name). */
+/** `sealRelation`, and row-level security on with no policy: not even `pg_read_all_data` reads a row. */
+export async function sealTable(client: pg.Client, oid: number): Promise<string[]> {
+  const statements = await sealRelation(client, oid);
+  const at = await relationName(client, oid);
+  const { rows } = await client.query<{ rls: boolean }>(`SELECT relrowsecurity AS rls FROM pg_class WHERE oid = $1 AND relkind IN ('r', 'p')`, [oid]);
+  if (at && rows[0] && !rows[0].rls) {
+    const statement = `ALTER TABLE ${qualified(at)} ENABLE ROW LEVEL SECURITY`;
+    await client.query(statement);
+    statements.push(statement);
+  }
+  return statements;
+}
+
+/** `sealTable` for a table and every partition under it (each is readable by its own name). */
 export async function sealTree(client: pg.Client, oid: number): Promise<string[]> {
   const { rows } = await client.query<{ oid: number }>(
     `WITH RECURSIVE tree(oid) AS (SELECT $1::oid UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
      SELECT oid::int AS oid FROM tree`, [oid]);
   const statements: string[] = [];
-  for (const r of rows) statements.push(...(await sealRelation(client, r.oid)));
+  for (const r of rows) statements.push(...(await sealTable(client, r.oid)));
+  return statements;
+}
+
+/**
+ * A function safeshift just created (dropped and created again at cutover): every EXECUTE grant but its owner's,
+ * including PUBLIC's and those default privileges added, taken away, so what is granted next is exactly what the
+ * old function had. Run while safeshift still owns it (a REVOKE by anyone else revokes only their own grants).
+ */
+export async function sealRoutine(client: pg.Client, signature: string): Promise<string[]> {
+  const { rows } = await client.query<{ grantee: string | null }>(
+    `SELECT DISTINCT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee) END AS grantee
+       FROM pg_proc p CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x
+      WHERE p.oid = $1::regprocedure AND x.grantee <> p.proowner ORDER BY 1 NULLS FIRST`, [signature]);
+  const statements = rows.map((r) => `REVOKE ALL ON ROUTINE ${signature} FROM ${r.grantee === null ? 'PUBLIC' : quoteIdent(r.grantee)} CASCADE`);
+  for (const statement of statements) await client.query(statement);
   return statements;
 }

@@ -4,7 +4,7 @@
  * compatibility view (compat-view.ts), on the original table on swap back (the same move, the other way).
  */
 import { displayName, qualified, quoteIdent, type TableRef } from '../sql';
-import { sealRelation } from '../seal';
+import { sealRelation, sealTable } from '../seal';
 import { grantee, roleName, type CatalogQuery, type MoveSource, type MoveTarget, type Mover } from './mover';
 
 const PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN']);
@@ -42,6 +42,7 @@ export async function captureGrants(q: CatalogQuery): Promise<CapturedGrants> {
  */
 export async function grantAsOnOldTable(
   m: Mover, captured: CapturedGrants, on: TableRef, owner: string, columns: Set<string>, renames: Record<string, string> = {},
+  skipMissingColumns = false,
 ): Promise<void> {
   const shown = displayName(on);
   // Exactly the old table's access: what `on` had before (default privileges, the target DDL) goes first.
@@ -71,7 +72,10 @@ export async function grantAsOnOldTable(
     const column = Object.hasOwn(renames, g.column) ? renames[g.column]! : g.column;
     const label = `column grant ${g.privilege} (${column}) on ${shown} to ${roleName(g.grantee)}`;
     if (!PRIVILEGES.has(g.privilege)) { m.problems.push(`${label}: unknown privilege, not granted`); continue; }
-    if (!columns.has(column)) { m.problems.push(`${label}: ${shown} has no column ${column}; not granted`); continue; }
+    if (!columns.has(column)) {
+      (skipMissingColumns ? m.skipped : m.problems).push(`${label}: ${shown} has no column ${column}; not granted`);
+      continue;
+    }
     if (g.grantee === owner) continue;
     await m.object(label, async (run) => {
       await run(`GRANT ${g.privilege} (${quoteIdent(column)}) ON TABLE ${qualified(on)} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
@@ -80,11 +84,13 @@ export async function grantAsOnOldTable(
 }
 
 /** The owner is not changed; the old owner's privileges are granted instead. The new owner holds every privilege already. */
-export async function moveGrants(m: Mover, captured: CapturedGrants & { owner: string }, to: MoveTarget, renames: Record<string, string>): Promise<void> {
+export async function moveGrants(
+  m: Mover, captured: CapturedGrants & { owner: string }, to: MoveTarget, renames: Record<string, string>, skipMissingColumns = false,
+): Promise<void> {
   if (to.row.owner !== captured.owner) {
     m.problems.push(`owner: ${to.shown} is owned by ${to.row.owner}, the old table by ${captured.owner} (not changed; the old owner's privileges are granted below)`);
   }
-  await grantAsOnOldTable(m, captured, to.ref, to.row.owner, to.columns, renames);
+  await grantAsOnOldTable(m, captured, to.ref, to.row.owner, to.columns, renames, skipMissingColumns);
 }
 
 /**
@@ -93,7 +99,7 @@ export async function moveGrants(m: Mover, captured: CapturedGrants & { owner: s
  */
 export async function sealMovedFrom(m: Mover, from: MoveSource): Promise<void> {
   await m.object(`access to ${displayName(from.ref)}: sealed (its grants moved)`, async (_run, note) => {
-    for (const statement of await sealRelation(m.client, from.oid)) note(statement);
+    for (const statement of await sealTable(m.client, from.oid)) note(statement);
   });
 }
 

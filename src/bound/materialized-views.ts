@@ -18,6 +18,7 @@
  * Refused (a problem naming the matview): a matview something else depends on (a view over it, another matview):
  * DROP ... RESTRICT fails, and recreating those too is not done here.
  */
+import { sealRelation } from '../seal';
 import { relationName } from '../catalog';
 import { displayName, qualified, quoteIdent, quoteLiteral, type TableRef } from '../sql';
 import { dropRestrict, grantee, withoutSemicolon, type CatalogQuery, type Mover } from './mover';
@@ -74,12 +75,16 @@ export async function moveMaterializedViews(m: Mover, views: BoundMaterializedVi
     const at = await relationName(m.client, v.oid);
     if (!at) { m.problems.push(`${label}: gone`); continue; }
     const name = qualified(at);
-    await m.object(label, async (run) => {
+    await m.object(label, async (run, note) => {
       // RESTRICT: a view or matview over this one would go with CASCADE; it is refused instead (named).
       await dropRestrict(run, `DROP MATERIALIZED VIEW ${name} RESTRICT`);
       const withOptions = v.options.length ? ` WITH (${v.options.map((o) => `${quoteIdent(o.name)} = ${quoteLiteral(o.value)}`).join(', ')})` : '';
       const tablespace = v.tablespace ? ` TABLESPACE ${quoteIdent(v.tablespace)}` : '';
       await run(`CREATE MATERIALIZED VIEW ${name}${withOptions}${tablespace} AS\n${withoutSemicolon(v.definition)}\n${v.populated ? 'WITH DATA' : 'WITH NO DATA'}`);
+      // Default privileges may have granted it to anybody (Supabase: ALL to anon, authenticated, service_role):
+      // exactly the old one's grants must hold. Sealed while it is still ours (src/seal.ts).
+      const [made] = await m.rows<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [name]);
+      for (const statement of await sealRelation(m.client, made!.oid)) note(statement);
       // Owner before grants: a GRANT run by a superuser is recorded as granted by the owner, as the old ones were.
       await run(`ALTER MATERIALIZED VIEW ${name} OWNER TO ${quoteIdent(v.owner)}`);
       for (const index of v.indexes) await run(withoutSemicolon(index));

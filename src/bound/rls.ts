@@ -1,6 +1,6 @@
 /**
- * Row-level security flags (pg_class.relrowsecurity, relforcerowsecurity): the flags the old table had are
- * turned on on the new table, never off (the target DDL may want them). The policies are in policies.ts.
+ * Row-level security flags (pg_class.relrowsecurity, relforcerowsecurity): the new table gets exactly the flags the
+ * old table had. The policies are in policies.ts.
  */
 import type { MoveTarget, Mover, TableRow } from './mover';
 
@@ -13,11 +13,18 @@ export function captureRowSecurity(rel: TableRow): CapturedRowSecurity {
 }
 
 export async function moveRowSecurity(m: Mover, captured: CapturedRowSecurity, to: MoveTarget): Promise<void> {
-  if (captured.rowSecurity.enabled && !to.row.rls) {
-    await m.object(`row level security on ${to.shown}`, async (run) => { await run(`ALTER TABLE ${to.sql} ENABLE ROW LEVEL SECURITY`); });
+  // Exactly the old table's flags: the new table was sealed with row-level security on (src/seal.ts), and a
+  // target DDL that changes them changes who sees what (the access matrix would refuse it anyway).
+  const { enabled, forced } = captured.rowSecurity;
+  if (enabled !== to.row.rls) {
+    await m.object(`row level security on ${to.shown}: ${enabled ? 'enabled' : 'disabled'} as on the old table`, async (run) => {
+      await run(`ALTER TABLE ${to.sql} ${enabled ? 'ENABLE' : 'DISABLE'} ROW LEVEL SECURITY`);
+    });
   }
-  if (captured.rowSecurity.forced && !to.row.force) {
-    await m.object(`forced row level security on ${to.shown}`, async (run) => { await run(`ALTER TABLE ${to.sql} FORCE ROW LEVEL SECURITY`); });
+  if (forced !== to.row.force) {
+    await m.object(`forced row level security on ${to.shown}: ${forced ? 'forced' : 'not forced'} as on the old table`, async (run) => {
+      await run(`ALTER TABLE ${to.sql} ${forced ? 'FORCE' : 'NO FORCE'} ROW LEVEL SECURITY`);
+    });
   }
 }
 

@@ -13,6 +13,7 @@
  * Refused, named: a function something depends on (a view calling it, a default, ...): DROP ... RESTRICT fails.
  * Aggregates (no pg_get_functiondef) stay with other-dependents.ts. Swap back is the same move the other way.
  */
+import { sealRoutine } from '../seal';
 import { quoteIdent, quoteLiteral } from '../sql';
 import { dropRestrict, grantee, withoutSemicolon, type CatalogQuery, type Mover } from './mover';
 
@@ -60,15 +61,17 @@ export async function moveRowTypeFunctions(m: Mover, functions: RowTypeFunction[
     // Its name now: an argument of the row type prints as the retired table's name.
     const [now] = await m.rows<{ signature: string }>(`SELECT oid::regprocedure::text AS signature FROM pg_proc WHERE oid = $1`, [f.oid]);
     if (!now?.signature) { m.problems.push(`${label}: gone`); continue; }
-    await m.object(label, async (run) => {
+    await m.object(label, async (run, note) => {
       await dropRestrict(run, `DROP ROUTINE ${now.signature} RESTRICT`);
       await run(withoutSemicolon(f.definition));
+      // A new function may be executed by PUBLIC and whoever default privileges name (Supabase: anon,
+      // authenticated, service_role); exactly the old one's ACL must hold. Sealed while it is still ours.
       // `f.signature` names the live name's row type, i.e. the function just created.
+      for (const statement of await sealRoutine(m.client, f.signature)) note(statement);
       await run(`ALTER ROUTINE ${f.signature} OWNER TO ${quoteIdent(f.owner)}`);
-      if (f.grants) {
-        // A new function may be executed by PUBLIC; the old one's ACL said who may.
-        await run(`REVOKE ALL ON ROUTINE ${f.signature} FROM PUBLIC`);
-        for (const g of f.grants) await run(`GRANT EXECUTE ON ROUTINE ${f.signature} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+      // No ACL (null) is PostgreSQL's default: EXECUTE for PUBLIC.
+      for (const g of f.grants ?? [{ grantee: null, grantable: false }]) {
+        await run(`GRANT EXECUTE ON ROUTINE ${f.signature} TO ${grantee(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
       }
       if (f.comment !== null) await run(`COMMENT ON ROUTINE ${f.signature} IS ${quoteLiteral(f.comment)}`);
     });

@@ -55,6 +55,14 @@ async function setup(compatView: boolean) {
   await sql(`ALTER VIEW public.${t}_titles OWNER TO ${viewOwner}`);
   await sql(`REVOKE ALL ON public.${t}_titles FROM anon, authenticated, service_role`);
   await sql(`GRANT SELECT ON public.${t}_titles TO ${viewer}`);
+  // A function of the table's row type (recreated at cutover), executable by service_role only; and an analyst
+  // who reads everything (pg_read_all_data bypasses privileges, not row-level security).
+  await sql(`CREATE FUNCTION public.${t}_all() RETURNS SETOF public.${t} LANGUAGE sql STABLE AS 'SELECT * FROM public.${t}'`);
+  await sql(`REVOKE ALL ON FUNCTION public.${t}_all() FROM PUBLIC, anon, authenticated`);
+  await sql(`GRANT EXECUTE ON FUNCTION public.${t}_all() TO service_role`);
+  await sql(`CREATE ROLE ${t}_analyst NOLOGIN`);
+  await sql(`GRANT pg_read_all_data TO ${t}_analyst`);
+  await sql(`GRANT ${t}_analyst TO postgres`);
   const plan = basePlan(t, `public.${t}`, `public.${t}_v2`, {
     create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY DEFAULT nextval('public.${t}_id_seq'), title text NOT NULL, content text, email text)`,
     columns: { content: 'body' },
@@ -99,6 +107,10 @@ for (const compatView of [false, true]) {
       expect(await can(role, `SELECT count(*) FROM ${atGate.backupTable}`)).toBe(false);
       expect(await can(role, `SELECT count(*) FROM safeshift.changes_${sourceOid}`)).toBe(false);
     }
+    // pg_read_all_data passes privileges; the sealed tables' row-level security (no policy) still shows no row.
+    for (const table of [`public.${t}_v2`, atGate.backupTable!, `safeshift.changes_${sourceOid}`]) {
+      expect(await asRole(`${t}_analyst`, `SELECT count(*)::int AS n FROM ${table}`)).toEqual([{ n: 0 }]);
+    }
 
     expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
     const atDrop = await waitFor(planName, atPhase('awaiting_drop'));
@@ -109,6 +121,10 @@ for (const compatView of [false, true]) {
     const renamed = (k: string) => (compatView ? k : k.replace(' (body)', ' (content)'));
     expect(Object.keys(before.entries).map(renamed).filter((k) => !Object.hasOwn(afterCutover.entries, k))).toEqual([]);
     expect(afterCutover.rowSecurity).toEqual(before.rowSecurity);
+    // The function was dropped and created again over the new table: its ACL is the old one, not the defaults'.
+    expect(await sql(`SELECT has_function_privilege('anon', 'public.${t}_all()', 'EXECUTE') AS anon,
+                             has_function_privilege('service_role', 'public.${t}_all()', 'EXECUTE') AS service`)).toEqual([{ anon: false, service: true }]);
+    expect(await asRole(`${t}_analyst`, `SELECT count(*)::int AS n FROM ${atDrop.retiredTable}`)).toEqual([{ n: 0 }]);
     // The retired table keeps the old rows and nobody's grants.
     for (const role of ['anon', 'authenticated', 'service_role', colRole]) {
       expect(await can(role, `SELECT count(*) FROM ${atDrop.retiredTable}`)).toBe(false);
@@ -135,6 +151,7 @@ test('preflight refuses a cutover that would change access, naming role and priv
   const policy = { ...plan, create: `${String(plan.create)}; ALTER TABLE public.${t}_v2 ENABLE ROW LEVEL SECURITY; CREATE POLICY extra ON public.${t}_v2 FOR SELECT TO anon USING (true)` };
   const refused = await runCli(['start', writePlan(policy)]);
   expect(refused.code).toBe(2);
-  expect(refused.stderr).toMatch(/access would change: row level security enabled: after only/);
-  expect(refused.stderr).toMatch(/access would change: policy extra: r permissive to anon: after only/);
+  // The flags are the old table's at cutover (the DDL's ENABLE is undone by the move); the policy is the change.
+  expect(refused.stderr).not.toMatch(/row level security enabled: after only/);
+  expect(refused.stderr).toMatch(/access would change: policy extra: r permissive to anon using \(true\) with check \(\): after only/);
 });
