@@ -41,7 +41,8 @@ async function main(): Promise<void> {
     const hash = planHashOf(plan);
     // Decisions are signed: the demo's approvers get dev keys (SAFESHIFT_HOME/dev-keys), registered before the
     // start, because the workflow fixes the keys it verifies against when it starts.
-    await withClient(process.env.DATABASE_URL!, (db) => ensureDevKeys(db, ['alice']), 'safeshift demo');
+    const approvers = [...new Set([...plan.approvals.cutover.approvers, ...plan.approvals.drop.approvers])];
+    await withClient(process.env.DATABASE_URL!, (db) => ensureDevKeys(db, approvers), 'safeshift demo');
     const alice = readKeyFile(join(devKeysDir(), 'alice.key'));
     const workflowId = migrationWorkflowId(plan.name);
     const client = await connectClient(config);

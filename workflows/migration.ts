@@ -336,7 +336,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   try {
     await enter('preflight');
     deciderKeys = await quick.readDeciderKeys({ db: plan.database, names: people });
-    const keyless = people.filter((p) => !deciderKeys![p.toLowerCase()]?.length);
+    // The approvers without a key (a requester without one only cannot pause, resume, abort or roll back by signature).
+    const keyless = people.filter((p) => !sameName(p, plan.requestedBy) && !deciderKeys![p.toLowerCase()]?.length);
     if (keyless.length) await audit('safeshift', 'keys:missing', { names: keyless });
     if (input.planHash && input.planHash !== planHash) {
       await audit('safeshift', 'plan:hash-differs', { given: input.planHash, computed: planHash });
