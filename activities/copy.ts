@@ -194,7 +194,8 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
           }
           if (input.maxRowsPerSecond > 0) {
             // All lanes together: each chunk may start only once the rows before it fit the rate.
-            const wait = nextStartAt - Date.now();
+            // Whole milliseconds: the pacing needs no finer, and the figure reaches status and history.
+            const wait = Math.ceil(nextStartAt - Date.now());
             if (wait > 0) {
               progress.throttledMs += wait;
               await ctx.sleep(wait);
