@@ -10,6 +10,7 @@ import { devKeysDir, readKeyFile } from '../../src/keys';
 import { approve, migrationWorkflowId, pause, planQuery, status } from '../../src/messages';
 import { loadPlan } from '../../src/plan/load';
 import { atPhase, basePlan, runCli, signedAs, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { mkdtempSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { seedProfiles } from '../support/seed';
 
@@ -92,4 +93,18 @@ test('signed, plan-bound decisions: forgeries, self-approval, replays and wrong 
   } finally {
     await client.connection.close();
   }
+});
+
+test('keys init writes a private key only its owner reads; keys add registers the public key, audited', async () => {
+  const dir = join(mkdtempSync(join(process.env.SAFESHIFT_HOME!, 'keys-')), 'keys');
+  const init = await runCli(['keys', 'init', '--name', 'Erin', '--json'], { SAFESHIFT_KEYS_DIR: dir });
+  expect(init.code).toBe(0);
+  const { publicKey, file } = JSON.parse(init.stdout) as { publicKey: string; file: string };
+  expect(statSync(file).mode & 0o777).toBe(0o600);
+  expect(statSync(dir).mode & 0o777).toBe(0o700);
+  expect(await runCli(['keys', 'add', 'Erin', publicKey, '--as', 'admin'])).toMatchObject({ code: 0 });
+  expect(await sql(`SELECT name, added_by FROM safeshift.decider_keys WHERE public_key = $1`, [publicKey])).toEqual([{ name: 'erin', added_by: 'admin' }]);
+  const audit = await sql<{ actor: string }>(`SELECT actor FROM safeshift.audit_log WHERE action = 'keys:add' AND details->>'publicKey' = $1`, [publicKey]);
+  expect(audit).toEqual([{ actor: 'admin' }]);
+  expect(await runCli(['keys', 'add', 'erin', 'not-a-key'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/public-key/) });
 });
