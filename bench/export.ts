@@ -12,7 +12,8 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { seedDemoProfiles } from '../examples/empathy-ledger/seed';
 import { restoreFromDir, startBackup } from '../src/cli/backup';
 import { decide } from '../src/cli/migrations';
-import { connect } from '../src/db';
+import { connect, withClient } from '../src/db';
+import { ensureDevKeys } from '../src/keys';
 import { attachOrStartDevStack } from '../src/dev/stack';
 import type { BackupResult } from '../workflows/backup';
 
@@ -24,6 +25,8 @@ async function restoreOverLive(dir: string, mb: number): Promise<void> {
   const quiet = () => undefined;
   const began = Date.now();
   let json = '';
+  // Decisions are signed: the approver gets a dev key, registered before the restore reads its deciders' keys.
+  await withClient(process.env.DATABASE_URL!, (db) => ensureDevKeys(db, ['bench-approver']), 'safeshift bench');
   const code = await restoreFromDir(dir, { overLive: true, approvers: 'bench-approver', required: '1', gateTimeout: '1h', lockTimeoutMs: '2000', json: true, database: 'DATABASE_URL', as: 'bench' },
     (line) => { json += line; });
   if (code !== 0) throw new Error(`restore failed: ${json}`);
