@@ -127,7 +127,14 @@ export async function ensureDevKeys(client: pg.Client, names: string[], env: Nod
   const dir = devKeysDir(env);
   for (const name of names) {
     const path = keyPath(dir, name);
-    const key = existsSync(path) ? readKeyFile(path) : writeKeyFile(dir, name);
+    let key: KeyFile;
+    try {
+      key = existsSync(path) ? readKeyFile(path) : writeKeyFile(dir, name);
+    } catch (err) {
+      // Another start made it meanwhile: use that one.
+      if (!existsSync(path)) throw err;
+      key = readKeyFile(path);
+    }
     await registerKey(client, name, key.publicKey, 'safeshift-dev');
   }
 }

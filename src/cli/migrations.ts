@@ -87,7 +87,8 @@ export async function startMigration(file: string, options: StartOptions, print:
   const { plan } = loaded;
   // The hash the workflow computes of the plan it runs (src/identity.ts): what approvers see and sign.
   const hash = planHashOf(plan);
-  if (options.autoApprove && isDevMode()) await devKeysForPlan(plan);
+  // On the embedded dev stack only, so the quickstart's `approve --as alice` and --auto-approve can sign.
+  if (isDevMode()) await devKeysForPlan(plan);
   return withTemporal(async (client, config) => {
     const workflowId = migrationWorkflowId(plan.name);
     const source = displayName(plan.source);
@@ -130,18 +131,18 @@ export async function startMigration(file: string, options: StartOptions, print:
 }
 
 /**
- * Approve each gate as it opens, as the plan's approvers other than the requester (demo and CI use). Ends when
- * the workflow closes, however it closes; a refused approval (the gate closed meanwhile) is reported, not fatal.
- */
-/**
  * Dev mode (the embedded stack) only: keys for the plan's approvers under SAFESHIFT_HOME/dev-keys, generated if
  * missing and registered before the workflow starts (it fixes the keys it verifies against at start).
  */
 async function devKeysForPlan(plan: LoadedPlan['plan']): Promise<void> {
-  const names = [...new Set([...plan.approvals.cutover.approvers, ...plan.approvals.drop.approvers])];
+  const names = [...new Set([...plan.approvals.cutover.approvers, ...plan.approvals.drop.approvers, plan.requestedBy].map((n) => n.toLowerCase()))];
   await withClient(process.env[plan.database]!, (client) => ensureDevKeys(client, names), 'safeshift dev keys');
 }
 
+/**
+ * Approve each gate as it opens, as the plan's approvers other than the requester (demo and CI use). Ends when
+ * the workflow closes, however it closes; a refused approval (the gate closed meanwhile) is reported, not fatal.
+ */
 async function autoApprove(handle: WorkflowHandle, requestedBy: string, print: Print): Promise<void> {
   let closed = false;
   const result = handle.result().then(() => undefined, () => undefined).finally(() => { closed = true; });
