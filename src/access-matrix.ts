@@ -84,18 +84,18 @@ async function discover(client: pg.Client, live: TableRef): Promise<AccessObject
   return { live, readers: rows[0]!.readers, sequences: rows[0]!.sequences };
 }
 
-interface Relation { oid: number; label: string; sql: string; kind: string; columns: string[]; invoker: boolean }
+interface Relation { oid: number; label: string; sql: string; columns: string[]; invoker: boolean }
 
 async function relation(client: pg.Client, regclass: string, label: string): Promise<Relation | undefined> {
-  const { rows } = await client.query<{ oid: number; kind: string; columns: string[]; invoker: boolean }>(
-    `SELECT c.oid::int AS oid, c.relkind::text AS kind,
+  const { rows } = await client.query<{ oid: number; columns: string[]; invoker: boolean }>(
+    `SELECT c.oid::int AS oid,
             coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}') AS columns,
             c.relkind = 'v' AND coalesce((SELECT option_value FROM pg_options_to_table(c.reloptions) WHERE option_name = 'security_invoker'), 'false')
               IN ('true', 'on', '1', 'yes') AS invoker
        FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       WHERE c.oid = to_regclass($1) GROUP BY c.oid, c.relkind, c.reloptions`, [regclass]);
   const r = rows[0];
-  return r && { oid: r.oid, kind: r.kind, columns: r.columns, invoker: r.invoker, label, sql: regclass };
+  return r && { oid: r.oid, columns: r.columns, invoker: r.invoker, label, sql: regclass };
 }
 
 /**

@@ -10,7 +10,7 @@
  * re-hashed whole, even with the old unkeyed formula, shows there.
  */
 import type pg from 'pg';
-import { macEquals, rowMac, type AuditKey } from './audit-key';
+import { macEquals, rowMac, type AuditKey, type AuditRowContent } from './audit-key';
 import { AT_TEXT, type AuditHead } from './audit-log';
 
 export type FindingKind = 'missing' | 'broken-link' | 'edited' | 'unkeyed-after-keyed' | 'unknown-key' | 'anchor-missing' | 'anchor-mismatch';
@@ -21,19 +21,10 @@ export interface Finding {
   message: string;
 }
 
-export interface ChainRow {
-  seq: number;
-  prevHash: string | null;
+/** A row as stored: what its MAC covers (`AuditRowContent`), the MAC, and a key id that old rows lack. */
+export interface ChainRow extends Omit<AuditRowContent, 'keyId'> {
   hash: string;
   keyId: string | null;
-  eventKey: string;
-  at: string;
-  workflowId: string | null;
-  runId: string | null;
-  actor: string;
-  action: string;
-  phase: string | null;
-  details: unknown;
   /** The old trigger's SHA-256 of the row as it is now, computed by PostgreSQL (only meaningful for unkeyed rows). */
   legacyHash: string;
 }
