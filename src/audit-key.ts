@@ -10,6 +10,7 @@
  * SAFESHIFT_AUDIT_PREVIOUS_KEYS (comma-separated, same encodings): keys used before a rotation, for verify only.
  * Each row records the id of its key (a digest of the key, never the key), so rows of an older key still verify.
  */
+import { canonicalJson } from './identity';
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,8 +19,8 @@ import { fatal } from './errors';
 
 export const AUDIT_KEY_ENV = 'SAFESHIFT_AUDIT_KEY';
 export const AUDIT_KEY_FILE_ENV = 'SAFESHIFT_AUDIT_KEY_FILE';
-export const AUDIT_PREVIOUS_KEYS_ENV = 'SAFESHIFT_AUDIT_PREVIOUS_KEYS';
-export const DEV_AUDIT_KEY_FILE = 'audit.key';
+const AUDIT_PREVIOUS_KEYS_ENV = 'SAFESHIFT_AUDIT_PREVIOUS_KEYS';
+const DEV_AUDIT_KEY_FILE = 'audit.key';
 const MIN_KEY_BYTES = 32;
 
 export interface AuditKey {
@@ -105,15 +106,8 @@ export interface AuditRowContent {
   keyId: string;
 }
 
-/** Sorted keys at every level: jsonb keeps its own key order, so the MAC must not depend on any order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const o = value as Record<string, unknown>;
-    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
+// Sorted keys at every level (jsonb keeps its own key order, so the MAC must not depend on any order).
+export { canonicalJson };
 
 /** HMAC-SHA256 over a JSON array of the fields (no separator a value could contain), hex. */
 export function rowMac(key: AuditKey, r: AuditRowContent): string {

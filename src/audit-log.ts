@@ -20,7 +20,7 @@ import type pg from 'pg';
 import { canonicalJson, requireAuditKey, rowMac } from './audit-key';
 import { scrubDeep } from './redact';
 
-export const AUDIT_OWNER_ROLE = 'safeshift_audit_owner';
+const AUDIT_OWNER_ROLE = 'safeshift_audit_owner';
 export const AUDIT_LOCK = `pg_advisory_xact_lock(hashtext('safeshift.audit_log'))`;
 /** `at` as the MAC covers it: UTC, microseconds, no locale. */
 export const AT_TEXT = `to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;

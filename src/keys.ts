@@ -14,7 +14,7 @@ import { appendAudit, ensureLedger } from './ledger';
 import type { ApproverKeys } from './messages';
 
 /** A person name as the plan allows it (src/plan/schema.ts personName). */
-export const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/;
+const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/;
 
 export interface KeyFile {
   name: string;

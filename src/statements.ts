@@ -7,13 +7,18 @@ import { parse } from 'libpg-query';
 
 export class UnparsableSql extends Error {}
 
-/** Node name of each statement in order, e.g. `CreateStmt`, `TransactionStmt`. Throws UnparsableSql. */
-export async function statementKinds(sql: string): Promise<string[]> {
+/** Each statement's parse tree, in order: `{ <NodeName>: {...} }`. Throws UnparsableSql. */
+export async function parsedStatements(sql: string): Promise<Record<string, unknown>[]> {
   let stmts: { stmt?: Record<string, unknown> }[];
   try {
     stmts = (await parse(sql)).stmts ?? [];
   } catch (err) {
     throw new UnparsableSql((err as Error).message);
   }
-  return stmts.map((s) => Object.keys(s.stmt ?? {})[0] ?? 'unknown');
+  return stmts.map((s) => s.stmt ?? { unknown: {} });
+}
+
+/** Node name of each statement in order, e.g. `CreateStmt`, `TransactionStmt`. Throws UnparsableSql. */
+export async function statementKinds(sql: string): Promise<string[]> {
+  return (await parsedStatements(sql)).map((s) => Object.keys(s)[0] ?? 'unknown');
 }

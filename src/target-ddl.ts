@@ -4,9 +4,8 @@
  * belongs to it (its partitions, indexes, TOAST, sequences). Also the default target's DDL, when the plan has none.
  */
 import type pg from 'pg';
-import { parse } from 'libpg-query';
-import { displayName, qualified, type TableRef } from './sql';
-import { UnparsableSql } from './statements';
+import { displayName, qualified, sameTableRef, type TableRef } from './sql';
+import { parsedStatements } from './statements';
 
 /**
  * Statements target DDL may contain: the target table and what belongs to it. Anything else (transaction
@@ -52,23 +51,12 @@ export async function targetDdlProblems(ddl: string, field: string, target?: Tab
   return problems;
 }
 
-async function parsedStatements(sql: string): Promise<Node[]> {
-  let stmts: { stmt?: Node }[];
-  try {
-    stmts = (await parse(sql)).stmts ?? [];
-  } catch (err) {
-    throw new UnparsableSql((err as Error).message);
-  }
-  return stmts.map((s) => s.stmt ?? { unknown: {} });
-}
-
 const refOf = (r: RangeVar): TableRef | undefined => (r.schemaname ? { schema: r.schemaname, name: r.relname } : undefined);
-const same = (a: TableRef, b: TableRef) => a.schema === b.schema && a.name === b.name;
 const shown = (r: RangeVar) => (r.schemaname ? displayName({ schema: r.schemaname, name: r.relname }) : r.relname);
 
 /** Why a statement of an allowed kind touches something besides the target (undefined: it does not). */
 function objectProblem(kind: string, s: Node, mine: TableRef[], indexes: TableRef[]): string | undefined {
-  const isMine = (r: RangeVar | undefined) => { const ref = r && refOf(r); return ref !== undefined && mine.some((m) => same(m, ref)); };
+  const isMine = (r: RangeVar | undefined) => { const ref = r && refOf(r); return ref !== undefined && mine.some((m) => sameTableRef(m, ref)); };
   const onlyMine = (r: RangeVar, what: string) => {
     if (!r.schemaname) return `names ${what} ${r.relname} without its schema; write schema.table`;
     return isMine(r) ? undefined : `${what} ${shown(r)}, which is not the target`;
@@ -128,7 +116,7 @@ function objectProblem(kind: string, s: Node, mine: TableRef[], indexes: TableRe
           // An index the DDL names, or one PostgreSQL named (a primary key's): in the target's schema; the catalog comparison checks it is the target's.
           const r = rel(0);
           if (!r.schemaname) return `comments on index ${r.relname} without its schema; write schema.index`;
-          return indexes.some((x) => same(x, refOf(r)!)) || mine.some((m) => m.schema === r.schemaname) ? undefined : `comments on index ${shown(r)}, which is not the target's`;
+          return indexes.some((x) => sameTableRef(x, refOf(r)!)) || mine.some((m) => m.schema === r.schemaname) ? undefined : `comments on index ${shown(r)}, which is not the target's`;
         }
         default: return `comments on a ${String(s.objtype).replace('OBJECT_', '').toLowerCase()}; only comments on the target, its columns, constraints, indexes, policies and triggers are allowed`;
       }

@@ -4,7 +4,8 @@
  * migration is paused (a flag the workflow keeps in the ledger). What cannot be measured holds the work: a lag
  * that cannot be read is never taken for no lag.
  */
-import { parse } from 'libpg-query';
+import { pgErrorCode } from './db';
+import { parsedStatements } from './statements';
 import type pg from 'pg';
 
 export interface ThrottleSettings {
@@ -14,13 +15,13 @@ export interface ThrottleSettings {
 }
 
 /** How long the throttle query may run (it runs before every chunk and replay batch). */
-export const THROTTLE_QUERY_TIMEOUT_MS = 5_000;
+const THROTTLE_QUERY_TIMEOUT_MS = 5_000;
 
 /**
  * Whether this session can see standbys' lag: without pg_read_all_stats (or pg_monitor, or superuser) the rows of
  * pg_stat_replication are there but every lag is NULL, which would read as "no lag".
  */
-export async function canReadReplicationLag(client: pg.Client): Promise<boolean> {
+async function canReadReplicationLag(client: pg.Client): Promise<boolean> {
   const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS ok`);
   return rows[0]?.ok ?? false;
 }
@@ -31,17 +32,17 @@ export async function canReadReplicationLag(client: pg.Client): Promise<boolean>
  * in a READ ONLY transaction (runThrottleQuery), which refuses writes made by functions it calls.
  */
 export async function throttleQueryProblems(sql: string, field = 'copy.throttleQuery'): Promise<string[]> {
-  let stmts: { stmt?: Record<string, unknown> }[];
+  let stmts: Record<string, unknown>[];
   try {
-    stmts = (await parse(sql)).stmts ?? [];
+    stmts = await parsedStatements(sql);
   } catch (err) {
     return [`${field}: does not parse: ${(err as Error).message}`];
   }
   if (stmts.length !== 1) return [`${field}: must be exactly one SELECT statement (found ${stmts.length} statements)`];
-  const kind = Object.keys(stmts[0]!.stmt ?? {})[0] ?? 'unknown';
+  const kind = Object.keys(stmts[0]!)[0] ?? 'unknown';
   if (kind !== 'SelectStmt') return [`${field}: must be a SELECT (found ${kind})`];
   const found = new Set<string>();
-  walk(stmts[0]!.stmt, (key) => {
+  walk(stmts[0], (key) => {
     if (WRITING_NODES.has(key)) found.add(key);
     if (key === 'intoClause') found.add('SELECT INTO');
     if (key === 'lockingClause') found.add('FOR UPDATE / FOR SHARE');
@@ -66,7 +67,7 @@ function walk(node: unknown, visit: (key: string) => void): void {
  * The throttle query's first value, read in a READ ONLY transaction (always rolled back) with a statement timeout,
  * with the extended protocol (one statement). The session must not be inside a transaction.
  */
-export async function runThrottleQuery(client: pg.Client, sql: string): Promise<unknown> {
+async function runThrottleQuery(client: pg.Client, sql: string): Promise<unknown> {
   await client.query('BEGIN READ ONLY');
   try {
     await client.query(`SELECT set_config('statement_timeout', $1, true)`, [`${THROTTLE_QUERY_TIMEOUT_MS}ms`]);
@@ -117,7 +118,7 @@ export async function throttleReason(client: pg.Client, s: ThrottleSettings): Pr
       first = await runThrottleQuery(client, s.throttleQuery);
     } catch (err) {
       // SQLSTATE only: status and history keep this text, and an error message may quote a value.
-      const code = (err as { code?: string }).code;
+      const code = pgErrorCode(err);
       const what = code === '57014' ? `took longer than ${THROTTLE_QUERY_TIMEOUT_MS} ms` : `fails (SQLSTATE ${code ?? 'unknown'})`;
       return `the throttle query ${what}; holding until it answers`;
     }

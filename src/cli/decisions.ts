@@ -24,7 +24,7 @@ export interface DecisionOptions {
 }
 
 /** Who signs: --as, else SAFESHIFT_AS. */
-export function signerName(as: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+function signerName(as: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   const name = as ?? env.SAFESHIFT_AS;
   if (!name) throw new CliError('--as: who decides is required (or set SAFESHIFT_AS); the decision is signed with that person\'s key');
   return name;

@@ -1,15 +1,14 @@
 /** The CLI commands that talk to Temporal about one migration: start, status, decisions, operator signals, list. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError,
+  WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError,
   type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
 import { inspectPlan, PlanCheckFailed } from '../../activities/preflight';
 import { connectClient, temporalConfig, workflowUiUrl, type TemporalConfig } from '../config';
 import { withClient } from '../db';
 import {
-  abort, approve, FINAL_PHASES, isRestoreWorkflowId, planQuery, restoreStatus, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, status,
+  approve, FINAL_PHASES, isRestoreWorkflowId, planQuery, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, status,
   type GateName, type MigrationInput, type MigrationStatus,
 } from '../messages';
 import { loadCheckedPlan, PlanError, type LoadedPlan } from '../plan/load';

@@ -21,7 +21,7 @@ import { displayName, qualified } from '../sql';
 import { CliError } from './exit';
 
 /** How long status waits for a worker to answer the query before it reads the record instead. */
-export const QUERY_TIMEOUT_MS = 3_000;
+const QUERY_TIMEOUT_MS = 3_000;
 const DB_TIMEOUT_MS = 3_000;
 
 /** Said with a status that did not come from a worker: where it came from and as of when. */

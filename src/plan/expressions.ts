@@ -17,7 +17,7 @@ import { displayName, qualified, type TableRef } from '../sql';
  * or large objects, reach other databases, or read session settings (a mapping that depends on a setting would
  * copy one value and replay another). Matched by name in any schema, even when listed under allowFunctions.
  */
-export const DENIED_FUNCTIONS: readonly RegExp[] = [
+const DENIED_FUNCTIONS: readonly RegExp[] = [
   /^(query|table|cursor|schema|database)_to_xml/, // run a query / read a table
   /^query_to_xmlschema$/, /^ts_stat$/, /^ts_rewrite$/, // run SQL text
   /^dblink/, /^postgres_fdw/, // other databases
@@ -124,7 +124,7 @@ function funcCallProblems(call: Node, field: string, problems: Set<string>): voi
 }
 
 /** A function named under the plan's `allowFunctions` (schema.name), as stored. */
-export function functionKey(ref: TableRef): string {
+function functionKey(ref: TableRef): string {
   return `${ref.schema}.${ref.name}`;
 }
 

@@ -56,9 +56,8 @@ test('compat view: new table under its own name, the old name a security_invoker
   const atDrop = await waitFor(planName, atPhase('awaiting_drop'));
 
   // The foreign key moved to the new table and followed it to its own name; the dependent view, written against
-  // the old columns (title), reads the compatibility view.
+  // the old columns (title), reads a twin of the compatibility view (below).
   const fresh = await relationOid(`${schema}.${t}`);
-  const compat = await relationOid(`public.${t}`);
   expect(await sql(`SELECT confrelid::int AS oid FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, [`public.${t}_comments`])).toEqual([{ oid: fresh }]);
   const readsOf = (view: string) => sql(`SELECT DISTINCT d.refobjid::int AS oid FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid
                      WHERE r.ev_class = $1::regclass AND d.refobjid <> r.ev_class AND d.refclassid = 'pg_class'::regclass`, [view]);
