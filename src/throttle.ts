@@ -68,9 +68,9 @@ function walk(node: unknown, visit: (key: string) => void): void {
  * with the extended protocol (one statement). The session must not be inside a transaction.
  */
 async function runThrottleQuery(client: pg.Client, sql: string): Promise<unknown> {
-  await client.query('BEGIN READ ONLY');
+  // One round trip to open it: the timeout is a constant of ours, not a value from outside.
+  await client.query(`BEGIN READ ONLY; SET LOCAL statement_timeout = '${THROTTLE_QUERY_TIMEOUT_MS}ms'`);
   try {
-    await client.query(`SELECT set_config('statement_timeout', $1, true)`, [`${THROTTLE_QUERY_TIMEOUT_MS}ms`]);
     const { rows } = await client.query({ text: sql, queryMode: 'extended', rowMode: 'array' } as pg.QueryArrayConfig);
     return rows[0]?.[0] as unknown;
   } finally {
@@ -131,14 +131,17 @@ export async function throttleReason(client: pg.Client, s: ThrottleSettings): Pr
 
 /** The standby that lags most, if any; throws when lag cannot be read. NULL lag on a visible row is a caught-up standby. */
 async function worstLag(client: pg.Client): Promise<{ worst?: { name: string; lagMs: number } }> {
-  if (!(await canReadReplicationLag(client))) throw new Error('the connecting role is not a member of pg_read_all_stats');
-  const { rows } = await client.query<{ name: string; lag_ms: number | null }>(
-    `SELECT application_name AS name,
-            (extract(epoch FROM greatest(write_lag, flush_lag, replay_lag)) * 1000)::float8 AS lag_ms
-       FROM pg_stat_replication ORDER BY 2 DESC NULLS LAST LIMIT 1`,
+  // One round trip per chunk: whether the role may see lag, and the worst lag it sees.
+  const { rows } = await client.query<{ readable: boolean; name: string | null; lag_ms: number | null }>(
+    `SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS readable, r.name, r.lag_ms
+       FROM (SELECT 1) one LEFT JOIN LATERAL (
+              SELECT application_name AS name,
+                     (extract(epoch FROM greatest(write_lag, flush_lag, replay_lag)) * 1000)::float8 AS lag_ms
+                FROM pg_stat_replication ORDER BY 2 DESC NULLS LAST LIMIT 1) r ON true`,
   );
-  const row = rows[0];
-  return row?.lag_ms ? { worst: { name: row.name, lagMs: row.lag_ms } } : {};
+  const row = rows[0]!;
+  if (!row.readable) throw new Error('the connecting role is not a member of pg_read_all_stats');
+  return row.lag_ms ? { worst: { name: row.name ?? '', lagMs: row.lag_ms } } : {};
 }
 
 export async function isPaused(client: pg.Client, runId: string): Promise<boolean> {
