@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
 import type { PayloadCodec } from '@temporalio/common';
-import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
+import type { NativeConnection, NativeConnectionOptions } from '@temporalio/worker';
 import { payloadCodecFromEnv } from './codec';
 import { DEFAULT_TASK_QUEUE } from './messages';
 
@@ -83,7 +83,9 @@ export async function connectClient(config: TemporalConfig = temporalConfig(), c
 export async function connectWorker(config: TemporalConfig = temporalConfig()): Promise<NativeConnection> {
   const options: NativeConnectionOptions = { address: config.address, apiKey: config.apiKey };
   if (config.tls) options.tls = config.tls;
-  return NativeConnection.connect(options);
+  // The worker package is loaded only by what runs a worker: the CLI's other commands start faster without it.
+  const { NativeConnection: Native } = await import('@temporalio/worker');
+  return Native.connect(options);
 }
 
 export function workflowUiUrl(config: TemporalConfig, workflowId: string): string | undefined {

@@ -3,7 +3,7 @@
  * `ready` on its own line (scripts and tests wait for it); SIGINT / SIGTERM stop everything and exit 0.
  */
 import { relative } from 'node:path';
-import { startDevStack, type DevStack } from '../dev/stack';
+import type { DevStack } from '../dev/stack';
 import { safeshiftHome } from '../config';
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -36,6 +36,8 @@ export async function runDev(options: { worker: boolean }): Promise<never> {
   let failure: Error | undefined;
   let stack: DevStack;
   try {
+    // Loaded only here: the stack (PostgreSQL, Temporal, worker) is a heavy import that no other command needs.
+    const { startDevStack } = require('../dev/stack') as typeof import('../dev/stack');
     stack = await startDevStack({
       worker: options.worker,
       signal: abort.signal,

@@ -4,7 +4,6 @@ import {
   WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError,
   type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
-import { inspectPlan, PlanCheckFailed } from '../../activities/preflight';
 import { connectClient, temporalConfig, workflowUiUrl, type TemporalConfig } from '../config';
 import { withClient } from '../db';
 import {
@@ -44,6 +43,8 @@ export async function checkPlan(file: string, options: { offline?: boolean; rehe
   }
   if (options.offline) return { ...loaded, notes: [] };
   const url = process.env[loaded.plan.database]!;
+  // Loaded here, not at the top: every CLI call pays for what it imports, and most commands never check a plan.
+  const { inspectPlan, PlanCheckFailed } = require('../../activities/preflight') as typeof import('../../activities/preflight');
   try {
     const rehearse = options.rehearse ?? false;
     const report = await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000', { rehearse }), 'safeshift plan check');

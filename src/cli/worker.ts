@@ -4,7 +4,6 @@
  * the worker (in-flight activities get `shutdownGraceTime`); then we exit 0.
  */
 import { connectWorker, loadDevEnv, temporalConfig } from '../config';
-import { createWorker } from '../../workers/worker';
 
 export async function runWorkerCommand(): Promise<never> {
   loadDevEnv();
@@ -14,6 +13,8 @@ export async function runWorkerCommand(): Promise<never> {
       throw new Error(`cannot reach Temporal at ${config.address}: ${e instanceof Error ? e.message : String(e)}`);
     });
     try {
+      // Loaded only here: the worker (and its bundler) is the heaviest import, and no other command needs it.
+      const { createWorker } = require('../../workers/worker') as typeof import('../../workers/worker');
       const worker = await createWorker({ connection, namespace: config.namespace, taskQueue: config.taskQueue });
       process.stderr.write(
         `safeshift worker: polling task queue ${config.taskQueue} on ${config.address} (namespace ${config.namespace})\n`,
