@@ -18,6 +18,7 @@ import { displayName, qualified } from '../src/sql';
 import { copyChunkResolvingStale, nextChunkBound, resumePoint, tuneChunkRows, type ChunkSizing, openSourceReader } from '../src/copy';
 import { keyRange, keyRangeText, mappedExpression, type CopySpec, type KeyValue } from '../src/projection';
 import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
+import { stallLimitMs, withStallGuard } from '../src/stall';
 import type { MigrationRef } from './support';
 
 const QUERY_CANCELED = '57014';
@@ -234,7 +235,9 @@ export async function copySlice(input: CopySliceInput): Promise<CopyProgress> {
           const t0 = Date.now();
           let rows: number;
           try {
-            rows = await copyChunkResolvingStale(src, dst, spec, lo, hi, (r) => recordCopiedChunk(dst, input.runId, input.targetOid, seq, r, Date.now() - t0));
+            // A chunk that stops moving is ended and copied again, never waited on until the activity's limit (src/stall.ts).
+            rows = await withStallGuard(control, () => [src.client, dst], stallLimitMs(input.sizing.targetMs), () =>
+              copyChunkResolvingStale(src, dst, spec, lo, hi, (r) => recordCopiedChunk(dst, input.runId, input.targetOid, seq, r, Date.now() - t0)));
           } catch (err) {
             stopping = true;
             if (pauseRequested && pgErrorCode(err) === QUERY_CANCELED) return;
