@@ -150,7 +150,23 @@ export async function waitFor(planName: string, until: (s: MigrationStatus) => b
     if (last && final.includes(last.phase)) throw new Error(`migration ended in ${last.phase}: ${last.outcome?.reason}`);
     await sleep(250);
   }
-  throw new Error(`timed out waiting; last status: ${JSON.stringify(last)}`);
+  throw new Error(`timed out waiting; last status: ${JSON.stringify(last)}; running steps: ${await pendingActivities(planName)}`);
+}
+
+/** What the migration's workflow is waiting on (activity, attempt, last failure): a timed-out wait says where it hung. */
+async function pendingActivities(planName: string): Promise<string> {
+  const client = await connectClient();
+  try {
+    const { raw } = await client.workflow.getHandle(migrationWorkflowId(planName)).describe();
+    return JSON.stringify((raw.pendingActivities ?? []).map((a) => ({
+      activity: a.activityType?.name, state: a.state, attempt: a.attempt,
+      lastHeartbeat: a.lastHeartbeatTime?.seconds?.toString(), lastFailure: a.lastFailure?.message,
+    })));
+  } catch (err) {
+    return `unknown (${(err as Error).message})`;
+  } finally {
+    await client.connection.close();
+  }
 }
 
 export const atPhase = (phase: Phase) => (s: MigrationStatus) => s.phase === phase;
