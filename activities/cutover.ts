@@ -28,12 +28,17 @@ import { fatal } from '../src/errors';
 import { columnRenames, type CompatColumn, type CopySpec } from '../src/projection';
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, twinsOver, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
-import { accessAs, keepsOwnName, lockExclusive, moveTable, newTableHome, renamesAway, whileAt } from '../src/swap';
+import { accessAs, describeLockSteps, keepsOwnName, lockExclusive, moveTable, newTableHome, renamesAway, whileAt, type LockStep } from '../src/swap';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 
 const REPLAY_BATCH = 5000;
+/**
+ * Outside the lock, each attempt replays until a batch finds no more than this: what is left for the lock is then
+ * about what writers commit during one small batch, a handful of changes.
+ */
+const LEFT_FOR_THE_LOCK = 50;
 
 export interface SwapInput extends MigrationRef {
   spec: CopySpec;
@@ -60,7 +65,14 @@ export interface SwapInput extends MigrationRef {
 
 export interface SwapResult {
   attempts: number;
+  /** From the last lock granted until COMMIT returned (0 for a retry past the commit). */
   lockHeldMs: number;
+  /** Waiting for the locks in the attempt that succeeded (writers queue behind the request meanwhile). */
+  lockWaitMs?: number;
+  /** Where the lock time went, step by step, with the statements each sent (`lock` is the wait, `commit` last). */
+  lockSteps?: LockStep[];
+  /** Captured changes replayed outside the lock before the attempts, and under it. */
+  replayed?: { outside: number; underLock: number };
   message: string;
   /** SQL run to move the objects bound to the table (audit log). */
   statements: string[];
@@ -71,14 +83,21 @@ export interface SwapResult {
   accessChanged?: string[];
 }
 
-/** Replay batches until the change table is empty; returns how many changes were replayed. */
-async function drain(batch: () => Promise<{ changes: number }>, progress: (replayed: number) => void = () => undefined): Promise<number> {
+/**
+ * Replay batches until one takes no more than `until` changes (0: the change table is empty); returns how many
+ * changes were replayed. `limit`: a batch that took fewer than this emptied the table (under the lock nobody adds
+ * to it, so no second, empty batch is needed to know).
+ */
+async function drain(
+  batch: () => Promise<{ changes: number }>, progress: (replayed: number) => void = () => undefined, until = 0, limit = Infinity,
+): Promise<number> {
   let replayed = 0;
-  for (let n = (await batch()).changes; n > 0; n = (await batch()).changes) {
+  for (;;) {
+    const n = (await batch()).changes;
     replayed += n;
-    progress(replayed);
+    if (n > 0) progress(replayed);
+    if (n <= until || n < limit) return replayed;
   }
-  return replayed;
 }
 
 export async function swapTables(input: SwapInput): Promise<SwapResult> {
@@ -92,48 +111,61 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       return { attempts: 0, lockHeldMs: 0, message: 'already swapped (retried after commit)', statements: [] };
     }
     const replay = () => replayBatch(client, spec, input.sourceOid, REPLAY_BATCH);
-    // Outside the lock first, so what is left for the lock is a handful of changes at most.
-    await drain(() => inTransaction(client, replay, REPLAY_BEGIN), (draining) => Context.current().heartbeat({ draining }));
     const { partition } = input;
     // Who can do what through the live name, asked of PostgreSQL role by role; outside the lock (it takes a while).
     const accessBefore = await heartbeating(() => readAccess(client, spec.source));
-    const swapped = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
-      if (partition) await lockParent(client, partition);
-      await lockExclusive(client, spec.target);
-      await lockExclusive(client, spec.source);
+    let outside = 0;
+    // Before every attempt, outside the lock: what was written since (during the access read, or the backoff
+    // after an attempt that could not take the lock) is replayed here, so the lock finds a handful of changes.
+    const drainOutside = () => drain(() => inTransaction(client, replay, REPLAY_BEGIN), (n) => Context.current().heartbeat({ draining: outside + n }), LEFT_FOR_THE_LOCK)
+      .then((n) => { outside += n; });
+    const swapped = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts', beforeEach: drainOutside }, async (clock) => {
+      await clock.step('lock', async () => {
+        if (partition) await lockParent(client, partition);
+        await lockExclusive(client, spec.target);
+        await lockExclusive(client, spec.source);
+      });
+      clock.locked();
       // Writers wait from here: every change they committed before is in the change table. Drain it all.
-      const drained = await drain(replay);
-      await dropCaptureTriggers(client, spec.source);
-      const bound = await captureBoundObjects(client, input.sourceOid, spec.source);
+      const drained = await clock.step('replay', () => drain(replay, undefined, 0, REPLAY_BATCH));
+      await clock.step('capture triggers', () => dropCaptureTriggers(client, spec.source));
+      const bound = await clock.step('read bound objects', () => captureBoundObjects(client, input.sourceOid, spec.source));
       const partitioning: string[] = [];
-      if (partition) partitioning.push(await detachPartition(client, spec.source, partition));
-      await moveTable(client, spec.source, retired);
+      await clock.step('rename', async () => {
+        if (partition) partitioning.push(await detachPartition(client, spec.source, partition));
+        await moveTable(client, spec.source, retired);
+      });
       // Before the moves: a self-reference must be the new table's own when the old one's is looked at.
-      const keys = await addForeignKeys(client, input.foreignKeys ?? [], input.targetOid);
+      const keys = await clock.step('own foreign keys', () => addForeignKeys(client, input.foreignKeys ?? [], input.targetOid));
       const toNewTable = (at: TableRef) => moveToNewTable(client, bound, input.sourceOid, { oid: input.targetOid, home: at }, input.compatView ?? null,
         { columnRenames: columnRenames(spec.columns) });
       // cutover.newTableName: target: what is bound moves while the new table visits the live name (the captured
       // definitions name it, and follow the table by OID), then the table takes its own name back.
-      const moved = renamesAway(input) ? await whileAt(client, input.targetOid, spec.target, spec.source, () => toNewTable(spec.source)) : await toNewTable(spec.target);
+      const moved = await clock.step('move bound objects', async () => (renamesAway(input)
+        ? whileAt(client, input.targetOid, spec.target, spec.source, () => toNewTable(spec.source)) : toNewTable(spec.target)));
       // Preflight rehearsed this; something bound to the table changed since. Roll back rather than strand it.
       if (moved.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new table: ${moved.problems.join('; ')}`);
       if (moved.compatProblems.length) throw fatal('BadPlan', `cutover refused, the compatibility view cannot take the live name: ${moved.compatProblems.join('; ')}`);
       // From here on the partitioned table routes this bound's rows to the new table.
-      if (partition) partitioning.push(await attachPartition(client, home, partition));
-      const pairs = await swapPartitions(client, input.partitions ?? [], 'forward');
+      const pairs = await clock.step('partitions', async () => {
+        if (partition) partitioning.push(await attachPartition(client, home, partition));
+        return swapPartitions(client, input.partitions ?? [], 'forward');
+      });
       if (pairs.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new partitions: ${pairs.problems.join('; ')}`);
       partitioning.push(...pairs.statements);
       // The application knows the old index and constraint names (ON CONFLICT ON CONSTRAINT, error handlers). With a
       // compatibility view the new table keeps its own name, and its own names with it.
-      const renamed = keepsOwnName(input) ? [] : await adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`);
+      const renamed = keepsOwnName(input) ? [] : await clock.step('names', () => adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`));
       // The retired table is written only by a swap back, exactly: its triggers rest until it is live again. The
       // new table's own triggers (the plan's DDL), inert while it was filled, wake up with it.
-      await makeTriggersInert(client, input.sourceOid, retired);
-      for (const p of input.partitions ?? []) await makeTriggersInert(client, (await tableOid(client, p.retired))!, p.retired);
-      await restoreTriggers(client, input.targetOid, home);
+      await clock.step('triggers', async () => {
+        await makeTriggersInert(client, input.sourceOid, retired);
+        for (const p of input.partitions ?? []) await makeTriggersInert(client, (await tableOid(client, p.retired))!, p.retired);
+        await restoreTriggers(client, input.targetOid, home);
+      });
       // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
       // whether it would lose something.
-      await installCapture(client, { source: home, sourceOid: input.targetOid }, spec.key);
+      await clock.step('reverse capture', () => installCapture(client, { source: home, sourceOid: input.targetOid }, spec.key));
       const now = input.compatView
         ? `${displayName(spec.target)} is the new table and ${displayName(spec.source)} a compatibility view over it`
         : renamesAway(input) ? `${displayName(spec.target)} is the new table under its own name and ${displayName(spec.source)} is gone`
@@ -142,6 +174,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         message: `${now}; the old table is ${displayName(retired)}; ${drained} captured changes replayed under the lock`,
         statements: [...partitioning, ...keys.map((k) => k.statement), ...moved.statements, ...renamed.map((r) => `-- ${r.kind} ${r.to}: name taken over from the old table`)],
         foreignKeys: moved.notValidForeignKeys,
+        drained,
       };
     });
     // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile. The new table's own
@@ -152,7 +185,11 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     await heartbeating(async () => validateForeignKeys(client, [...(await ownKeysToValidate(client, input, home)), ...swapped.foreignKeys]));
     // The compatibility view keeps the old column names: compared as they are.
     const accessChanged = accessDifferences(accessBefore, accessAfter, input.compatView ? {} : columnRenames(spec.columns));
-    return { attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, message: swapped.message, statements: swapped.statements, accessChanged };
+    return {
+      attempts: swapped.attempts, lockHeldMs: swapped.lockHeldMs, lockWaitMs: swapped.lockWaitMs, lockSteps: swapped.lockSteps,
+      replayed: { outside, underLock: swapped.drained }, message: `${swapped.message}; lock held ${swapped.lockHeldMs} ms: ${describeLockSteps(swapped.lockSteps)}`,
+      statements: swapped.statements, accessChanged,
+    };
   }, BULK_LIMITS);
 }
 
@@ -202,15 +239,21 @@ export async function swapBack(input: SwapInput): Promise<string> {
       await addBoundCheck(client, retired, partition, 'not valid');
       await heartbeating(() => validateBoundCheck(client, retired, partition));
     }
-    let replayedBack = await drain(() => inTransaction(client, replayBack, REPLAY_BEGIN), (n) => Context.current().heartbeat({ replayedBack: n })).catch(explain);
     const accessBefore = await heartbeating(() => readAccessOfLive(client, input, home));
-    const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts' }, async () => {
-      // The view first: writers through it lock the view, then the table.
-      if (partition) await lockParent(client, partition);
-      if (input.compatView && (await tableOid(client, spec.source))) await lockExclusive(client, spec.source);
-      await lockExclusive(client, home);
-      await lockExclusive(client, retired);
-      replayedBack += await drain(replayBack);
+    let replayedBack = 0;
+    // As in the cutover: before every attempt, what was written since is carried back outside the lock.
+    const drainOutside = () => drain(() => inTransaction(client, replayBack, REPLAY_BEGIN), (n) => Context.current().heartbeat({ replayedBack: replayedBack + n }), LEFT_FOR_THE_LOCK)
+      .then((n) => { replayedBack += n; });
+    const result = await underLock(client, { timeoutMs: input.lockTimeoutMs, attempts: input.attempts, settings: 'cutover.lockTimeoutMs or attempts', beforeEach: drainOutside }, async (clock) => {
+      await clock.step('lock', async () => {
+        // The view first: writers through it lock the view, then the table.
+        if (partition) await lockParent(client, partition);
+        if (input.compatView && (await tableOid(client, spec.source))) await lockExclusive(client, spec.source);
+        await lockExclusive(client, home);
+        await lockExclusive(client, retired);
+      });
+      clock.locked();
+      replayedBack += await clock.step('replay', () => drain(replayBack, undefined, 0, REPLAY_BATCH));
       // newTableName: target without a view: the new table goes back to the live name (free) and leaves it as in a plain swap back.
       if (renamesAway(input)) await moveTable(client, home, spec.source);
       let bound: BoundObjects;

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { databaseUrl, DEFAULT_LIMITS, pgErrorCode, withClient, type SessionLimits } from '../src/db';
 import { fatal } from '../src/errors';
 import { describePgError, errorText, isPgError, scrubDeep, scrubText } from '../src/redact';
-import { setLockTimeout } from '../src/swap';
+import { LockClock, setLockTimeout, type LockTiming } from '../src/swap';
 
 export interface MigrationRef {
   /** Name of the env var holding the connection string (plan field `database`). */
@@ -45,24 +45,30 @@ const MAX_BACKOFF_MS = 10_000;
 /**
  * Run `fn` in a transaction with lock_timeout, retrying lock timeouts with exponential backoff and jitter.
  * `settings` names what the operator can raise (the plan's fields, or the command's flags) when it gives up.
+ * `beforeEach` runs before every attempt, outside the transaction (the cutover drains what was written during the
+ * backoff there, so it is not replayed under the lock). `fn` times its steps on the clock it is given and marks
+ * when its locks are granted; the result says how long the lock was held and where the time went.
  */
 export async function underLock<T>(
-  client: pg.Client, lock: { timeoutMs: number; attempts: number; settings: string }, fn: () => Promise<T>,
-): Promise<T & { attempts: number; lockHeldMs: number }> {
+  client: pg.Client,
+  lock: { timeoutMs: number; attempts: number; settings: string; beforeEach?: (attempt: number) => Promise<void> },
+  fn: (clock: LockClock) => Promise<T>,
+): Promise<T & LockTiming & { attempts: number }> {
   const { timeoutMs: lockTimeoutMs, attempts } = lock;
   const ctx = Context.current();
   for (let attempt = 1; ; attempt++) {
+    if (lock.beforeEach) await lock.beforeEach(attempt);
     await client.query('BEGIN');
-    const began = Date.now();
+    const clock = new LockClock(client);
     try {
       // Heartbeats go on while the statements under the lock run (a checksum scan can take a while), so the
       // server never starts a second attempt that would fight this one for the same locks.
       const result = await heartbeating(async () => {
         await setLockTimeout(client, lockTimeoutMs);
-        return fn();
+        return fn(clock);
       }, () => ({ attempt }));
-      await client.query('COMMIT');
-      return { ...result, attempts: attempt, lockHeldMs: Date.now() - began };
+      await clock.step('commit', () => client.query('COMMIT'));
+      return { ...result, attempts: attempt, ...clock.finish() };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (!RETRY_CODES.has(pgErrorCode(err) ?? '')) throw err;
