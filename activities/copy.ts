@@ -15,6 +15,7 @@ import { fatal } from '../src/errors';
 import { describePgError, isPgError, pgErrorColumn } from '../src/redact';
 import { chunkRecords, recordCopiedChunk, recordHandedChunk } from '../src/ledger';
 import { displayName, qualified } from '../src/sql';
+import { andRowFilter } from '../src/row-filter';
 import { copyChunkResolvingStale, nextChunkBound, resumePoint, tuneChunkRows, type ChunkSizing, openSourceReader } from '../src/copy';
 import { keyRange, keyRangeText, mappedExpression, type CopySpec, type KeyValue } from '../src/projection';
 import { isPaused, throttleReason, type ThrottleSettings } from '../src/throttle';
@@ -82,7 +83,7 @@ async function dataRejected(err: unknown, spec: CopySpec, lo: KeyValue, hi: KeyV
 async function failingColumn(client: pg.Client, spec: CopySpec, lo: KeyValue, hi: KeyValue, code: string): Promise<string | undefined> {
   for (const c of spec.columns) {
     try {
-      await client.query(`SELECT count(${mappedExpression(c)}) FROM ${qualified(spec.source)} WHERE ${keyRange(spec.key, lo, hi)}`);
+      await client.query(`SELECT count(${mappedExpression(c)}) FROM ${qualified(spec.source)} WHERE ${keyRange(spec.key, lo, hi)}${andRowFilter(spec.where)}`);
     } catch (err) {
       if (pgErrorCode(err) === code) return c.target;
     }

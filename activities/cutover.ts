@@ -32,6 +32,7 @@ import { accessAs, describeLockSteps, keepsOwnName, lockExclusive, moveTable, ne
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
+import { splitBack, splitCutover } from './split-cutover';
 
 const REPLAY_BATCH = 5000;
 /**
@@ -101,6 +102,8 @@ async function drain(
 }
 
 export async function swapTables(input: SwapInput): Promise<SwapResult> {
+  // A row filter splits a shared table: the source stays live for the other rows (activities/split-cutover.ts).
+  if (input.spec.where !== undefined) return splitCutover(input);
   const { spec, retired } = input;
   return withDatabase(input, async (client) => {
     // The source is renamed only by the commit, so its retired name alone says the swap happened.
@@ -216,6 +219,7 @@ async function readAccessOfLive(client: pg.Client, input: SwapInput, home: Table
 
 /** Compensation of swapTables. Idempotent: nothing to do when the source already has its name back. */
 export async function swapBack(input: SwapInput): Promise<string> {
+  if (input.spec.where !== undefined) return splitBack(input);
   const { spec, retired } = input;
   const home = newTableHome(spec, keepsOwnName(input));
   return withDatabase(input, async (client) => {

@@ -27,6 +27,7 @@ import {
 import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems } from '../src/target-ddl';
 import { catalogChanges, takeCatalogSnapshot } from '../src/catalog-snapshot';
 import { expressionFunctionProblems } from '../src/plan/expressions';
+import { rowFilterProblems } from '../src/row-filter';
 import { planCodeProblems } from '../src/plan/load';
 import { sealTree } from '../src/seal';
 import { accessDifferences, readAccess } from '../src/access-matrix';
@@ -191,7 +192,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
 
   return {
     sourceOid: source.oid,
-    spec: { source: plan.source, target: plan.target, columns, key, format: copy.format },
+    spec: { source: plan.source, target: plan.target, columns, key, format: copy.format, ...(plan.where === undefined ? {} : { where: plan.where }) },
     copyFormatReason: copy.reason,
     rowsEstimate: await estimatedRowCount(client, plan.source, source.oid),
     sourceBytes: Number(size.rows[0]!.bytes),
@@ -342,6 +343,7 @@ async function tryTargetDdl(
       }
     }
     await checkExpressions(client, columns, plan.source, 'columns', problems, plan.allowFunctions ?? []);
+    problems.push(...(await rowFilterProblems(client, plan, source.oid)));
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
     const reverse = inverseMapping(plan, source, columns, problems);
     await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems, plan.allowFunctions ?? []);

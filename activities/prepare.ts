@@ -120,6 +120,8 @@ export interface CaptureInput extends MigrationRef {
   sourceOid: number;
   key: CopySpec['key'];
   lockTimeoutMs: number;
+  /** The plan's row filter: only changes whose old or new row matches are captured. */
+  where?: string;
 }
 
 /**
@@ -130,7 +132,7 @@ export async function installChangeCapture(input: CaptureInput): Promise<string>
   return withDatabase(input, (client) =>
     inTransaction(client, async () => {
       await setLockTimeout(client, input.lockTimeoutMs);
-      await installCapture(client, { source: input.source, sourceOid: input.sourceOid }, input.key);
+      await installCapture(client, { source: input.source, sourceOid: input.sourceOid }, input.key, input.where);
       return `capturing changes of ${displayName(input.source)} into ${displayName(changeTable(input.sourceOid))}`;
     }),
   );

@@ -11,6 +11,7 @@ import { sealTable } from './seal';
 import type { CopySpec } from './projection';
 import { replayKeys, type ReplayMode } from './replay';
 import { qualified, quoteIdent, type TableRef } from './sql';
+import { dollarTagFor, rowMatchesSql } from './row-filter';
 
 export interface CaptureRef {
   source: TableRef;
@@ -41,7 +42,7 @@ function keyArray(key: CopySpec['key'], row: 'OLD' | 'NEW'): string {
  * DEFINER with an empty search_path: application roles (Supabase's anon, authenticated) keep writing to the
  * source without any privilege on schema safeshift. ENABLE ALWAYS: it fires for replica-role sessions too.
  */
-export async function installCapture(client: pg.Client, ref: CaptureRef, key: CopySpec['key']): Promise<void> {
+export async function installCapture(client: pg.Client, ref: CaptureRef, key: CopySpec['key'], where?: string): Promise<void> {
   const changes = qualified(changeTable(ref.sourceOid));
   const keyTuple = (row: 'OLD' | 'NEW') => `ROW(${key.map((k) => `${row}.${quoteIdent(k.name)}`).join(', ')})`;
   await client.query('CREATE SCHEMA IF NOT EXISTS safeshift');
@@ -50,9 +51,16 @@ export async function installCapture(client: pg.Client, ref: CaptureRef, key: Co
   await client.query(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`changes_${ref.sourceOid}_key`)} ON ${changes} (key)`);
   // The keys of changed rows are row data: nobody's default privileges may open them (src/seal.ts).
   await sealTable(client, (await tableOid(client, changeTable(ref.sourceOid)))!);
+  // With a row filter (src/row-filter.ts) only changes whose old or new row matches are recorded; the filter is
+  // operator SQL, so the body's dollar quote is one it cannot close.
+  const tag = where === undefined ? '$fn$' : dollarTagFor(where);
+  const skip = where === undefined ? '' : `
+      IF NOT ((TG_OP <> 'INSERT' AND ${rowMatchesSql(where, 'OLD')}) OR (TG_OP <> 'DELETE' AND ${rowMatchesSql(where, 'NEW')})) THEN
+        RETURN NULL;
+      END IF;`;
   await client.query(`CREATE OR REPLACE FUNCTION ${qualified(captureFunction(ref.sourceOid))}() RETURNS trigger
-      LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $fn$
-    BEGIN
+      LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS ${tag}
+    BEGIN${skip}
       IF TG_OP <> 'INSERT' THEN
         INSERT INTO ${changes} (key) VALUES (${keyArray(key, 'OLD')});
       END IF;
@@ -60,7 +68,7 @@ export async function installCapture(client: pg.Client, ref: CaptureRef, key: Co
         INSERT INTO ${changes} (key) VALUES (${keyArray(key, 'NEW')});
       END IF;
       RETURN NULL;
-    END $fn$`);
+    END ${tag}`);
   // TRUNCATE fires no row triggers: it would empty the source without a trace. Refuse it while we migrate.
   await client.query(`CREATE OR REPLACE FUNCTION ${qualified(noTruncateFunction(ref.sourceOid))}() RETURNS trigger
       LANGUAGE plpgsql AS $fn$

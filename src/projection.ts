@@ -2,6 +2,7 @@
  * The plan's column mapping turned into SQL: the projection of the source that the target receives, key ranges
  * for chunks, and the shapes both sides are hashed in. Pure functions: easy to read, easy to unit-test.
  */
+import { andRowFilter } from './row-filter';
 import { qualified, quoteIdent, quoteLiteral, type TableRef } from './sql';
 
 export interface MappedColumn {
@@ -41,6 +42,12 @@ export interface CopySpec {
    * does on text input. Text otherwise.
    */
   format?: 'binary' | 'text';
+  /**
+   * The plan's row filter (`where:`, src/row-filter.ts): only source rows it holds for are copied, replayed and
+   * checked. Key ranges are cut over the whole source; the target side is never filtered (a row that left the
+   * filter must go from there).
+   */
+  where?: string;
 }
 
 /** A key value as text (PostgreSQL's own output of each key column); null = open end. */
@@ -127,7 +134,7 @@ export function copyOptions(spec: Pick<CopySpec, 'format'>): string {
 
 export function copyOutSql(spec: CopySpec, lo: KeyValue, hi: KeyValue): string {
   return `COPY (SELECT ${sourceProjection(spec)} FROM ${qualified(spec.source)}
-           WHERE ${keyRange(spec.key, lo, hi)} ORDER BY ${keyOrder(spec.key)}) TO STDOUT${copyOptions(spec)}`;
+           WHERE ${keyRange(spec.key, lo, hi)}${andRowFilter(spec.where)} ORDER BY ${keyOrder(spec.key)}) TO STDOUT${copyOptions(spec)}`;
 }
 
 export function copyInSql(spec: CopySpec): string {
@@ -152,7 +159,7 @@ export function checksumSql(spec: CopySpec, side: 'source' | 'target', lo: KeyVa
     : '';
   return `SELECT count(*)::bigint::text AS rows,
                  coalesce(sum(hashtextextended(ROW(${row})::text, 0)::numeric), 0)::text AS checksum
-            FROM ${qualified(table)} t WHERE ${keyRange(spec.key, lo, hi)}${settled}`;
+            FROM ${qualified(table)} t WHERE ${keyRange(spec.key, lo, hi)}${side === 'source' ? andRowFilter(spec.where) : ''}${settled}`;
 }
 
 /**

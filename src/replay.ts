@@ -15,6 +15,7 @@ import type pg from 'pg';
 import { pgErrorCode } from './db';
 import { keyRange, mappedExpression, sourceProjection, targetColumnList, type CopySpec, type KeyColumn, type KeyValue } from './projection';
 import { qualified, quoteIdent } from './sql';
+import { andRowFilter } from './row-filter';
 
 /** replace: the target row becomes exactly the mapped source row. upsert (swap back into the retired table):
  * columns the mapping cannot give back keep their values, so only rows gone from the source are deleted. */
@@ -57,15 +58,18 @@ function keyText(key: KeyColumn[]): string {
   return `ARRAY[${key.map((k) => `${quoteIdent(k.name)}::text`).join(', ')}]`;
 }
 
-/** The source rows (alias s) whose keys are the parameters $offset+1...: one text array per key column. */
-function sourceKeysIn(key: KeyColumn[], offset = 0): string {
-  return `EXISTS (SELECT 1 FROM (${keysFromParams(key, offset)}) k WHERE ${keyMatch(key, 's', 'k')})`;
+/**
+ * The source rows (alias s) whose keys are the parameters $offset+1...: one text array per key column, and that
+ * the plan's row filter holds for (a key whose row left the filter is deleted from the target and not inserted).
+ */
+function sourceKeysIn(spec: Pick<CopySpec, 'key' | 'where'>, offset = 0): string {
+  return `EXISTS (SELECT 1 FROM (${keysFromParams(spec.key, offset)}) k WHERE ${keyMatch(spec.key, 's', 'k')})${andRowFilter(spec.where)}`;
 }
 
 /** A predicate over the source (alias s) choosing the arriving rows, with its parameters numbered after `offset`. */
 function arrivingWhere(spec: CopySpec, arriving: Arriving, offset = 0): { text: string; values: unknown[] } {
-  if ('range' in arriving) return { text: keyRange(spec.key, arriving.range[0], arriving.range[1]), values: [] };
-  return { text: sourceKeysIn(spec.key, offset), values: keyParams(spec.key, arriving.keys) };
+  if ('range' in arriving) return { text: keyRange(spec.key, arriving.range[0], arriving.range[1]) + andRowFilter(spec.where), values: [] };
+  return { text: sourceKeysIn(spec, offset), values: keyParams(spec.key, arriving.keys) };
 }
 
 /** The arriving rows as the target will store them: target column names, full target types. */
@@ -108,7 +112,7 @@ function replaceSql(spec: CopySpec): string[] {
   return [
     `DELETE FROM ${target} t USING (${keysFromParams(spec.key)}) k WHERE ${keyMatch(spec.key, 't', 'k')}`,
     `INSERT INTO ${target} (${targetColumnList(spec)}) OVERRIDING SYSTEM VALUE
-       SELECT ${sourceProjection(spec)} FROM ${qualified(spec.source)} s WHERE ${sourceKeysIn(spec.key)}`,
+       SELECT ${sourceProjection(spec)} FROM ${qualified(spec.source)} s WHERE ${sourceKeysIn(spec)}`,
   ];
 }
 
@@ -123,7 +127,7 @@ function replaceKeepingSql(spec: CopySpec, kept: string[]): string {
   const projection = spec.columns.map((c) => `${mappedExpression(c)} AS ${quoteIdent(c.target)}`).join(', ');
   return `WITH k AS (${keysFromParams(spec.key)}),
        old AS (DELETE FROM ${target} t USING k WHERE ${keyMatch(spec.key, 't', 'k')} RETURNING t.*),
-       p AS (SELECT ${projection} FROM ${qualified(spec.source)} s WHERE ${sourceKeysIn(spec.key)}),
+       p AS (SELECT ${projection} FROM ${qualified(spec.source)} s WHERE ${sourceKeysIn(spec)}),
        again AS (INSERT INTO ${target} (${targetColumnList(spec)}, ${kept.map(quoteIdent).join(', ')}) OVERRIDING SYSTEM VALUE
                  SELECT ${mapped}, ${kept.map((c) => `old.${quoteIdent(c)}`).join(', ')} FROM p JOIN old ON ${keyMatch(spec.key, 'p', 'old')})
   INSERT INTO ${target} (${targetColumnList(spec)}) OVERRIDING SYSTEM VALUE

@@ -372,7 +372,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await enter('prepare');
     const { targetOid, deferredIndexes } = await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: report.createSql, partition: report.partition });
     compensations.unshift({ name: 'dropTarget', run: () => quick.dropTarget({ ...ref, target: plan.target, targetOid }) });
-    const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, lockTimeoutMs: plan.cutover.lockTimeoutMs };
+    const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, where: spec.where, lockTimeoutMs: plan.cutover.lockTimeoutMs };
     // Registered first: the trigger may be in place even if the reply is lost.
     compensations.unshift({ name: 'removeChangeCapture', run: () => quick.removeChangeCapture(capture) });
     await audit('safeshift', 'capture:installed', { message: await quick.installChangeCapture(capture) });

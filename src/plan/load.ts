@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { parseIdent } from '../sql';
 import { targetDdlProblems } from '../target-ddl';
+import { rowFilterCodeProblems } from '../row-filter';
 import { expressionProblems, parserReady } from './expressions';
 import { planSchema, type Plan } from './schema';
 
@@ -173,6 +174,7 @@ export async function planCodeProblems(plan: Plan): Promise<string[]> {
   for (const field of ['columns', 'reverse'] as const) {
     for (const [column, expr] of Object.entries(plan[field])) problems.push(...(await expressionProblems(expr, `${field}.${column}`)));
   }
+  problems.push(...(await rowFilterCodeProblems(plan.where)));
   if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, plan.createFile ? 'createFile' : 'create', plan.target)));
   return problems;
 }

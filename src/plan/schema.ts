@@ -116,6 +116,11 @@ export const planSchema = z
      * and stable built-ins (src/plan/expressions.ts). Never one that runs SQL or reads relations, files or settings.
      */
     allowFunctions: z.array(tableRef).max(100).default([]),
+    /**
+     * Row filter: a boolean SQL expression over the source's columns; only matching rows are copied, replayed and
+     * validated (splitting a shared table into per-project tables: src/row-filter.ts).
+     */
+    where: sqlText.optional(),
     /** Source constraints the target DDL leaves out on purpose (preflight refuses any other it lacks). */
     dropConstraints: z.array(dropName).default([]),
     copy: z
