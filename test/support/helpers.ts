@@ -130,13 +130,29 @@ export function basePlan(name: string, source: string, target: string, extra: Re
   };
 }
 
-export async function statusOf(planName: string): Promise<MigrationStatus> {
-  const client = await connectClient();
-  try {
-    return await client.workflow.getHandle(migrationWorkflowId(planName)).query(status);
-  } finally {
-    await client.connection.close();
+/**
+ * One Temporal client per test file for the status polls (a wait polls four times a second: a connection per poll
+ * cost the CI minutes of CPU). Closed after the file's tests; tests that need their own still connect themselves.
+ */
+let pollClient: Promise<Awaited<ReturnType<typeof connectClient>>> | undefined;
+function sharedClient(): ReturnType<typeof connectClient> {
+  if (!pollClient) {
+    pollClient = connectClient();
+    pollClient.catch(() => { pollClient = undefined; });
   }
+  return pollClient;
+}
+if (typeof afterAll === 'function') {
+  afterAll(async () => {
+    const client = await pollClient?.catch(() => undefined);
+    pollClient = undefined;
+    await client?.connection.close();
+  });
+}
+
+export async function statusOf(planName: string): Promise<MigrationStatus> {
+  const client = await sharedClient();
+  return client.workflow.getHandle(migrationWorkflowId(planName)).query(status);
 }
 
 /** Poll the status query until `until` holds (or the migration ends, which fails the wait unless wanted). */
@@ -155,17 +171,14 @@ export async function waitFor(planName: string, until: (s: MigrationStatus) => b
 
 /** What the migration's workflow is waiting on (activity, attempt, last failure): a timed-out wait says where it hung. */
 async function pendingActivities(planName: string): Promise<string> {
-  const client = await connectClient();
   try {
-    const { raw } = await client.workflow.getHandle(migrationWorkflowId(planName)).describe();
+    const { raw } = await (await sharedClient()).workflow.getHandle(migrationWorkflowId(planName)).describe();
     return JSON.stringify((raw.pendingActivities ?? []).map((a) => ({
       activity: a.activityType?.name, state: a.state, attempt: a.attempt,
       lastHeartbeat: a.lastHeartbeatTime?.seconds?.toString(), lastFailure: a.lastFailure?.message,
     })));
   } catch (err) {
     return `unknown (${(err as Error).message})`;
-  } finally {
-    await client.connection.close();
   }
 }
 
