@@ -29,6 +29,7 @@ import { columnRenames, type CompatColumn, type CopySpec } from '../src/projecti
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, twinsOver, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
 import { accessAs, describeLockSteps, keepsOwnName, lockExclusive, moveTable, newTableHome, renamesAway, whileAt, type LockStep } from '../src/swap';
+import { readAhead, sameAsAhead } from '../src/read-ahead';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
@@ -117,6 +118,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     const { partition } = input;
     // Who can do what through the live name, asked of PostgreSQL role by role; outside the lock (it takes a while).
     const accessBefore = await heartbeating(() => readAccess(client, spec.source));
+    // What is bound to the table, read before the lock (src/read-ahead.ts): some twenty catalog queries.
+    const ahead = await readAhead(client, () => captureBoundObjects(client, input.sourceOid, spec.source));
     let outside = 0;
     // Before every attempt, outside the lock: what was written since (during the access read, or the backoff
     // after an attempt that could not take the lock) is replayed here, so the lock finds a handful of changes.
@@ -131,15 +134,18 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       clock.locked();
       // Writers wait from here: every change they committed before is in the change table. Drain it all.
       const drained = await clock.step('replay', () => drain(replay, undefined, 0, REPLAY_BATCH));
+      // Read ahead and confirmed here in one round trip; read again only if something bound to the table changed.
+      // (Before the capture triggers go: the capture leaves safeshift's own triggers out either way.)
+      const bound = await clock.step('read bound objects', async () => ((await sameAsAhead(client, ahead.reads))
+        ? ahead.value : captureBoundObjects(client, input.sourceOid, spec.source)));
       await clock.step('capture triggers', () => dropCaptureTriggers(client, spec.source));
-      const bound = await clock.step('read bound objects', () => captureBoundObjects(client, input.sourceOid, spec.source));
       const partitioning: string[] = [];
       await clock.step('rename', async () => {
         if (partition) partitioning.push(await detachPartition(client, spec.source, partition));
         await moveTable(client, spec.source, retired);
       });
       // Before the moves: a self-reference must be the new table's own when the old one's is looked at.
-      const keys = await clock.step('own foreign keys', () => addForeignKeys(client, input.foreignKeys ?? [], input.targetOid));
+      const keys = input.foreignKeys?.length ? await clock.step('own foreign keys', () => addForeignKeys(client, input.foreignKeys!, input.targetOid)) : [];
       const toNewTable = (at: TableRef) => moveToNewTable(client, bound, input.sourceOid, { oid: input.targetOid, home: at }, input.compatView ?? null,
         { columnRenames: columnRenames(spec.columns) });
       // cutover.newTableName: target: what is bound moves while the new table visits the live name (the captured

@@ -58,6 +58,9 @@ test('a cutover retried behind a long reader replays what was written during the
     // Hold the table until the cutover has been turned away at least once and has backed off for a while.
     const deadline = Date.now() + 60_000;
     while (!(await cutoverWaiting(t)) && Date.now() < deadline) await sleep(20);
+    // Changed after the cutover read what is bound to the table (ahead of the lock), before it gets the lock:
+    // the comment must still reach the new table (the read ahead is confirmed under the lock, or read again).
+    await sql(`COMMENT ON TABLE public.${t} IS 'said during the retries'`);
     await sleep(2000);
   } finally {
     await reader.query('COMMIT').catch(() => undefined);
@@ -83,6 +86,8 @@ test('a cutover retried behind a long reader replays what was written during the
   expect(swapped.lockHeldMs).toBeGreaterThanOrEqual(0);
   expect(swapped.lockHeldMs).toBeLessThan(5000);
 
+  const [comment] = await sql<{ c: string | null }>(`SELECT obj_description($1::regclass, 'pg_class') AS c`, [`public.${t}`]);
+  expect(comment!.c).toBe('said during the retries');
   // Nothing the writer wrote was lost on the way.
   const [count] = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM public.${t}`);
   expect(count!.n).toBe(SEED + inserted);
