@@ -13,3 +13,4 @@ export { dropRetired } from './drop';
 export { exportBackup, pruneBackups, verifyBackup } from './export';
 export { checkRestore, discardStagedRestore, loadRestore, swapInRestored } from './restore';
 export { readDeciderKeys } from './identity';
+export { planLayoutChanges, convergeLayoutAuth, convergeLayoutScopes } from './layout';

@@ -2,3 +2,4 @@ export { migrationWorkflow } from './migration';
 export { backupWorkflow } from './backup';
 export { restoreWorkflow } from './restore';
 export { backupRetentionWorkflow } from './retention';
+export { layoutWorkflow } from './layout';

@@ -12,13 +12,14 @@ import {
   abort, approve, decisionOutcome, isRestoreWorkflowId, pause, planQuery, reject, restoreStatus, resume, rollback, status,
   type GateName,
 } from '../messages';
+import { isLayoutWorkflowId, layoutStatus } from '../layout/messages';
 import { CliError, EXIT_OK } from './exit';
 
 type Print = (line: string) => void;
 
 export interface DecisionOptions {
   as?: string;
-  gate?: GateName | 'restore';
+  gate?: GateName | 'restore' | 'apply';
   reason?: string;
   planHash?: string;
 }
@@ -34,6 +35,10 @@ function signerName(as: string | undefined, env: NodeJS.ProcessEnv = process.env
 async function subject(handle: WorkflowHandle): Promise<{ planHash?: string; openGate?: string }> {
   if (isRestoreWorkflowId(handle.workflowId)) {
     const s = await handle.query(restoreStatus);
+    return { planHash: s.planHash, openGate: s.gate?.state === 'open' ? s.gate.name : undefined };
+  }
+  if (isLayoutWorkflowId(handle.workflowId)) {
+    const s = await handle.query(layoutStatus);
     return { planHash: s.planHash, openGate: s.gate?.state === 'open' ? s.gate.name : undefined };
   }
   const [p, s] = await Promise.all([handle.query(planQuery), handle.query(status)]);

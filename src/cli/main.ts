@@ -12,6 +12,7 @@ import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
 import { restoreFromDir, scheduleBackup, startBackup, verifyBackupDir, type RestoreOptions } from './backup';
 import { showDrift, showInventory } from './inventory';
 import { runWorkerCommand } from './worker';
+import { registerLayoutCommands } from './layout';
 import { keysAdd, keysInit, keysList } from './keys';
 import { checkPlan, decide, listMigrations, rollbackMigration, showPlan, showStatus, signalMigration, startMigration } from './migrations';
 
@@ -117,18 +118,18 @@ export function buildProgram(): Command {
   program.command('approve <id>')
     .description('say go at the open gate (signed with your key)')
     .requiredOption('--as <name>', 'approver name, as listed in the plan (signs with that key)')
-    .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop', 'restore']))
+    .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop', 'restore', 'apply']))
     .option('--reason <text>', 'recorded in the audit log')
     .option('--plan-hash <sha256>', 'the plan hash you reviewed (safeshift show <id> --plan); default: the one the workflow reports, printed')
-    .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop' | 'restore'; reason?: string; planHash?: string }) => decide(id, 'approve', opts, print)));
+    .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop' | 'restore' | 'apply'; reason?: string; planHash?: string }) => decide(id, 'approve', opts, print)));
 
   program.command('reject <id>')
     .description('say no at the open gate: the migration rolls back')
     .requiredOption('--as <name>', 'approver name, as listed in the plan (signs with that key)')
-    .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop', 'restore']))
+    .addOption(new Option('--gate <gate>', 'the gate meant; refused if another one is open').choices(['cutover', 'drop', 'restore', 'apply']))
     .option('--reason <text>', 'recorded in the audit log')
     .option('--plan-hash <sha256>', 'the plan hash you reviewed; default: the one the workflow reports')
-    .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop' | 'restore'; reason?: string; planHash?: string }) => decide(id, 'reject', opts, print)));
+    .action(action((id: string, opts: { as: string; gate?: 'cutover' | 'drop' | 'restore' | 'apply'; reason?: string; planHash?: string }) => decide(id, 'reject', opts, print)));
 
   for (const what of ['pause', 'resume', 'abort'] as const) {
     program.command(`${what} <id>`)
@@ -227,6 +228,8 @@ export function buildProgram(): Command {
     .option('--json', 'machine output')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((opts: AuditVerifyOptions) => auditVerify(opts, print)));
+
+  registerLayoutCommands(program, action, print);
 
   return program;
 }

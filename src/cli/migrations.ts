@@ -57,7 +57,7 @@ export async function checkPlan(file: string, options: { offline?: boolean; rehe
 
 export function workflowIdOf(idOrName: string): string {
   // Restores share approve / reject (their gate is the restore gate).
-  return idOrName.startsWith('migration-') || isRestoreWorkflowId(idOrName) ? idOrName : migrationWorkflowId(idOrName);
+  return idOrName.startsWith('migration-') || isRestoreWorkflowId(idOrName) || idOrName.startsWith('layout-') ? idOrName : migrationWorkflowId(idOrName);
 }
 
 async function withTemporal<T>(fn: (client: Client, config: TemporalConfig) => Promise<T>): Promise<T> {

@@ -54,8 +54,11 @@ export interface ScopeResult {
   statements: number;
 }
 
-/** Converge one scope in one transaction (lock_timeout LAYOUT_LOCK_TIMEOUT_MS). */
-export async function convergeScope(client: pg.Client, spec: ScopeSpec): Promise<ScopeResult> {
+/**
+ * Converge one scope in one transaction (lock_timeout LAYOUT_LOCK_TIMEOUT_MS). `record` runs last in that
+ * transaction (the audit row commits with what it records, or neither does).
+ */
+export async function convergeScope(client: pg.Client, spec: ScopeSpec, record?: (r: ScopeResult) => Promise<unknown>): Promise<ScopeResult> {
   await client.query('BEGIN');
   try {
     await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${LAYOUT_LOCK_TIMEOUT_MS}ms`]);
@@ -73,8 +76,10 @@ export async function convergeScope(client: pg.Client, spec: ScopeSpec): Promise
         statements += 1;
       }
     }
+    const result = { scope: spec.scope, changes: changes.map((c) => ({ sign: c.sign, object: c.object, reason: c.reason })), statements };
+    if (record) await record(result);
     await client.query('COMMIT');
-    return { scope: spec.scope, changes: changes.map((c) => ({ sign: c.sign, object: c.object, reason: c.reason })), statements };
+    return result;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

@@ -197,15 +197,16 @@ async function scopeSpec(layout: Layout, kind: ScopeKind, section: LayoutSection
 }
 
 /**
- * Expand and check every statement of the layout for every project. Throws LayoutError listing every problem
- * (each naming its field and, for the project template, the project).
+ * Expand and check every statement of the layout for every project (or only `onlyProjects`). Throws LayoutError
+ * listing every problem (each naming its field and, for the project template, the project).
  */
-export async function checkLayout(layout: Layout, where = '(layout)'): Promise<LayoutModel> {
+export async function checkLayout(layout: Layout, where = '(layout)', onlyProjects?: string[]): Promise<LayoutModel> {
   const problems: string[] = [];
   const shared = await scopeSpec(layout, 'shared', layout.shared, layout.shared.schema, problems);
   const system = await scopeSpec(layout, 'system', layout.system, layout.system.schema, problems);
   const projects: ScopeSpec[] = [];
-  for (const p of projectsOf(layout)) {
+  // `onlyProjects`: an activity converging a few projects of a large layout expands only those.
+  for (const p of projectsOf(layout).filter((x) => !onlyProjects || onlyProjects.includes(x.slug))) {
     const before = problems.length;
     projects.push(await scopeSpec(layout, 'project', layout.project, p.schema, problems, p));
     // The template is the same for every project: its problems once are enough, not once per project.

@@ -94,7 +94,8 @@ export const layoutSchema = z.strictObject({
     apply: z.strictObject({
       approvers: z.array(personName).min(1, 'needs at least one approver'),
       required: z.number().int().min(1).default(1),
-      timeout: duration.default(24 * 3_600_000),
+      // A number (ms) too: a parsed layout, as workflow history carries it, parses again to itself.
+      timeout: z.union([z.number().int().min(0), duration]).default(24 * 3_600_000),
     }),
   }),
   /** Where Supabase's auth schema is absent: create a stand-in (roles, auth.uid(), auth.users). */
