@@ -14,3 +14,4 @@ export { exportBackup, pruneBackups, verifyBackup } from './export';
 export { checkRestore, discardStagedRestore, loadRestore, swapInRestored } from './restore';
 export { readDeciderKeys } from './identity';
 export { planLayoutChanges, convergeLayoutAuth, convergeLayoutScopes } from './layout';
+export { preflightInPlace, applyInPlace, revertInPlace, finishInPlace } from './in-place';

@@ -3,3 +3,4 @@ export { backupWorkflow } from './backup';
 export { restoreWorkflow } from './restore';
 export { backupRetentionWorkflow } from './retention';
 export { layoutWorkflow } from './layout';
+export { inPlaceWorkflow } from './in-place';

@@ -11,6 +11,7 @@ import {
   type GateName, type MigrationInput, type MigrationStatus,
 } from '../messages';
 import { loadCheckedPlan, PlanError, type LoadedPlan } from '../plan/load';
+import { pathNote } from '../in-place';
 import { displayName } from '../sql';
 import type { migrationWorkflow } from '../../workflows';
 import { planHashOf, sameName } from '../identity';
@@ -41,14 +42,28 @@ export async function checkPlan(file: string, options: { offline?: boolean; rehe
     if (err instanceof PlanError) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
     throw err;
   }
-  if (options.offline) return { ...loaded, notes: [] };
+  if (options.offline) return { ...loaded, notes: [pathNote(loaded.plan)] };
   const url = process.env[loaded.plan.database]!;
+  if (loaded.plan.alter !== undefined) return checkInPlace(file, loaded, options.rehearse ?? false);
   // Loaded here, not at the top: every CLI call pays for what it imports, and most commands never check a plan.
   const { inspectPlan, PlanCheckFailed } = require('../../activities/preflight') as typeof import('../../activities/preflight');
   try {
     const rehearse = options.rehearse ?? false;
     const report = await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000', { rehearse }), 'safeshift plan check');
-    return { ...loaded, notes: rehearse ? report.warnings : [...report.warnings, REHEARSAL_AT_START] };
+    return { ...loaded, notes: [pathNote(loaded.plan), ...(rehearse ? report.warnings : [...report.warnings, REHEARSAL_AT_START])] };
+  } catch (err) {
+    if (err instanceof PlanCheckFailed) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
+    throw new CliError(`${file}: database: cannot check the plan against ${loaded.plan.database}: ${(err as Error).message}`);
+  }
+}
+
+/** checkPlan for an in-place plan (alter): its own preflight, whose first note says the path it takes and why. */
+async function checkInPlace(file: string, loaded: LoadedPlan, rehearse: boolean): Promise<LoadedPlan & { notes: string[] }> {
+  const { inspectInPlace } = require('../../activities/in-place-check') as typeof import('../../activities/in-place-check');
+  const { PlanCheckFailed } = require('../../activities/preflight') as typeof import('../../activities/preflight');
+  try {
+    const report = await withClient(process.env[loaded.plan.database]!, (client) => inspectInPlace(client, loaded.plan, '00000000000000', { rehearse }), 'safeshift plan check');
+    return { ...loaded, notes: report.warnings };
   } catch (err) {
     if (err instanceof PlanCheckFailed) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
     throw new CliError(`${file}: database: cannot check the plan against ${loaded.plan.database}: ${(err as Error).message}`);
@@ -95,7 +110,8 @@ export async function startMigration(file: string, options: StartOptions, print:
     const target = displayName(plan.target);
     let handle: WorkflowHandleWithFirstExecutionRunId<typeof migrationWorkflow>;
     try {
-      handle = await client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
+      // The same input, status and messages either way: an in-place plan (alter) runs the catalog-only workflow.
+      handle = await client.workflow.start<typeof migrationWorkflow>(plan.alter !== undefined ? 'inPlaceWorkflow' : 'migrationWorkflow', {
         taskQueue: config.taskQueue,
         workflowId,
         args: [{ plan, planHash: hash, ...(options.timeouts ? { timeouts: options.timeouts } : {}) }],
@@ -103,7 +119,7 @@ export async function startMigration(file: string, options: StartOptions, print:
         staticSummary: planSummary({ name: plan.name, source, target }),
         staticDetails: [
           `**${plan.name}** requested by ${plan.requestedBy}, plan sha256 \`${hash}\``,
-          `- move \`${source}\` into \`${target}\`, then swap names`,
+          plan.alter !== undefined ? `- change \`${source}\` in place (catalog only): \`${plan.alter.replace(/\s+/g, ' ').slice(0, 500)}\`` : `- move \`${source}\` into \`${target}\`, then swap names`,
           `- mapping: ${Object.entries(plan.columns).map(([c, e]) => `\`${c}\` ← \`${e}\``).join(', ') || 'columns by name'}`,
           `- cutover approvers: ${plan.approvals.cutover.approvers.join(', ')} (${plan.approvals.cutover.required} needed)`,
           `- drop approvers: ${plan.approvals.drop.approvers.join(', ')} (${plan.approvals.drop.required} needed)`,
@@ -239,8 +255,7 @@ export async function showPlan(idOrName: string, options: { json?: boolean }, pr
 
 export async function listMigrations(options: { phase?: string; json?: boolean }, print: Print): Promise<number> {
   return withTemporal(async (client, config) => {
-    // A migration that continued as new has closed runs too: only its latest run is the migration.
-    const filters = [`WorkflowType = 'migrationWorkflow'`, `ExecutionStatus != 'ContinuedAsNew'`];
+    const filters = [`WorkflowType = 'migrationWorkflow'`];
     if (options.phase) {
       if (!/^[a-z_]+$/.test(options.phase)) throw new CliError(`--phase: "${options.phase}" is not a phase name`, EXIT_BAD_INPUT);
       filters.push(`MigrationPhase = '${options.phase}'`);

@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { parseIdent } from '../sql';
 import { targetDdlProblems } from '../target-ddl';
+import { classifyAlter } from '../in-place';
 import { rowFilterCodeProblems } from '../row-filter';
 import { expressionProblems, parserReady } from './expressions';
 import { planSchema, type Plan } from './schema';
@@ -74,7 +75,8 @@ export function loadPlan(file: string, env: NodeJS.ProcessEnv | null = process.e
   let plan: Plan | undefined;
   if (parsed.success) {
     const { create, createFile, columns, reverse, ...rest } = parsed.data;
-    plan = { ...rest, createFile, columns: {}, reverse: {} };
+    // An in-place plan (alter) has no target: its table stays where it is (a RENAME TO is one of its changes).
+    plan = { ...rest, target: rest.target ?? rest.source, createFile, columns: {}, reverse: {} };
     for (const [column, expr] of Object.entries(columns)) plan.columns[parseIdent(column) ?? column] = expr;
     for (const [column, expr] of Object.entries(reverse)) plan.reverse[parseIdent(column) ?? column] = expr;
     if (create !== undefined) plan.createSql = create;
@@ -176,6 +178,7 @@ export async function planCodeProblems(plan: Plan): Promise<string[]> {
   }
   problems.push(...(await rowFilterCodeProblems(plan.where)));
   if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, plan.createFile ? 'createFile' : 'create', plan.target)));
+  if (plan.alter !== undefined) problems.push(...(await classifyAlter(plan.alter, plan.source)).problems);
   return problems;
 }
 

@@ -104,7 +104,13 @@ export const planSchema = z
     database: envVarName,
     requestedBy: personName,
     source: tableRef,
-    target: tableRef,
+    /** Required unless `alter` is given: the copy path's new table. */
+    target: tableRef.optional(),
+    /**
+     * The catalog-only fast path (src/in-place.ts): ALTER TABLE statements on the source (and CREATE INDEX
+     * CONCURRENTLY on it) done in place, instead of target/create/columns. Only changes that need no rewrite.
+     */
+    alter: sqlText.optional(),
     key: z.array(identifier).min(1).optional(),
     create: sqlText.optional(),
     createFile: z.string().min(1).optional(),
@@ -177,7 +183,16 @@ export const planSchema = z
     if (plan.create !== undefined && plan.createFile !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['createFile'], message: 'give either create or createFile, not both' });
     }
-    if (plan.source.schema === plan.target.schema && plan.source.name === plan.target.name) {
+    if (plan.alter !== undefined) {
+      const copyFields = { target: plan.target, create: plan.create, createFile: plan.createFile, key: plan.key, where: (plan as { where?: unknown }).where,
+        columns: Object.keys(plan.columns).length || undefined, reverse: Object.keys(plan.reverse).length || undefined, dropConstraints: plan.dropConstraints.length || undefined,
+        'cutover.compatView': plan.cutover.compatView || undefined, 'cutover.newTableName': plan.cutover.newTableName };
+      for (const [field, value] of Object.entries(copyFields)) {
+        if (value !== undefined) ctx.addIssue({ code: 'custom', path: ['alter'], message: `an in-place plan (alter) cannot have ${field}, which belongs to the copy path; give one or the other` });
+      }
+    } else if (plan.target === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['target'], message: 'required (the new table), unless the plan gives alter: for a catalog-only change in place' });
+    } else if (plan.source.schema === plan.target.schema && plan.source.name === plan.target.name) {
       ctx.addIssue({ code: 'custom', path: ['target'], message: 'must differ from source' });
     }
     for (const field of ['columns', 'reverse'] as const) {
@@ -214,7 +229,9 @@ type ParsedPlan = z.output<typeof planSchema>;
  * A plan ready to run: `createSql` holds the target DDL (inline or read from createFile), `columns` maps target
  * column (as stored) -> SQL expression over source columns.
  */
-export type Plan = Omit<ParsedPlan, 'create' | 'createFile' | 'columns' | 'reverse'> & {
+export type Plan = Omit<ParsedPlan, 'create' | 'createFile' | 'columns' | 'reverse' | 'target'> & {
+  /** The copy path's new table; for an in-place plan (alter), the source itself. */
+  target: TableRef;
   createSql?: string;
   createFile?: string;
   columns: Record<string, string>;
