@@ -223,7 +223,6 @@ export async function inPlaceWorkflow(input: MigrationInput): Promise<MigrationS
     if (keyless.length) await audit('safeshift', 'keys:missing', { names: keyless });
     report = await quick.preflightInPlace({ db: plan.database, plan, stamp: stampOf(info.startTime) });
     state.target = displayName(report.finalName);
-    state.copy.rowsTotal = report.rowsEstimate;
     state.warnings = [...report.warnings,
       ...(keyless.length ? [`no key registered for ${keyless.join(', ')} when the migration started: their decisions will be refused (safeshift keys add)`] : [])];
     await audit('safeshift', 'inplace:planned', { relfilenode: report.relfilenode, ops: report.warnings.slice(1) });

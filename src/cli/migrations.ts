@@ -255,7 +255,7 @@ export async function showPlan(idOrName: string, options: { json?: boolean }, pr
 
 export async function listMigrations(options: { phase?: string; json?: boolean }, print: Print): Promise<number> {
   return withTemporal(async (client, config) => {
-    const filters = [`WorkflowType = 'migrationWorkflow'`];
+    const filters = [`WorkflowType IN ('migrationWorkflow', 'inPlaceWorkflow')`];
     if (options.phase) {
       if (!/^[a-z_]+$/.test(options.phase)) throw new CliError(`--phase: "${options.phase}" is not a phase name`, EXIT_BAD_INPUT);
       filters.push(`MigrationPhase = '${options.phase}'`);

@@ -58,6 +58,11 @@ test('rename, add and drop column (with a CHECK, SET NOT NULL and an index) run 
   const done = await waitFor(String(plan.name), atPhase('done'));
   expect(done.outcome?.reason).toMatch(/changed in place: 6 catalog-only changes, no row copied/);
 
+  // status and list as for any migration (the same workflow id, status shape and search attributes).
+  expect((await runCli(['status', String(plan.name)])).stdout).toMatch(/done/);
+  const listed = JSON.parse((await runCli(['list', '--json', '--phase', 'done'])).stdout) as { workflowId: string }[];
+  expect(listed.map((r) => r.workflowId)).toContain(`migration-${String(plan.name)}`);
+
   expect(await relfilenode(t)).toBe(before);
   expect(await shape(t)).toEqual([
     { name: 'id', notnull: true, dflt: null },
