@@ -7,6 +7,7 @@ import { fatal } from '../src/errors';
 import { forgetInertTriggers } from '../src/inert-triggers';
 import { displayName, qualified, type TableRef } from '../src/sql';
 import { withDatabase, type MigrationRef } from './support';
+import { splitDrop } from './split-cutover';
 
 export interface DropInput extends MigrationRef {
   retired: TableRef;
@@ -15,6 +16,9 @@ export interface DropInput extends MigrationRef {
 
 export async function dropRetired(input: DropInput): Promise<string> {
   return withDatabase(input, async (client) => {
+    // A split retired no table: its project's old rows leave the shared table instead.
+    const split = await splitDrop(client, input);
+    if (split !== undefined) return split;
     const at = await relationName(client, input.sourceOid);
     if (!at) return `${displayName(input.retired)} already dropped`;
     if (at.schema !== input.retired.schema || at.name !== input.retired.name) {

@@ -28,6 +28,7 @@ import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems
 import { catalogChanges, takeCatalogSnapshot } from '../src/catalog-snapshot';
 import { expressionFunctionProblems } from '../src/plan/expressions';
 import { rowFilterProblems } from '../src/row-filter';
+import { withSplitSource } from '../src/split-view';
 import { planCodeProblems } from '../src/plan/load';
 import { sealTree } from '../src/seal';
 import { accessDifferences, readAccess } from '../src/access-matrix';
@@ -89,6 +90,8 @@ export class PlanCheckFailed extends Error {
  * and waits for no lock longer than VALIDATE_LOCK_TIMEOUT_MS: validating never queues the application.
  */
 export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, options: { rehearse?: boolean } = {}): Promise<PreflightReport> {
+  // A split after the first: the plan's source is the split view; its rows to split are in the shared table behind it.
+  plan = await withSplitSource(client, plan);
   const problems: string[] = [];
   const source = await tableInfo(client, plan.source);
   if (!source) throw new PlanCheckFailed([`source: table ${displayName(plan.source)} does not exist`]);
@@ -343,7 +346,7 @@ async function tryTargetDdl(
       }
     }
     await checkExpressions(client, columns, plan.source, 'columns', problems, plan.allowFunctions ?? []);
-    problems.push(...(await rowFilterProblems(client, plan, source.oid)));
+    problems.push(...(await rowFilterProblems(client, plan, source.oid, target.oid)));
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
     const reverse = inverseMapping(plan, source, columns, problems);
     await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems, plan.allowFunctions ?? []);
@@ -351,8 +354,9 @@ async function tryTargetDdl(
     // The default target (LIKE) has no foreign keys: it gets the source's. A DDL target gets its own.
     const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
     const partitions = await partitionPairs(client, target, shape, problems, moves);
-    if (problems.length === 0 && shape.rehearse) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions, columns }, problems, moves);
-    else if (problems.length === 0) moves.push(...(await cutoverMoves(client, plan, source.oid, compatView, foreignKeys, partition)));
+    // A split swaps nothing away (activities/split-cutover.ts): no swap to rehearse or describe.
+    if (problems.length === 0 && shape.rehearse && plan.where === undefined) await rehearseCutover(client, plan, source.oid, target.oid, { compatView, foreignKeys, partition, partitions, columns }, problems, moves);
+    else if (problems.length === 0 && plan.where === undefined) moves.push(...(await cutoverMoves(client, plan, source.oid, compatView, foreignKeys, partition)));
     const inverse = problems.length ? [] : await reverseColumns(client, source, target, reverse.columns);
     const risks = rollbackRisks(inverse);
     // Read through the compatibility view: the same casts, without the original table's NOT NULL (a rule for writes).

@@ -132,7 +132,9 @@ export async function installChangeCapture(input: CaptureInput): Promise<string>
   return withDatabase(input, (client) =>
     inTransaction(client, async () => {
       await setLockTimeout(client, input.lockTimeoutMs);
-      await installCapture(client, { source: input.source, sourceOid: input.sourceOid }, input.key, input.where);
+      // A split's source may be the split view by name (src/split-view.ts): the trigger goes on the table, found by OID.
+      const source = input.where === undefined ? input.source : (await relationName(client, input.sourceOid)) ?? input.source;
+      await installCapture(client, { source, sourceOid: input.sourceOid }, input.key, input.where);
       return `capturing changes of ${displayName(input.source)} into ${displayName(changeTable(input.sourceOid))}`;
     }),
   );

@@ -11,6 +11,7 @@ import type { CopySpec } from '../src/projection';
 import { displayName, qualified } from '../src/sql';
 import { keepsOwnName, newTableHome, renamesAway } from '../src/swap';
 import { withDatabase } from './support';
+import { verifySplit } from './split-cutover';
 
 export interface VerifyInput {
   db: string;
@@ -24,6 +25,7 @@ export interface VerifyInput {
 }
 
 export async function verifyCutover(input: VerifyInput): Promise<string> {
+  if (input.spec.where !== undefined) return verifySplit(input);
   const { spec } = input;
   return withDatabase(input, async (client) => {
     const home = newTableHome(spec, keepsOwnName(input));

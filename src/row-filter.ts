@@ -22,6 +22,7 @@ import type pg from 'pg';
 import type { Plan } from './plan/schema';
 import { expressionFunctionProblems, expressionProblems } from './plan/expressions';
 import { displayName, qualified, quoteIdent, type TableRef } from './sql';
+import { splitProblems } from './split-view';
 
 /** The trigger that change capture installs on a source (src/capture.ts CAPTURE_TRIGGER; repeated to avoid a cycle). */
 const CAPTURE_TRIGGER_NAME = 'safeshift_capture';
@@ -61,10 +62,10 @@ export async function rowFilterCodeProblems(where: string | undefined): Promise<
 /**
  * The catalog part, at preflight, in the caller's transaction (savepoints, rolled back): `where` is boolean,
  * immutable and resolves with an empty search_path over the source's columns; the functions it calls are allowed
- * (as for `columns`); and no other migration captures changes of the source now (one capture per table: splits
- * of one table run one project after the other).
+ * (as for `columns`); no other migration captures changes of the source now (one capture per table: splits of one
+ * table run one project after the other); and what a split needs of the catalog (src/split-view.ts).
  */
-export async function rowFilterProblems(client: pg.Client, plan: Pick<Plan, 'where' | 'source' | 'allowFunctions'>, sourceOid: number): Promise<string[]> {
+export async function rowFilterProblems(client: pg.Client, plan: Pick<Plan, 'where' | 'source' | 'target' | 'allowFunctions'>, sourceOid: number, targetOid: number): Promise<string[]> {
   const { where } = plan;
   if (where === undefined) return [];
   const problems: string[] = [];
@@ -83,7 +84,7 @@ export async function rowFilterProblems(client: pg.Client, plan: Pick<Plan, 'whe
     await client.query('RELEASE SAVEPOINT row_filter');
   }
   if (problems.length === 0) problems.push(...(await expressionFunctionProblems(client, where, plan.source, 'where', plan.allowFunctions ?? [])));
-  problems.push(...(await captureConflicts(client, plan.source, sourceOid)));
+  problems.push(...(await captureConflicts(client, plan.source, sourceOid)), ...(await splitProblems(client, plan, sourceOid, targetOid)));
   return problems;
 }
 

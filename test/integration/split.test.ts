@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { atPhase, basePlan, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
 
 interface Row { project: string; v: number; note: string }
 
@@ -60,7 +60,17 @@ async function rowsOf(table: string, where = 'true'): Promise<{ id: string; proj
   return sql(`SELECT x.id::text AS id, x.project_id::text AS project_id, x.v, x.note FROM ${table} x WHERE ${where} ORDER BY x.id`);
 }
 
-test('a shared table split project by project under a live writer: each project table equals the writer\'s record of that project', async () => {
+/** A split plan of project `i` into its own schema. */
+function splitPlan(t: string, schema: string, project: string, name: string): string {
+  return writePlan(basePlan(name, `public.${t}`, `${schema}.stories`, {
+    where: `project_id = '${project}'`,
+    backup: { table: false },
+    // Slow enough that the writer's changes land before, inside and after every chunk.
+    copy: { chunkRows: 300, maxRowsPerSecond: 3000 },
+  }));
+}
+
+test('a shared table split project by project under a live writer: each project table equals the writer\'s record of that project; a rollback brings its rows back', async () => {
   const t = uniqueName('stories');
   const schemas = PROJECTS.map((_, i) => `project_${t}_${'abc'[i]}`);
   await sql(`CREATE TABLE public.${t} (id bigint PRIMARY KEY, project_id uuid NOT NULL, v int NOT NULL, note text)`);
@@ -68,38 +78,62 @@ test('a shared table split project by project under a live writer: each project 
   for (const s of schemas) await sql(`CREATE SCHEMA ${s}`);
   const known = new Map<number, Row>();
   for (let g = 1; g <= SEED; g++) known.set(g, { project: PROJECTS[g % 3]!, v: g, note: `seed ${g}` });
+  const names = PROJECTS.map((_, i) => `${t}-${'abc'[i]}`.replace(/_/g, '-'));
+  const timings: Record<string, number> = {};
+  const timed = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = Date.now();
+    try { return await fn(); } finally { timings[what] = Date.now() - t0; }
+  };
 
   // A bad filter is refused before anything starts: exit 2, the field named.
-  const bad = await runCli(['plan', 'validate', writePlan(basePlan(`${t}_bad`, `public.${t}`, `${schemas[0]}.stories`, { where: 'v > extract(epoch FROM now())' }))]);
+  const bad = await timed('bad', () => runCli(['plan', 'validate', writePlan(basePlan(`${t}_bad`, `public.${t}`, `${schemas[0]}.stories`, { where: 'v > extract(epoch FROM now())' }))]));
   expect(bad.code).toBe(2);
   expect(bad.stderr + bad.stdout).toMatch(/where: .*IMMUTABLE/);
 
   let stopping = false;
   const stats: Record<string, number> = { inserts: 0, updates: 0, moves: 0, deletes: 0 };
+  // Through the old name all along: the shared table first, the split view after the first cutover.
   const writing = writer(`public.${t}`, known, () => stopping, stats);
   try {
     await sleep(300);
-    const name = `${t}-a`.replace(/_/g, '-');
-    const plan = writePlan(basePlan(name, `public.${t}`, `${schemas[0]}.stories`, {
-      where: `project_id = '${PROJECTS[0]}'`,
-      backup: { table: false },
-      // Slow enough that the writer's changes land before, inside and after every chunk.
-      copy: { chunkRows: 200, maxRowsPerSecond: 2000 },
-    }));
-    expect((await runCli(['start', plan])).code).toBe(0);
-    await waitFor(name, atPhase('awaiting_cutover'), 90_000);
-    await sleep(500);
-    stopping = true;
-    await writing;
-    const [oid] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [`public.${t}`]);
-    const deadline = Date.now() + 30_000;
-    while (Number((await sql<{ n: string }>(`SELECT count(*)::text AS n FROM safeshift.changes_${oid!.oid}`))[0]!.n) > 0 && Date.now() < deadline) await sleep(200);
-    expect(stats.moves).toBeGreaterThan(20);
-    expect(await rowsOf(`${schemas[0]}.stories`)).toEqual(expectedRows(known, PROJECTS[0]!));
-    expect((await runCli(['reject', name, '--as', 'alice'])).code).toBe(0);
-    await waitFor(name, atPhase('rolled_back'), 60_000);
+    // Project a, then project b: each to the end (its drop phase deletes its old rows from the shared table).
+    for (const i of [0, 1]) {
+      const started = await timed(`split ${i}`, () => runCli(['start', splitPlan(t, schemas[i]!, PROJECTS[i]!, names[i]!), '--auto-approve', '--json']));
+      expect(started).toMatchObject({ code: 0, stderr: '' });
+      expect((await statusOf(names[i]!)).phase).toBe('done');
+    }
+    // Project c: after cutover, the writer goes on through the view for a while, then the split is rolled back.
+    await timed('split 2', async () => {
+      expect((await runCli(['start', splitPlan(t, schemas[2]!, PROJECTS[2]!, names[2]!)])).code).toBe(0);
+      await waitFor(names[2]!, atPhase('awaiting_cutover'), 90_000);
+      expect((await runCli(['approve', names[2]!, '--as', 'alice'])).code).toBe(0);
+      await waitFor(names[2]!, atPhase('awaiting_drop'), 60_000);
+      const before = stats.inserts! + stats.moves!;
+      await sleep(1000);
+      expect(stats.inserts! + stats.moves! - before).toBeGreaterThan(5);
+      expect((await runCli(['rollback', names[2]!, '--as', 'carol'])).code).toBe(0);
+      await waitFor(names[2]!, atPhase('rolled_back'), 60_000);
+    });
+    await sleep(300);
   } finally {
     stopping = true;
     await writing;
   }
+  console.log(`split test timings (ms): ${JSON.stringify(timings)}; writer: ${JSON.stringify(stats)}`);
+  expect(stats.moves).toBeGreaterThan(20);
+
+  // Each project table is exactly the writer's record of its project; the rest is in the shared table.
+  expect(await rowsOf(`${schemas[0]}.stories`)).toEqual(expectedRows(known, PROJECTS[0]!));
+  expect(await rowsOf(`${schemas[1]}.stories`)).toEqual(expectedRows(known, PROJECTS[1]!));
+  expect(await rowsOf(`public.${t}_shared`)).toEqual(expectedRows(known, PROJECTS[2]!));
+  expect(await sql(`SELECT to_regclass($1) AS c`, [`${schemas[2]}.stories`])).toEqual([{ c: null }]);
+  // Through the old name, every row, wherever it lives.
+  const all = [...known.entries()].sort((a, b) => a[0] - b[0]).map(([id, r]) => ({ id: String(id), project_id: r.project, v: r.v, note: r.note }));
+  expect(await rowsOf(`public.${t}`)).toEqual(all);
+  // Access: the project tables and the view have the shared table's grants and row-security flags.
+  const access = await sql<{ rel: string; acl: string; rls: boolean }>(
+    `SELECT c.oid::regclass::text AS rel, array(SELECT format('%s:%s', pg_get_userbyid(x.grantee), x.privilege_type) FROM aclexplode(c.relacl) x
+        WHERE x.grantee <> c.relowner ORDER BY 1)::text AS acl, c.relrowsecurity AS rls FROM pg_class c WHERE c.oid = ANY ($1::regclass[]) ORDER BY 1`,
+    [[`public.${t}_shared`, `${schemas[0]}.stories`, `${schemas[1]}.stories`]]);
+  expect(new Set(access.map((a) => `${a.acl} ${a.rls}`)).size).toBe(1);
 }, 240_000);
