@@ -47,6 +47,8 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[]): string[] {
       const at = issue.path.length ? `${fieldPath(issue.path)}.` : '';
       return issue.keys.map((k) => `${at}${k}: unknown field`);
     }
+    // A record's key refused by its own check: that check's message, not zod's generic one.
+    if (issue.code === 'invalid_key' && issue.issues[0]) return [`${fieldPath(issue.path)}: ${issue.issues[0].message}`];
     return [`${fieldPath(issue.path)}: ${issue.message}`];
   });
 }

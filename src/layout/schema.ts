@@ -38,7 +38,7 @@ const sqlText = z.string().trim().min(1, 'must not be empty').max(64 * 1024, 'is
 const grants = z.record(ident('role name'), z.array(z.enum([...PRIVILEGES, 'all'])).min(1, 'lists no privilege'))
   .default({})
   .transform((g) => Object.fromEntries(Object.entries(g).map(([role, list]) =>
-    [role, list.includes('all') ? [...PRIVILEGES] : [...new Set(list as Privilege[])].sort()]))) as unknown as z.ZodType<Record<string, Privilege[]>>;
+    [role, PRIVILEGES.filter((p) => list.includes('all') || list.includes(p))]))) as unknown as z.ZodType<Record<string, Privilege[]>>;
 
 const table = z.strictObject({
   name: ident('table name'),
@@ -52,8 +52,8 @@ const table = z.strictObject({
 });
 export type LayoutTable = z.infer<typeof table>;
 
-const section = (defaultSchema: string | undefined) => z.strictObject({
-  schema: defaultSchema === undefined ? z.string().min(1) : z.string().min(1).default(defaultSchema),
+const section = (defaultSchema: string) => z.strictObject({
+  schema: z.string().min(1).default(defaultSchema),
   /** Roles given USAGE on the schema (and nothing else on it). */
   usage: z.array(ident('role name')).default([]),
   tables: z.array(table).default([]),
@@ -106,10 +106,11 @@ export const layoutSchema = z.strictObject({
     user: ident('column name').default('user_id'),
     project: ident('column name').default('project_id'),
   }),
-  shared: section('shared'),
-  system: section('system'),
+  // prefault: an absent section is parsed as {}, so its own defaults (schema name, no tables) are filled in.
+  shared: section('shared').prefault({}),
+  system: section('system').prefault({}),
   /** The per-project template: `schema` holds `{{project.slug}}`; every project gets these tables. */
-  project: section('project_{{project.slug}}'),
+  project: section('project_{{project.slug}}').prefault({}),
   policies: z.record(ident('policy name'), policy).default({}),
   projects: z.array(project).default([]),
 }).superRefine((l, ctx) => {

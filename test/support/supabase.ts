@@ -5,36 +5,15 @@
  * `request.jwt.claims`, and Supabase's default privileges in `public`: ALL on every new table, sequence and
  * function created there by `postgres` (the role safeshift and the tests connect as) goes to the three API roles.
  *
+ * The roles and the auth schema are the product's own stand-in (src/layout/auth-stand-in.ts, which `layout apply`
+ * installs where Supabase's are absent); the default privileges are what makes this world Supabase-like for tests.
  * Idempotent; the integration stack's global setup installs it once, so every test runs in that world.
  */
 import pg from 'pg';
+import { AUTH_SCHEMA_SQL, SUPABASE_ROLES_SQL } from '../../src/layout/auth-stand-in';
 
-export const SUPABASE_FIXTURE_SQL = `
-DO $$ BEGIN
-  CREATE ROLE anon NOLOGIN NOINHERIT;
-EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-DO $$ BEGIN
-  CREATE ROLE authenticated NOLOGIN NOINHERIT;
-EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-DO $$ BEGIN
-  CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
-EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-DO $$ BEGIN
-  CREATE ROLE authenticator LOGIN NOINHERIT;
-EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-GRANT anon, authenticated, service_role TO authenticator;
-
-CREATE SCHEMA IF NOT EXISTS auth;
-GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
-CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $fn$
-  SELECT nullif(coalesce(current_setting('request.jwt.claim.sub', true),
-                         current_setting('request.jwt.claims', true)::jsonb ->> 'sub'), '')::uuid
-$fn$;
-CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $fn$
-  SELECT nullif(coalesce(current_setting('request.jwt.claim.role', true),
-                         current_setting('request.jwt.claims', true)::jsonb ->> 'role'), '')::text
-$fn$;
-
+export const SUPABASE_FIXTURE_SQL = `${SUPABASE_ROLES_SQL}
+${AUTH_SCHEMA_SQL}
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
