@@ -162,19 +162,18 @@ describe('the difference with the live database', () => {
       oid: 1, rls: true, force: true, grants: { ...t.grants }, columnGrantees: [],
       policies: t.policies.map((p) => ({ name: p.name, command: p.command, permissive: p.permissive, roles: p.roles, ...printed, comment: policyComment(p, printed) })),
     };
-    return { comment: spec.comment!, grants: { authenticated: ['usage'] }, tables: { stories: table } };
+    return { grants: { authenticated: ['usage'] }, tables: { stories: table } };
   }
 
   it('a missing schema: create it, its usage, each table (sealed), grants, forced RLS and policies', async () => {
     const changes = diffScope(await projectScope(), undefined);
     expect(changes.map((c) => `${c.sign} ${c.object}`)).toEqual([
-      '+ schema project_alpha', '~ comment on schema project_alpha', '+ USAGE on schema project_alpha to authenticated', '+ table project_alpha.stories',
+      '+ schema project_alpha', '+ USAGE on schema project_alpha to authenticated', '+ table project_alpha.stories',
       '~ table project_alpha.stories', '+ SELECT, INSERT on project_alpha.stories to authenticated',
       '+ SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER on project_alpha.stories to service_role', '+ policy member on project_alpha.stories',
     ]);
-    expect(changes[1]!.sql).toEqual([`COMMENT ON SCHEMA "project_alpha" IS 'safeshift layout project {"id":"${ID_A}","layout":"unit","owner":"org-a","region":"eu-west-2","slug":"alpha"}'`]);
-    expect(changes[3]!.create).toEqual({ schema: 'project_alpha', name: 'stories' });
-    expect(changes[4]!.sql).toEqual(['ALTER TABLE "project_alpha"."stories" FORCE ROW LEVEL SECURITY']);
+    expect(changes[2]!.create).toEqual({ schema: 'project_alpha', name: 'stories' });
+    expect(changes[3]!.sql).toEqual(['ALTER TABLE "project_alpha"."stories" FORCE ROW LEVEL SECURITY']);
   });
 
   it('nothing to do where the database is as the layout says', async () => {
