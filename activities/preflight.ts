@@ -30,7 +30,6 @@ import { expressionFunctionProblems } from '../src/plan/expressions';
 import { rowFilterProblems } from '../src/row-filter';
 import { withSplitSource } from '../src/split-view';
 import { planCodeProblems } from '../src/plan/load';
-import { pathNote } from '../src/in-place';
 import { sealTree } from '../src/seal';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { compatViewRights } from '../src/bound/compat-view';
@@ -168,8 +167,7 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
-  // First: which path the plan takes and why (src/in-place.ts); the in-place path has a preflight of its own.
-  const warnings = [pathNote(plan), ...moves.map((m) => `at cutover: ${m}`)];
+  const warnings = moves.map((m) => `at cutover: ${m}`);
   warnings.push(...constraintNotes);
   if (reverse.notInvertible.length) {
     const strict = reverse.notInvertible.filter((n) => { const c = source.columns.find((x) => x.name === n)!; return c.notNull && !c.hasDefault && !c.identity; });

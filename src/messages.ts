@@ -26,8 +26,12 @@ export interface MigrationInput {
   plan: Plan;
   /** What the client computed; informational only: the workflow computes the plan's hash itself (src/identity.ts). */
   planHash?: string;
-  /** Activity timeouts; tests shorten them so a killed worker is noticed quickly. */
-  timeouts?: { heartbeat?: string; copySliceMs?: number; followSliceMs?: number };
+  /**
+   * Activity timeouts; tests shorten them so a killed worker is noticed quickly. `continueAsNewEvents`: a run hands
+   * the migration over to a new one (continue-as-new) once its history has this many events (default 10,000, or
+   * earlier when the server suggests it); tests set it low.
+   */
+  timeouts?: { heartbeat?: string; copySliceMs?: number; followSliceMs?: number; continueAsNewEvents?: number };
 }
 
 /**

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import * as activities from '../activities';
+import { keepAlive } from '../activities/keep-alive';
 import { redactActivityFailures } from '../activities/support';
 import { payloadCodecFromEnv } from '../src/codec';
 
@@ -50,7 +51,8 @@ export async function createWorker(config: WorkerConfig): Promise<Worker> {
     // History holds ciphertext only (issue 14): codecs run here, outside the workflow sandbox.
     dataConverter: { payloadCodecs: [codec] },
     // No row value in any failure an activity reports: Temporal history and the UI keep them (issue 13, finding 7).
-    interceptors: { activity: [redactActivityFailures] },
+    // keepAlive: every activity heartbeats while it runs, so a dead worker's step is retried within seconds.
+    interceptors: { activity: [redactActivityFailures, keepAlive] },
     // A SIGTERM'd worker lets in-flight chunk transactions finish or roll back before it exits.
     shutdownGraceTime: '10s',
     // Heartbeats (and so cancellations, e.g. of the catch-up follower when a gate settles) reach us within ~1 s.

@@ -6,7 +6,7 @@
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import type { ExportSummary } from '../activities/export';
-import { ACTIVITY_RETRY, exportAndVerify } from './shared';
+import { ACTIVITY_RETRY, exportAndVerify, HEARTBEAT_TIMEOUT, SHORT_ACTIVITY } from './shared';
 
 export interface BackupInput {
   db: string;
@@ -31,8 +31,8 @@ export interface BackupResult {
 export async function backupWorkflow(input: BackupInput): Promise<BackupResult> {
   const info = wf.workflowInfo();
   const retry = ACTIVITY_RETRY;
-  const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
-  const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: '1m', retry });
+  const quick = wf.proxyActivities<typeof activities>(SHORT_ACTIVITY);
+  const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: HEARTBEAT_TIMEOUT, retry });
   let event = 0;
   const audit = async (action: string, details: Record<string, unknown>): Promise<void> => {
     await quick.recordEvent({

@@ -15,12 +15,13 @@ import { fatal } from '../src/errors';
 import { planHashOf, sameName, type DecisionPayload } from '../src/identity';
 import {
   abort, approve, BACKUP_KEY_ENV, decisionOutcome, planQuery, doneReason, rollbackRequestedReason, MIGRATION_PHASE, pause, reject, resume, rollback, status,
-  type ApproveArgs, type ApproverKeys, type OperatorArgs, type GateName, type GateStatus, type MigrationInput, type MigrationStatus, type Phase, type RejectArgs,
+  type ApproveArgs, type ApproverKeys, type OperatorArgs, type GateName, type GateStatus, type MigrationStatus, type Phase, type RejectArgs,
 } from '../src/messages';
 import type { SwapBackRefusal } from '../src/rollback-feasibility';
 import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
-import { ACTIVITY_RETRY, checkDecision, decisionDesk, exportAndVerify, Refusal, failureDetails, failureMessage, failureType, stampOf } from './shared';
+import { CONTINUE_AS_NEW_EVENTS, historyIsLong, runsStep, runsSoFar, undoStep, type Carried, type MigrationRunInput, type ResumeAt, type UndoStep } from './carry';
+import { ACTIVITY_RETRY, checkDecision, decisionDesk, exportAndVerify, HEARTBEAT_TIMEOUT, Refusal, SHORT_ACTIVITY, failureDetails, failureMessage, failureType, stampOf } from './shared';
 
 const COPY_SLICE_MS = 30_000;
 /** How long one follow-the-source activity runs while a gate waits; each adds a few history events. */
@@ -29,29 +30,34 @@ const FOLLOW_SLICE_MS = 120_000;
 const SMALL_BACKLOG = 1000;
 const REPLAY_BATCH = 5000;
 
-interface Compensation {
-  name: string;
-  run: () => Promise<string | void>;
-}
-
-export async function migrationWorkflow(input: MigrationInput): Promise<MigrationStatus> {
-  const { plan } = input;
+export async function migrationWorkflow(input: MigrationRunInput): Promise<MigrationStatus> {
+  const { plan, carried } = input;
   // Decisions are bound to the plan this workflow runs, hashed here: a hash the client put in the input is never trusted.
   const planHash = planHashOf(plan);
   const info = wf.workflowInfo();
-  const ref = { db: plan.database, workflowId: info.workflowId, runId: info.runId };
+  // A continued run (continue-as-new, workflows/carry.ts) goes on under the first run's id and stamp: the ledger's
+  // rows, event keys, chunk records and the names the run made stay the migration's, whichever run writes them.
+  const migrationRunId = carried?.runId ?? info.runId;
+  const stamp = carried?.stamp ?? stampOf(info.startTime);
+  const resumeAt = carried?.resumeAt;
+  const historyLimit = input.timeouts?.continueAsNewEvents ?? CONTINUE_AS_NEW_EVENTS;
+  // Migrations started by a worker without continue-as-new replay as they ran (no marker in their history): they
+  // never hand over, so a new worker replays them without a nondeterminism error. Every newer run may.
+  const mayHandOver = wf.patched('continue-as-new');
+  const handOverDue = () => mayHandOver && historyIsLong(historyLimit);
+  const ref = { db: plan.database, workflowId: info.workflowId, runId: migrationRunId };
   const retry = ACTIVITY_RETRY;
-  const heartbeatTimeout = input.timeouts?.heartbeat ?? '30s';
+  const heartbeatTimeout = input.timeouts?.heartbeat ?? HEARTBEAT_TIMEOUT;
   const sliceMs = input.timeouts?.copySliceMs ?? COPY_SLICE_MS;
   // WAIT_CANCELLATION_COMPLETED: on a cancel, compensations start only once the running activity has stopped,
   // so a swap cannot commit behind the back of the swap back that is meant to undo it.
   const cancellationType = wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED;
-  const quick = ledgerInOrder(wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry }));
+  const quick = ledgerInOrder(wf.proxyActivities<typeof activities>({ ...SHORT_ACTIVITY, heartbeatTimeout }));
   const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '12h', heartbeatTimeout, retry, cancellationType });
   const copy = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '30m', heartbeatTimeout, retry: { ...retry, maximumAttempts: 50 }, cancellationType });
 
-  const startedAt = Date.now();
-  const state: MigrationStatus = {
+  const startedAt = carried?.clocks.startedAt ?? Date.now();
+  const state: MigrationStatus = carried?.state ?? {
     name: plan.name,
     planHash,
     source: displayName(plan.source),
@@ -71,10 +77,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     startedAt: new Date(startedAt).toISOString(),
     updatedAt: new Date(startedAt).toISOString(),
   };
-  let phaseStartedAt = startedAt;
-  let eventNo = 0;
+  let phaseStartedAt = carried?.clocks.phaseStartedAt ?? startedAt;
+  let eventNo = carried?.eventNo ?? 0;
   let dropStarted = false;
-  let cutoverAt: number | undefined;
+  let cutoverAt = carried?.clocks.cutoverAt;
   /** Who asked for the old table back after cutover (safeshift rollback), so the outcome says so, not "aborted". */
   let rollbackAsked: { by: string; reason?: string } | undefined;
   /** How many times the original table refused the swap back, and whether an operator asked for another try. */
@@ -83,7 +89,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
   // Each row's seq and MAC is anchored here, outside the database: `safeshift audit verify --migration` compares.
   const audit = async (actor: string, action: string, details: Record<string, unknown> = {}, extra: Partial<Parameters<typeof quick.recordEvent>[0]> = {}): Promise<void> => {
-    const head = await quick.recordEvent({ ...ref, eventKey: `${info.runId}/${++eventNo}`, actor, action, phase: state.phase, details, ...extra });
+    const head = await quick.recordEvent({ ...ref, eventKey: `${migrationRunId}/${++eventNo}`, actor, action, phase: state.phase, details, ...extra });
     if (head && (!state.auditHead || head.seq > state.auditHead.seq)) state.auditHead = head;
   };
 
@@ -126,9 +132,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   /** Everyone who may decide anything here: the approvers of both gates, and the requester (operator actions only). */
   const people = [...new Set([...plan.approvals.cutover.approvers, ...plan.approvals.drop.approvers, plan.requestedBy])];
   /** The registered public keys of those people, read when the run starts (readDeciderKeys) and fixed for the run. */
-  let deciderKeys: ApproverKeys | undefined;
+  let deciderKeys: ApproverKeys | undefined = carried?.deciderKeys;
+  const runs = runsSoFar(carried, info.runId);
   const desk = decisionDesk({
-    workflowId: info.workflowId, runId: info.runId, requestedBy: plan.requestedBy, what: 'migration',
+    workflowId: info.workflowId, runId: info.runId, earlierRuns: runs.slice(0, -1), memory: carried?.desk, requestedBy: plan.requestedBy, what: 'migration',
     people: () => people, keys: () => deciderKeys, planHash: () => planHash,
     refused: () => (state.refusedDecisions ??= []), audit: (actor, action, details) => audit(actor, action, details),
   });
@@ -240,21 +247,29 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
   }
 
-  /** Wait at a gate until enough approvals, a reject, an abort or the timeout; `meanwhile` runs until then. */
-  async function gate(name: GateName, meanwhile?: (settled: () => boolean) => Promise<void>): Promise<void> {
+  /**
+   * Wait at a gate until enough approvals, a reject, an abort or the timeout; `meanwhile` runs until then.
+   * 'handover': history grew long while the gate waited; the caller continues as new, and the next run waits on
+   * at the same gate (already open and entered: its decisions, opening time and deadline are in the state).
+   */
+  async function gate(name: GateName, meanwhile?: (settled: () => boolean) => Promise<void>): Promise<'decided' | 'handover'> {
     const cfg = plan.approvals[name];
     const g = state.gates.find((x) => x.name === name)!;
-    g.state = 'open';
-    g.openedAt = new Date().toISOString();
-    if (cfg.timeout) g.deadline = new Date(Date.now() + cfg.timeout).toISOString();
-    await enter(name === 'cutover' ? 'awaiting_cutover' : 'awaiting_drop', { approvers: cfg.approvers, required: cfg.required });
+    if (resumeAt !== `awaiting_${name}`) {
+      g.state = 'open';
+      g.openedAt = new Date().toISOString();
+      if (cfg.timeout) g.deadline = new Date(Date.now() + cfg.timeout).toISOString();
+      await enter(name === 'cutover' ? 'awaiting_cutover' : 'awaiting_drop', { approvers: cfg.approvers, required: cfg.required });
+    }
     let timedOut = false;
     let backgroundFailure: unknown;
-    const settled = () => g.state !== 'open' || state.abortRequested || timedOut || backgroundFailure !== undefined;
+    // History is read at every activation: the end of a follow slice, a decision, a signal.
+    const settled = () => g.state !== 'open' || state.abortRequested || timedOut || backgroundFailure !== undefined || handOverDue();
     // Caught at once: a rejection nobody awaits would fail the workflow task, not the migration.
     const background = meanwhile ? meanwhile(settled).catch((err: unknown) => { backgroundFailure = err; }) : Promise.resolve();
-    // condition(fn, undefined) would time out at once: only a gate with a timeout gets one.
-    const decided = cfg.timeout === undefined ? (await wf.condition(settled), true) : await wf.condition(settled, cfg.timeout);
+    // condition(fn, undefined) would time out at once: only a gate with a timeout gets one (what is left of it).
+    const left = g.deadline === undefined ? undefined : Date.parse(g.deadline) - Date.now();
+    const decided = left === undefined ? (await wf.condition(settled), true) : left > 0 ? await wf.condition(settled, left) : g.state !== 'open' || state.abortRequested;
     timedOut = !decided;
     await background;
     if (backgroundFailure !== undefined && !wf.isCancellation(backgroundFailure)) throw backgroundFailure;
@@ -268,12 +283,14 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const d = g.decisions.find((x) => !x.approved)!;
       throw fatal('Rejected', `${d.approver} rejected the ${name} gate${d.reason ? `: ${d.reason}` : ''}`);
     }
+    if (g.state === 'open') return 'handover';
     if (name === 'drop' && plan.approvals.drop.notBefore && cutoverAt !== undefined) {
       const notBefore = cutoverAt + plan.approvals.drop.notBefore;
       const wait = notBefore - Date.now();
       g.notBefore = new Date(notBefore).toISOString();
       if (wait > 0 && (await wf.condition(() => state.abortRequested, wait))) throw stopped(' while the drop gate waited for its retention time');
     }
+    return 'decided';
   }
 
   /**
@@ -281,10 +298,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
    * (SwapBackUnsafe). Nothing is lost meanwhile: the new table stays live and reverse capture records every
    * write. Any other failure is the compensation's failure, as before.
    */
-  async function untilSwappedBack(c: Compensation): Promise<string | void> {
+  async function untilSwappedBack(c: UndoStep): Promise<string | void> {
     for (;;) {
       try {
-        return await c.run();
+        return await undoStep(c, { quick, long });
       } catch (err) {
         if (failureType(err) !== 'SwapBackUnsafe') throw err;
         await waitWhileBlocked(err);
@@ -320,9 +337,9 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     if (!state.backupTable || !backup) return;
     try {
       await wf.startChild('backupRetentionWorkflow', {
-        workflowId: `${info.workflowId}-backup-retention-${stampOf(info.startTime)}`,
+        workflowId: `${info.workflowId}-backup-retention-${stamp}`,
         parentClosePolicy: wf.ParentClosePolicy.ABANDON,
-        args: [{ db: plan.database, workflowId: info.workflowId, runId: info.runId, backup, retentionMs: plan.backup.retention }],
+        args: [{ ...ref, backup, retentionMs: plan.backup.retention }],
       });
       await audit('safeshift', 'backup:retention', { table: state.backupTable, retention: formatDuration(plan.backup.retention) }).catch(() => undefined);
     } catch (err) {
@@ -331,121 +348,165 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   }
 
   const throttle = { maxReplicationLagMs: plan.copy.maxReplicationLag, throttleQuery: plan.copy.throttleQuery };
-  const compensations: Compensation[] = [];
-  let report: PreflightReport | undefined;
+  /** Undo steps as data (workflows/carry.ts), the one to run first first; each registered next to its action. */
+  const compensations: UndoStep[] = [...(carried?.compensations ?? [])];
+  let report: PreflightReport | undefined = carried?.work.report;
+  let work: Carried['work'] | undefined = carried?.work;
+  let copyStarted = carried?.clocks.copyStartedAt;
+
+  /**
+   * History is long: the migration goes on in a new run of this workflow, from `at`, with everything this run
+   * keeps. Decisions and signals being handled finish first, so none is lost in the hand-over.
+   */
+  async function handOver(at: ResumeAt, made: Carried['work']): Promise<never> {
+    await wf.condition(wf.allHandlersFinished);
+    touch();
+    const next: Carried = {
+      runId: migrationRunId, stamp, runs, resumeAt: at, state, eventNo, events: wf.workflowInfo().historyLength,
+      clocks: { startedAt, phaseStartedAt, copyStartedAt: copyStarted, cutoverAt },
+      compensations, deciderKeys, desk: desk.memory(), work: made,
+    };
+    // The search attributes (MigrationPhase, the table) as they are now: the dashboard finds the new run like the old.
+    return wf.makeContinueAsNewFunc<typeof migrationWorkflow>({ typedSearchAttributes: wf.workflowInfo().typedSearchAttributes })({ ...input, carried: next });
+  }
+
   try {
-    await enter('preflight');
-    deciderKeys = await quick.readDeciderKeys({ db: plan.database, names: people });
-    // The approvers without a key (a requester without one only cannot pause, resume, abort or roll back by signature).
-    const keyless = people.filter((p) => !sameName(p, plan.requestedBy) && !deciderKeys![p.toLowerCase()]?.length);
-    if (keyless.length) await audit('safeshift', 'keys:missing', { names: keyless });
-    if (input.planHash && input.planHash !== planHash) {
-      await audit('safeshift', 'plan:hash-differs', { given: input.planHash, computed: planHash });
-    }
-    report = await quick.preflight({ db: plan.database, plan, stamp: stampOf(info.startTime) });
-    state.copy.rowsTotal = report.rowsEstimate;
-    state.warnings = [...report.warnings,
-      ...(keyless.length ? [`no key registered for ${keyless.join(', ')} when the migration started: their decisions will be refused (safeshift keys add)`] : []),
-      ...(input.planHash && input.planHash !== planHash ? [`the client said the plan hash was ${input.planHash.slice(0, 12)}; the plan this migration runs hashes to ${planHash.slice(0, 12)}, and only that one can be approved`] : [])];
-    state.rollbackRisks = report.reverse.risks;
-    const { spec, retired } = report;
-
-    await checkpoint();
-    await enter('backup', { table: plan.backup.table });
-    if (plan.backup.table) {
-      const backup = await long.backupTable({ ...ref, source: plan.source, backup: report.backup });
-      state.backupTable = backup.table;
-      await audit('safeshift', 'backup:verified', { ...backup });
-    }
-    if (plan.backup.export) {
-      // A file export of the source too, in its own snapshot, verified (restored into a scratch schema) before
-      // anything else happens: a migration never starts on an export that does not restore.
-      const id = `${info.workflowId}-${stampOf(info.startTime)}`;
-      const dir = `${plan.backup.export.dir.replace(/\/+$/, '')}/${id}`;
-      const keyEnv = plan.backup.export.encrypt ? BACKUP_KEY_ENV : undefined;
-      await exportAndVerify(long, (action, details) => audit('safeshift', action, details),
-        { db: plan.database, workflowId: info.workflowId, id, tables: [displayName(plan.source)], dir, keyEnv });
-      state.backupExport = { id, dir };
-    }
-
-    await checkpoint();
-    await enter('prepare');
-    const { targetOid, deferredIndexes } = await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: report.createSql, partition: report.partition });
-    compensations.unshift({ name: 'dropTarget', run: () => quick.dropTarget({ ...ref, target: plan.target, targetOid }) });
-    const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, where: spec.where, lockTimeoutMs: plan.cutover.lockTimeoutMs };
-    // Registered first: the trigger may be in place even if the reply is lost.
-    compensations.unshift({ name: 'removeChangeCapture', run: () => quick.removeChangeCapture(capture) });
-    await audit('safeshift', 'capture:installed', { message: await quick.installChangeCapture(capture) });
-
-    await checkpoint();
-    await enter('copy', { rowsEstimate: report.rowsEstimate, chunkRows: plan.copy.chunkRows, parallel: plan.copy.parallel, format: spec.format, formatReason: report.copyFormatReason });
-    Object.assign(state.copy, { parallel: plan.copy.parallel, format: spec.format ?? 'text', chunkRows: plan.copy.chunkRows });
-    const copyStarted = Date.now();
-    // Chunks start at the plan's size and are tuned toward chunkTime; never below 100 rows (or the plan's size, if
-    // smaller) nor above 1M rows (or the plan's size, if larger), so one chunk stays a bounded amount of work.
-    const sizing = { targetMs: plan.copy.chunkTime, min: Math.min(plan.copy.chunkRows, 100), max: Math.max(plan.copy.chunkRows, 1_000_000) };
-    for (;;) {
-      await checkpoint();
-      const slice: CopyProgress = await copy.copySlice({
-        db: plan.database, runId: info.runId, spec, targetOid, chunkRows: state.copy.chunkRows, sizing, parallel: plan.copy.parallel,
-        maxRowsPerSecond: plan.copy.maxRowsPerSecond, throttle, sliceMs,
-      });
-      if (slice.throttleReason) state.throttle = { reason: slice.throttleReason, at: new Date().toISOString() };
-      state.copy.rowsCopied = slice.rows;
-      state.copy.chunks = slice.chunks;
-      state.copy.rowsRedone += slice.rowsRedone;
-      state.copy.chunkRows = slice.chunkRows;
-      state.copy.throttledMs += slice.throttledMs;
-      state.copy.lastKey = slice.lastKey;
-      const seconds = Math.max(1, Date.now() - copyStarted) / 1000;
-      state.copy.rowsPerSecond = Math.round(state.copy.rowsCopied / seconds);
-      state.copy.etaSeconds = state.copy.rowsPerSecond > 0 ? Math.max(0, Math.round((state.copy.rowsTotal - state.copy.rowsCopied) / state.copy.rowsPerSecond)) : null;
+    if (!carried) {
+      await enter('preflight');
+      deciderKeys = await quick.readDeciderKeys({ db: plan.database, names: people });
+      // The approvers without a key (a requester without one only cannot pause, resume, abort or roll back by signature).
+      const keyless = people.filter((p) => !sameName(p, plan.requestedBy) && !deciderKeys![p.toLowerCase()]?.length);
+      if (keyless.length) await audit('safeshift', 'keys:missing', { names: keyless });
+      if (input.planHash && input.planHash !== planHash) {
+        await audit('safeshift', 'plan:hash-differs', { given: input.planHash, computed: planHash });
+      }
+      report = await quick.preflight({ db: plan.database, plan, stamp });
+      state.copy.rowsTotal = report.rowsEstimate;
+      state.warnings = [...report.warnings,
+        ...(keyless.length ? [`no key registered for ${keyless.join(', ')} when the migration started: their decisions will be refused (safeshift keys add)`] : []),
+        ...(input.planHash && input.planHash !== planHash ? [`the client said the plan hash was ${input.planHash.slice(0, 12)}; the plan this migration runs hashes to ${planHash.slice(0, 12)}, and only that one can be approved`] : [])];
+      state.rollbackRisks = report.reverse.risks;
+    } else {
       touch();
-      if (slice.done) break;
+      await audit('safeshift', 'history:continued', { run: info.runId, from: info.continuedFromExecutionRunId ?? null, at: carried.resumeAt, events: carried.events });
     }
-    if (state.copy.rowsRedone) await audit('safeshift', 'copy:redone', { rows: state.copy.rowsRedone, message: `${state.copy.rowsRedone} rows of chunks in flight when a copy attempt stopped were copied again` });
-    state.copy.rowsTotal = state.copy.rowsCopied;
-    state.copy.etaSeconds = 0;
+    if (!report) throw fatal('Unsupported', 'a continued run carries no preflight report');
+    const { spec, retired } = report;
+    const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, lockTimeoutMs: plan.cutover.lockTimeoutMs };
 
-    if (deferredIndexes.length) {
+    if (!carried) {
+      await checkpoint();
+      await enter('backup', { table: plan.backup.table });
+      if (plan.backup.table) {
+        const backup = await long.backupTable({ ...ref, source: plan.source, backup: report.backup });
+        state.backupTable = backup.table;
+        await audit('safeshift', 'backup:verified', { ...backup });
+      }
+      if (plan.backup.export) {
+        // A file export of the source too, in its own snapshot, verified (restored into a scratch schema) before
+        // anything else happens: a migration never starts on an export that does not restore.
+        const id = `${info.workflowId}-${stamp}`;
+        const dir = `${plan.backup.export.dir.replace(/\/+$/, '')}/${id}`;
+        const keyEnv = plan.backup.export.encrypt ? BACKUP_KEY_ENV : undefined;
+        await exportAndVerify(long, (action, details) => audit('safeshift', action, details),
+          { db: plan.database, workflowId: info.workflowId, id, tables: [displayName(plan.source)], dir, keyEnv });
+        state.backupExport = { id, dir };
+      }
+
+      await checkpoint();
+      await enter('prepare');
+      work = { report, ...(await quick.createTarget({ ...ref, source: plan.source, target: plan.target, createSql: report.createSql, partition: report.partition })) };
+      compensations.unshift({ name: 'dropTarget', args: { ...ref, target: plan.target, targetOid: work.targetOid } });
+      // Registered first: the trigger may be in place even if the reply is lost.
+      compensations.unshift({ name: 'removeChangeCapture', args: capture });
+      await audit('safeshift', 'capture:installed', { message: await quick.installChangeCapture(capture) });
+    }
+    if (!work) throw fatal('Unsupported', 'a continued run carries no target');
+    const { targetOid, deferredIndexes } = work;
+
+    if (runsStep(resumeAt, 'copy')) {
+      if (resumeAt !== 'copy') {
+        await checkpoint();
+        await enter('copy', { rowsEstimate: report.rowsEstimate, chunkRows: plan.copy.chunkRows, parallel: plan.copy.parallel, format: spec.format, formatReason: report.copyFormatReason });
+        Object.assign(state.copy, { parallel: plan.copy.parallel, format: spec.format ?? 'text', chunkRows: plan.copy.chunkRows });
+        copyStarted = Date.now();
+      }
+      // Chunks start at the plan's size and are tuned toward chunkTime; never below 100 rows (or the plan's size, if
+      // smaller) nor above 1M rows (or the plan's size, if larger), so one chunk stays a bounded amount of work.
+      const sizing = { targetMs: plan.copy.chunkTime, min: Math.min(plan.copy.chunkRows, 100), max: Math.max(plan.copy.chunkRows, 1_000_000) };
+      for (;;) {
+        await checkpoint();
+        const slice: CopyProgress = await copy.copySlice({
+          db: plan.database, runId: migrationRunId, spec, targetOid, chunkRows: state.copy.chunkRows, sizing, parallel: plan.copy.parallel,
+          maxRowsPerSecond: plan.copy.maxRowsPerSecond, throttle, sliceMs,
+        });
+        if (slice.throttleReason) state.throttle = { reason: slice.throttleReason, at: new Date().toISOString() };
+        state.copy.rowsCopied = slice.rows;
+        state.copy.chunks = slice.chunks;
+        state.copy.rowsRedone += slice.rowsRedone;
+        state.copy.chunkRows = slice.chunkRows;
+        state.copy.throttledMs += slice.throttledMs;
+        state.copy.lastKey = slice.lastKey;
+        const seconds = Math.max(1, Date.now() - (copyStarted ?? startedAt)) / 1000;
+        state.copy.rowsPerSecond = Math.round(state.copy.rowsCopied / seconds);
+        state.copy.etaSeconds = state.copy.rowsPerSecond > 0 ? Math.max(0, Math.round((state.copy.rowsTotal - state.copy.rowsCopied) / state.copy.rowsPerSecond)) : null;
+        touch();
+        if (slice.done) break;
+        if (handOverDue()) return await handOver('copy', work);
+      }
+      if (state.copy.rowsRedone) await audit('safeshift', 'copy:redone', { rows: state.copy.rowsRedone, message: `${state.copy.rowsRedone} rows of chunks in flight when a copy attempt stopped were copied again` });
+      state.copy.rowsTotal = state.copy.rowsCopied;
+      state.copy.etaSeconds = 0;
+    }
+
+    if (runsStep(resumeAt, 'build') && deferredIndexes.length) {
       await checkpoint();
       await enter('build', { indexes: deferredIndexes });
       const built = await long.buildIndexes({ ...ref, target: plan.target, targetOid });
       await audit('safeshift', 'build:indexes', { built });
     }
 
-    await checkpoint();
-    await enter('catch_up');
-    const replay = { db: plan.database, runId: info.runId, throttle, spec, sourceOid: report.sourceOid, smallBacklog: SMALL_BACKLOG, batch: REPLAY_BATCH, maxRowsPerSecond: plan.copy.maxRowsPerSecond };
-    for (;;) {
-      await checkpoint();
-      const r: CatchUpResult = await long.catchUp({ ...replay, mode: 'drain', sliceMs });
-      noteCatchUp(r);
-      if (r.caughtUp) break;
+    const replay = { db: plan.database, runId: migrationRunId, throttle, spec, sourceOid: report.sourceOid, smallBacklog: SMALL_BACKLOG, batch: REPLAY_BATCH, maxRowsPerSecond: plan.copy.maxRowsPerSecond };
+    if (runsStep(resumeAt, 'catch_up')) {
+      if (resumeAt !== 'catch_up') {
+        await checkpoint();
+        await enter('catch_up');
+      }
+      for (;;) {
+        await checkpoint();
+        const r: CatchUpResult = await long.catchUp({ ...replay, mode: 'drain', sliceMs });
+        noteCatchUp(r);
+        if (r.caughtUp) break;
+        if (handOverDue()) return await handOver('catch_up', work);
+      }
     }
 
-    await checkpoint();
-    await enter('validate');
-    const validation = await long.validateCopy({ db: plan.database, spec, sourceOid: report.sourceOid, chunkRows: plan.copy.chunkRows, parallel: plan.copy.parallel, foreignKeys: report.foreignKeys, targetOid });
-    state.validation = validation;
-    await audit('safeshift', validation.ok ? 'validate:ok' : 'validate:mismatch', { ...validation });
-    if (!validation.ok) throw fatal('ValidationMismatch', validation.message);
+    if (runsStep(resumeAt, 'validate')) {
+      await checkpoint();
+      await enter('validate');
+      const validation = await long.validateCopy({ db: plan.database, spec, sourceOid: report.sourceOid, chunkRows: plan.copy.chunkRows, parallel: plan.copy.parallel, foreignKeys: report.foreignKeys, targetOid });
+      state.validation = validation;
+      await audit('safeshift', validation.ok ? 'validate:ok' : 'validate:mismatch', { ...validation });
+      if (!validation.ok) throw fatal('ValidationMismatch', validation.message);
+    }
 
-    await gate('cutover', (settled) => followSource(replay, settled));
-    await checkpoint();
-    await enter('cutover');
-    const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, newTableName: plan.cutover.newTableName, foreignKeys: report.foreignKeys, partition: report.partition, partitions: report.partitions, stamp: stampOf(info.startTime), lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
-    // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
-    compensations.unshift({ name: 'swapBack', run: () => long.swapBack(swap) });
-    const swapped = await long.swapTables(swap);
-    cutoverAt = Date.now();
-    state.retiredTable = displayName(retired);
-    await audit('safeshift', 'cutover:swapped', { ...swapped });
+    if (runsStep(resumeAt, 'awaiting_cutover')) {
+      if ((await gate('cutover', (settled) => followSource(replay, settled))) === 'handover') return await handOver('awaiting_cutover', work);
+      await checkpoint();
+      await enter('cutover');
+      const swap = { ...ref, spec, retired, sourceOid: report.sourceOid, targetOid, reverse: report.reverse.spec, compatView: report.compatView, newTableName: plan.cutover.newTableName, foreignKeys: report.foreignKeys, partition: report.partition, partitions: report.partitions, stamp, lockTimeoutMs: plan.cutover.lockTimeoutMs, attempts: plan.cutover.attempts };
+      // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
+      compensations.unshift({ name: 'swapBack', args: swap });
+      const swapped = await long.swapTables(swap);
+      cutoverAt = Date.now();
+      state.retiredTable = displayName(retired);
+      await audit('safeshift', 'cutover:swapped', { ...swapped });
 
-    await enter('verify');
-    await long.verifyCutover({ db: plan.database, spec, targetOid, compatView: report.compatView !== null, newTableName: plan.cutover.newTableName, accessChanged: swapped.accessChanged });
+      await enter('verify');
+      await long.verifyCutover({ db: plan.database, spec, targetOid, compatView: report.compatView !== null, newTableName: plan.cutover.newTableName, accessChanged: swapped.accessChanged });
+    }
 
-    await gate('drop');
+    if ((await gate('drop')) === 'handover') return await handOver('awaiting_drop', work);
     await checkpoint();
     dropStarted = true;
     compensations.length = 0; // past this point nothing is undone: the drop is the point of no return
@@ -459,6 +520,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     await enter('done', {}, { reason: state.outcome.reason });
     await startBackupRetention(report.backup);
   } catch (err) {
+    // The hand-over to the next run (continue-as-new) is how this run ends, not a failure.
+    if (err instanceof wf.ContinueAsNew) throw err;
     const reason = failureMessage(err);
     if (dropStarted) {
       state.outcome = { phase: 'failed', reason: `drop failed after approval: ${reason}; the retired table may still exist` };
@@ -473,7 +536,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       await enter('rolling_back', { reason }).catch(() => undefined);
       for (const c of compensations) {
         try {
-          const message = c.name === 'swapBack' ? await untilSwappedBack(c) : await c.run();
+          const message = c.name === 'swapBack' ? await untilSwappedBack(c) : await undoStep(c, { quick, long });
           state.compensations.push({ name: c.name, state: 'done' });
           await audit('safeshift', `compensate:${c.name}`, { message: message ?? null });
         } catch (cerr) {

@@ -15,14 +15,14 @@ import { planHashOf, type DecisionPayload } from '../src/identity';
 import type { Plan } from '../src/plan/schema';
 import { approve, decisionOutcome, planQuery, reject, restoreStatus, type ApproveArgs, type ApproverKeys, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
 import { displayName } from '../src/sql';
-import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType, stampOf } from './shared';
+import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType, HEARTBEAT_TIMEOUT, SHORT_ACTIVITY, stampOf } from './shared';
 
 export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatus> {
   const info = wf.workflowInfo();
   const ref = { db: input.db, workflowId: info.workflowId, runId: info.runId };
   const retry = ACTIVITY_RETRY;
-  const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry });
-  const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: '1m', retry });
+  const quick = wf.proxyActivities<typeof activities>(SHORT_ACTIVITY);
+  const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '24h', heartbeatTimeout: HEARTBEAT_TIMEOUT, retry });
   const stamp = stampOf(new Date());
   const state: RestoreStatus = { phase: 'check', table: input.table, into: input.into, requestedBy: input.requestedBy };
   let event = 0;

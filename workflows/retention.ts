@@ -7,10 +7,10 @@
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import type { BackupRetentionInput } from '../activities/backup';
-import { ACTIVITY_RETRY } from './shared';
+import { SHORT_ACTIVITY } from './shared';
 
 export async function backupRetentionWorkflow(input: BackupRetentionInput): Promise<string> {
-  const quick = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '2m', retry: ACTIVITY_RETRY });
+  const quick = wf.proxyActivities<typeof activities>(SHORT_ACTIVITY);
   let { waitMs } = await quick.keepBackupUntil(input);
   // The database's clock decides (it fixed keep_until); Temporal's timer only sleeps until then.
   for (;;) {

@@ -20,6 +20,19 @@ import type { ApproverKeys, DecisionArgs, DecisionOutcome, GateStatus, RefusedDe
  */
 export const ACTIVITY_RETRY = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 30, nonRetryableErrorTypes: NON_RETRYABLE_TYPES };
 
+/**
+ * Every activity heartbeats while it runs (the worker's keep-alive interceptor, activities/keep-alive.ts, beats once
+ * a second whatever the step is doing): a worker that dies inside any step is noticed within this timeout and the
+ * step retried on another worker, about 10 s later, not at its start-to-close timeout.
+ */
+export const HEARTBEAT_TIMEOUT = '10s';
+
+/**
+ * Short steps (ledger writes, preflight, creating and dropping objects): dead workers are found by the heartbeat;
+ * the start-to-close timeout only bounds a step that hangs while its worker lives.
+ */
+export const SHORT_ACTIVITY = { startToCloseTimeout: '10m', heartbeatTimeout: HEARTBEAT_TIMEOUT, retry: ACTIVITY_RETRY } as const;
+
 /** yyyymmddhhmmss (UTC): makes the names a run creates (retired, backup, staged tables; export ids) unique. */
 export function stampOf(d: Date): string {
   return d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
@@ -68,6 +81,13 @@ export function checkDecision<N extends string>(
 export interface DeskContext {
   workflowId: string;
   runId: string;
+  /**
+   * Earlier runs of the same workflow (a migration that continued as new): a decision signed for one of them is
+   * about this same migration (the CLI signs for the run it saw; the workflow may have continued meanwhile).
+   */
+  earlierRuns?: string[];
+  /** What the desk of the run before this one remembered (signatures used, outcomes), carried over continue-as-new. */
+  memory?: DeskMemory;
   requestedBy: string;
   what: string;
   /** Everyone who may decide anything on this run (approvers of every gate, and the requester for operator actions). */
@@ -82,6 +102,14 @@ export interface DeskContext {
 }
 
 const KEEP_REFUSALS = 50;
+/** Outcomes kept for the CLI to ask after a signal, carried from run to run: the newest this many. */
+const KEEP_OUTCOMES = 500;
+
+/** The desk's memory, as data: replay protection and outcomes must survive a continue-as-new. */
+export interface DeskMemory {
+  used: string[];
+  outcomes: [string, DecisionOutcome][];
+}
 
 /**
  * Every signed decision a workflow receives passes here (in the handler, not the validator: a refusal is written
@@ -92,8 +120,8 @@ const KEEP_REFUSALS = 50;
  */
 export function decisionDesk(ctx: DeskContext) {
   /** By the signature's first 16 hex digits: what became of it (the CLI asks after a signal). */
-  const seen = new Map<string, DecisionOutcome>();
-  const usedSignatures = new Set<string>();
+  const seen = new Map<string, DecisionOutcome>(ctx.memory?.outcomes ?? []);
+  const usedSignatures = new Set<string>(ctx.memory?.used ?? []);
 
   async function refuse(action: DecisionAction, args: unknown, r: Refusal, verifiedBy: string | undefined, claimed?: DecisionPayload): Promise<wf.ApplicationFailure> {
     const signature = typeof (args as DecisionArgs | undefined)?.signature === 'string' ? (args as DecisionArgs).signature!.slice(0, 16) : null;
@@ -137,7 +165,7 @@ export function decisionDesk(ctx: DeskContext) {
   function bind(action: DecisionAction, d: DecisionPayload, signature: string): void {
     if (usedSignatures.has(signature)) throw new Refusal('Replayed', `this signed ${d.action} was already used`);
     usedSignatures.add(signature);
-    if (d.workflowId !== ctx.workflowId || d.runId !== ctx.runId) {
+    if (d.workflowId !== ctx.workflowId || (d.runId !== ctx.runId && !ctx.earlierRuns?.includes(d.runId))) {
       throw new Refusal('WrongWorkflow', `the decision was signed for ${d.workflowId} (run ${d.runId.slice(0, 8)}), not this ${ctx.what} (${ctx.workflowId}, run ${ctx.runId.slice(0, 8)})`);
     }
     if (d.action !== action) throw new Refusal('WrongAction', `the decision was signed as ${d.action}, not ${action}`);
@@ -151,6 +179,10 @@ export function decisionDesk(ctx: DeskContext) {
   }
 
   return {
+    /** What to hand to the next run's desk (continue-as-new): every signature used, the newest outcomes. */
+    memory(): DeskMemory {
+      return { used: [...usedSignatures], outcomes: [...seen].slice(-KEEP_OUTCOMES) };
+    },
     /** What became of a signature (its first 16 hex digits); null: never seen. */
     outcome(signature16: string): DecisionOutcome | null {
       return seen.get(signature16) ?? null;

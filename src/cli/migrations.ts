@@ -50,7 +50,7 @@ export async function checkPlan(file: string, options: { offline?: boolean; rehe
   try {
     const rehearse = options.rehearse ?? false;
     const report = await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000', { rehearse }), 'safeshift plan check');
-    return { ...loaded, notes: rehearse ? report.warnings : [...report.warnings, REHEARSAL_AT_START] };
+    return { ...loaded, notes: [pathNote(loaded.plan), ...(rehearse ? report.warnings : [...report.warnings, REHEARSAL_AT_START])] };
   } catch (err) {
     if (err instanceof PlanCheckFailed) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
     throw new CliError(`${file}: database: cannot check the plan against ${loaded.plan.database}: ${(err as Error).message}`);
@@ -255,7 +255,8 @@ export async function showPlan(idOrName: string, options: { json?: boolean }, pr
 
 export async function listMigrations(options: { phase?: string; json?: boolean }, print: Print): Promise<number> {
   return withTemporal(async (client, config) => {
-    const filters = [`WorkflowType IN ('migrationWorkflow', 'inPlaceWorkflow')`];
+    // A migration that continued as new has closed runs too: only its latest run is the migration.
+    const filters = [`WorkflowType IN ('migrationWorkflow', 'inPlaceWorkflow')`, `ExecutionStatus != 'ContinuedAsNew'`];
     if (options.phase) {
       if (!/^[a-z_]+$/.test(options.phase)) throw new CliError(`--phase: "${options.phase}" is not a phase name`, EXIT_BAD_INPUT);
       filters.push(`MigrationPhase = '${options.phase}'`);
