@@ -347,6 +347,7 @@ async function tryTargetDdl(
     }
     await checkExpressions(client, columns, plan.source, 'columns', problems, plan.allowFunctions ?? []);
     problems.push(...(await rowFilterProblems(client, plan, source.oid, target.oid)));
+    problems.push(...(await rowFilterProblems(client, plan, source.oid, target.oid)));
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
     const reverse = inverseMapping(plan, source, columns, problems);
     await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems, plan.allowFunctions ?? []);

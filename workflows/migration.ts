@@ -392,7 +392,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
     }
     if (!report) throw fatal('Unsupported', 'a continued run carries no preflight report');
     const { spec, retired } = report;
-    const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, lockTimeoutMs: plan.cutover.lockTimeoutMs };
+    const capture = { ...ref, source: plan.source, sourceOid: report.sourceOid, key: spec.key, where: spec.where, lockTimeoutMs: plan.cutover.lockTimeoutMs };
 
     if (!carried) {
       await checkpoint();
