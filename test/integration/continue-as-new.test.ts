@@ -14,8 +14,11 @@ import { atPhase, basePlan, fingerprint, signedAs, slowOnCopy, sql, uniqueName, 
 import { PROFILES_V2_SELECT, PROFILES_V2_TARGET_SELECT, profilesV2, seedProfiles } from '../support/seed';
 
 const THRESHOLD = 40;
-/** Short slices so that copy and gate each go through several of them (and hand over) in a few seconds. */
-const timeouts = { copySliceMs: 300, followSliceMs: 300, continueAsNewEvents: THRESHOLD };
+/**
+ * Short slices: the copy (2000 rows, at least 1 s) takes more than one, so the first run hands over mid-copy; the
+ * gate goes through several follow slices, and hands over, in a few seconds.
+ */
+const timeouts = { copySliceMs: 800, followSliceMs: 300, continueAsNewEvents: THRESHOLD };
 const taskQueue = process.env.SAFESHIFT_TASK_QUEUE ?? 'safeshift';
 
 interface Run { runId: string; events: number; activities: Record<string, number>; continued: boolean }
@@ -66,7 +69,7 @@ async function nextRun(client: Client, workflowId: string, runId: string): Promi
 async function slowTable(rows: number) {
   const src = uniqueName('can');
   await seedProfiles(src, rows);
-  // 0.5 ms a row on copy connections: a 100-row chunk takes ~50 ms, so the copy spans several 300 ms slices.
+  // 0.5 ms a row on copy connections: a 100-row chunk takes over 50 ms, 2000 rows over 1 s.
   await slowOnCopy(`public.${src}_slow`);
   const target = profilesV2(`${src}_v2`);
   return { src, plan: {
@@ -81,7 +84,7 @@ test('continue-as-new mid-copy and mid-gate loses nothing: one migration complet
   const t0 = Date.now();
   try {
     // Two migrations side by side on the shared worker.
-    const [a, b] = await Promise.all([slowTable(1200), slowTable(600)]);
+    const [a, b] = await Promise.all([slowTable(2000), slowTable(2000)]);
     const planA = loadPlan(writePlan(basePlan(a.src, `public.${a.src}`, `public.${a.src}_v2`, {
       ...a.plan, approvals: { cutover: { approvers: ['alice', 'bob'], required: 2 }, drop: { approvers: ['alice'], required: 1 } },
     }))).plan;
@@ -125,13 +128,13 @@ test('continue-as-new mid-copy and mid-gate loses nothing: one migration complet
 
     // A: whole. Every row, once; both gates with their decisions; every phase timed.
     expect(doneA.phase).toBe('done');
-    expect(doneA.copy.rowsCopied).toBe(1200);
+    expect(doneA.copy.rowsCopied).toBe(2000);
     expect(await fingerprint(PROFILES_V2_TARGET_SELECT(a.src), 'id')).toEqual(expectedA);
     expect(doneA.gates.map((g) => [g.name, g.state, g.decisions.map((d) => d.approver)])).toEqual([['cutover', 'approved', ['alice', 'bob']], ['drop', 'approved', ['alice']]]);
     for (const p of ['preflight', 'backup', 'prepare', 'copy', 'catch_up', 'validate', 'awaiting_cutover', 'cutover', 'verify', 'awaiting_drop', 'drop']) {
       expect(doneA.phaseDurationsMs[p]).toBeGreaterThanOrEqual(0);
     }
-    expect(doneA.phaseDurationsMs.copy).toBeGreaterThan(500);
+    expect(doneA.phaseDurationsMs.copy).toBeGreaterThan(1000);
     const runsA = await runsOf(client, handleA.workflowId);
     const auditA = await auditRows(handleA.workflowId);
     const handedOverA = auditA.filter((r) => r.action === 'history:continued').map((r) => r.details.at);
@@ -149,7 +152,7 @@ test('continue-as-new mid-copy and mid-gate loses nothing: one migration complet
     expect(ledger).toEqual([{ run_id: firstRun, phase: 'done', outcome: 'done' }]);
     // The copy's chunk records are the first run's, all of them.
     const [chunks] = await sql<{ rows: string }>(`SELECT sum(rows)::text AS rows FROM safeshift.copy_chunks WHERE run_id = $1`, [firstRun]);
-    expect(Number(chunks!.rows)).toBe(1200);
+    expect(Number(chunks!.rows)).toBe(2000);
 
     // B: the compensations registered before its hand-overs all ran, and the source is as it was.
     expect(backB.phase).toBe('rolled_back');
