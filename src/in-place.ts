@@ -79,6 +79,17 @@ function addColumnProblem(def: Node): string | undefined {
   return undefined;
 }
 
+/** One statement being classified: its number, text, and where its problems go. */
+interface StatementContext {
+  statement: number;
+  text: string;
+  /** `alter: statement N (Kind)`: how every problem starts. */
+  at: string;
+  problems: string[];
+  /** A problem that points to the copy path. */
+  refuse: (why: string) => void;
+}
+
 /**
  * Classify the plan's `alter` SQL for `source`. Every statement must name the table as it is named at that point
  * (schema-qualified; after a RENAME TO, the new name); each subcommand becomes one op. Problems name `alter`, the
@@ -97,11 +108,10 @@ export async function classifyAlter(sql: string, source: TableRef): Promise<{ op
   let current = source;
   if (stmts.length === 0) problems.push('alter: holds no statement');
   stmts.forEach(({ stmt, text }, i) => {
-    const statement = i + 1;
     const kind = Object.keys(stmt)[0] ?? 'unknown';
     const body = stmt[kind] as Node;
-    const at = `alter: statement ${statement} (${kind})`;
-    const refuse = (why: string) => problems.push(`${at} ${why}; ${COPY_PATH_HINT}`);
+    const at = `alter: statement ${i + 1} (${kind})`;
+    const c: StatementContext = { statement: i + 1, text, at, problems, refuse: (why) => problems.push(`${at} ${why}; ${COPY_PATH_HINT}`) };
     const onTable = (rel: Node | undefined): boolean => {
       const ref = relationOf(rel);
       if (ref && ref.schema === current.schema && ref.name === current.name) return true;
@@ -110,72 +120,79 @@ export async function classifyAlter(sql: string, source: TableRef): Promise<{ op
       return false;
     };
     if (kind === 'AlterTableStmt') {
-      if (body.objtype !== 'OBJECT_TABLE') return refuse(`alters a ${String(body.objtype).replace('OBJECT_', '').toLowerCase()}, not a table`);
+      if (body.objtype !== 'OBJECT_TABLE') return c.refuse(`alters a ${String(body.objtype).replace('OBJECT_', '').toLowerCase()}, not a table`);
       if (!onTable(body.relation)) return;
-      const cmds = ((body.cmds ?? []) as Node[]).map((c) => c.AlterTableCmd as Node);
+      const cmds = ((body.cmds ?? []) as Node[]).map((x) => x.AlterTableCmd as Node);
       for (const cmd of cmds) {
-        const single = cmds.length === 1;
-        switch (cmd.subtype) {
-          case 'AT_AddColumn': {
-            const def = cmd.def?.ColumnDef as Node;
-            if (!single) { problems.push(`${at}: give ADD COLUMN ${def.colname} as an ALTER TABLE statement of its own`); break; }
-            const why = addColumnProblem(def);
-            if (why) { refuse(`is not catalog-only: ${why}`); break; }
-            const dflt = ((def.constraints ?? []) as Node[]).find((c) => c.Constraint?.contype === 'CONSTR_DEFAULT');
-            ops.push({ statement, kind: 'add_column', column: def.colname, sql: text, functions: calledFunctions(dflt?.Constraint?.raw_expr) });
-            break;
-          }
-          case 'AT_DropColumn':
-            if (cmd.behavior === 'DROP_CASCADE') { refuse('drops a column with CASCADE (what depends on it would go too)'); break; }
-            ops.push({ statement, kind: 'drop_column', column: cmd.name });
-            break;
-          case 'AT_AddConstraint': {
-            const c = cmd.def?.Constraint as Node;
-            if (c.contype !== 'CONSTR_CHECK' && c.contype !== 'CONSTR_FOREIGN') { refuse(`adds a ${String(c.contype).replace('CONSTR_', '')} constraint (only CHECK and FOREIGN KEY are added in place, as NOT VALID then validated)`); break; }
-            if (!single) { problems.push(`${at}: give ADD CONSTRAINT as an ALTER TABLE statement of its own`); break; }
-            if (!c.conname) { problems.push(`${at}: name the constraint (ADD CONSTRAINT name ...), so that a rollback can drop it`); break; }
-            // On a line of its own: a trailing `-- comment` in the statement's text must not swallow it (checked below).
-            ops.push({ statement, kind: 'add_constraint', name: c.conname, sql: c.skip_validation ? text : `${text}\nNOT VALID`, validate: !c.skip_validation });
-            break;
-          }
-          case 'AT_ValidateConstraint':
-            ops.push({ statement, kind: 'validate_constraint', name: cmd.name });
-            break;
-          case 'AT_SetNotNull':
-            ops.push({ statement, kind: 'set_not_null', column: cmd.name });
-            break;
-          default:
-            refuse(`is not catalog-only: ${AT_NAMES[cmd.subtype] ?? String(cmd.subtype).replace(/^AT_/, '')} is not one of the in-place changes (rename/add/drop column, rename table, CHECK/FOREIGN KEY NOT VALID + VALIDATE, SET NOT NULL, CREATE INDEX CONCURRENTLY)`);
-        }
+        const op = alterTableCmdOp(cmd, cmds.length === 1, c);
+        if (op) ops.push(op);
       }
       return;
     }
     if (kind === 'RenameStmt') {
       if (body.renameType === 'OBJECT_COLUMN' && body.relationType === 'OBJECT_TABLE') {
-        if (onTable(body.relation)) ops.push({ statement, kind: 'rename_column', from: body.subname, to: body.newname });
+        if (onTable(body.relation)) ops.push({ statement: c.statement, kind: 'rename_column', from: body.subname, to: body.newname });
         return;
       }
       if (body.renameType === 'OBJECT_TABLE') {
         if (!onTable(body.relation)) return;
-        ops.push({ statement, kind: 'rename_table', from: current.name, to: body.newname });
+        ops.push({ statement: c.statement, kind: 'rename_table', from: current.name, to: body.newname });
         current = { schema: current.schema, name: body.newname };
         return;
       }
-      return refuse(`renames a ${String(body.renameType).replace('OBJECT_', '').toLowerCase()} (only columns and the table itself are renamed in place)`);
+      return c.refuse(`renames a ${String(body.renameType).replace('OBJECT_', '').toLowerCase()} (only columns and the table itself are renamed in place)`);
     }
     if (kind === 'IndexStmt') {
-      if (!body.concurrent) return refuse('is CREATE INDEX without CONCURRENTLY (it blocks writes while it builds): write CREATE INDEX CONCURRENTLY');
+      if (!body.concurrent) return c.refuse('is CREATE INDEX without CONCURRENTLY (it blocks writes while it builds): write CREATE INDEX CONCURRENTLY');
       if (!body.idxname) { problems.push(`${at}: name the index, so that a rollback can drop it`); return; }
       if (body.if_not_exists) { problems.push(`${at}: IF NOT EXISTS would take a foreign index for ours; leave it out`); return; }
-      if (onTable(body.relation)) ops.push({ statement, kind: 'create_index', name: body.idxname, sql: text });
+      if (onTable(body.relation)) ops.push({ statement: c.statement, kind: 'create_index', name: body.idxname, sql: text });
       return;
     }
-    refuse('is not an ALTER TABLE, a RENAME or a CREATE INDEX CONCURRENTLY of the source');
+    c.refuse('is not an ALTER TABLE, a RENAME or a CREATE INDEX CONCURRENTLY of the source');
   });
   for (const op of ops) {
     if (op.kind === 'add_constraint' && op.validate && !(await addsNotValid(op.sql))) problems.push(`alter: statement ${op.statement}: cannot be made NOT VALID as written; write NOT VALID yourself`);
   }
   return { ops, problems, finalName: current };
+}
+
+/** One ALTER TABLE subcommand as an op, or undefined (its problem recorded). `single`: the statement's only subcommand. */
+function alterTableCmdOp(cmd: Node, single: boolean, c: StatementContext): InPlaceOp | undefined {
+  const { statement, at, problems } = c;
+  switch (cmd.subtype) {
+    case 'AT_AddColumn': {
+      const def = cmd.def?.ColumnDef as Node;
+      // The plan's own statement is what runs: it must hold this one change only.
+      if (!single) { problems.push(`${at}: give ADD COLUMN ${def.colname} as an ALTER TABLE statement of its own`); return undefined; }
+      const why = addColumnProblem(def);
+      if (why) { c.refuse(`is not catalog-only: ${why}`); return undefined; }
+      const dflt = ((def.constraints ?? []) as Node[]).find((x) => x.Constraint?.contype === 'CONSTR_DEFAULT');
+      return { statement, kind: 'add_column', column: def.colname, sql: c.text, functions: calledFunctions(dflt?.Constraint?.raw_expr) };
+    }
+    case 'AT_DropColumn':
+      if (cmd.behavior === 'DROP_CASCADE') { c.refuse('drops a column with CASCADE (what depends on it would go too)'); return undefined; }
+      return { statement, kind: 'drop_column', column: cmd.name };
+    case 'AT_AddConstraint': {
+      const con = cmd.def?.Constraint as Node;
+      if (con.contype !== 'CONSTR_CHECK' && con.contype !== 'CONSTR_FOREIGN') {
+        c.refuse(`adds a ${String(con.contype).replace('CONSTR_', '')} constraint (only CHECK and FOREIGN KEY are added in place, as NOT VALID then validated)`);
+        return undefined;
+      }
+      if (!single) { problems.push(`${at}: give ADD CONSTRAINT as an ALTER TABLE statement of its own`); return undefined; }
+      if (!con.conname) { problems.push(`${at}: name the constraint (ADD CONSTRAINT name ...), so that a rollback can drop it`); return undefined; }
+      // On a line of its own: a trailing `-- comment` in the statement's text must not swallow it (checked after).
+      return { statement, kind: 'add_constraint', name: con.conname, sql: con.skip_validation ? c.text : `${c.text}\nNOT VALID`, validate: !con.skip_validation };
+    }
+    case 'AT_ValidateConstraint':
+      return { statement, kind: 'validate_constraint', name: cmd.name };
+    case 'AT_SetNotNull':
+      return { statement, kind: 'set_not_null', column: cmd.name };
+    default:
+      c.refuse(`is not catalog-only: ${AT_NAMES[cmd.subtype] ?? String(cmd.subtype).replace(/^AT_/, '')} is not one of the in-place changes ` +
+        '(rename/add/drop column, rename table, CHECK/FOREIGN KEY NOT VALID + VALIDATE, SET NOT NULL, CREATE INDEX CONCURRENTLY)');
+      return undefined;
+  }
 }
 
 /** Whether `sql` is one ALTER TABLE ... ADD CONSTRAINT that PostgreSQL's parser reads as NOT VALID. */
@@ -280,7 +297,8 @@ export function describeOp(op: ResolvedOp): string {
 /** The preflight line that says which path a plan takes and why. */
 export function pathNote(plan: { alter?: string; createSql?: string; columns: Record<string, string> }, ops: ResolvedOp[] = []): string {
   if (plan.alter) {
-    return `path: in place (catalog only): ${ops.length} change${ops.length === 1 ? '' : 's'} to the table's catalog, no row copied or rewritten; ` +
+    const count = ops.length ? `${ops.length} change${ops.length === 1 ? '' : 's'}` : 'changes';
+    return `path: in place (catalog only): ${count} to the table's catalog, no row copied or rewritten; ` +
       'a backup first, then each change at cutover with a short lock_timeout and retries, its inverse ready for a rollback until the drop gate';
   }
   const why = plan.createSql ? 'the plan gives a new table (create)' : 'the plan gives a target table made like the source';
