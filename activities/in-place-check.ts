@@ -101,15 +101,7 @@ async function resolveOps(client: pg.Client, oid: number, table: TableRef, ops: 
       case 'drop_column': {
         const c = column(op.column);
         const hidden = hiddenColumnName(op.column, stamp);
-        if (c?.inKey) problems.push(`${at}: ${op.column} is in the primary key or replica identity of ${displayName(table)}; ${COPY_PATH_HINT}`);
-        if (c && c.attnum > 0) {
-          const deps = await client.query<{ what: string }>(
-            // A view's dependency is its _RETURN rule's: named as the view.
-            `SELECT DISTINCT COALESCE(pg_describe_object('pg_class'::regclass, r.ev_class, 0), pg_describe_object(d.classid, d.objid, d.objsubid)) AS what
-               FROM pg_depend d LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
-              WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'n'`, [oid, c.attnum]);
-          if (deps.rows.length) problems.push(`${at}: ${deps.rows.map((r) => r.what).join(', ')} depend${deps.rows.length === 1 ? 's' : ''} on column ${op.column}; drop or change ${deps.rows.length === 1 ? 'it' : 'them'} first`);
-        }
+        if (c) problems.push(...(await dropColumnProblems(client, oid, table, op.column, c, at)));
         if (c && added.has(op.column)) problems.push(`${at}: drops ${op.column}, which this plan adds`);
         if (c) { cols.delete(op.column); cols.set(hidden, c); }
         out.push({ ...op, hidden, relaxNotNull: !!c && c.notNull && !c.hasDefault });
@@ -141,6 +133,21 @@ async function resolveOps(client: pg.Client, oid: number, table: TableRef, ops: 
     }
   }
   return out;
+}
+
+/** A column whose DROP (without CASCADE) would fail or take the key with it: the primary key, what depends on it. */
+async function dropColumnProblems(client: pg.Client, oid: number, table: TableRef, column: string, c: Column, at: string): Promise<string[]> {
+  const problems: string[] = [];
+  if (c.inKey) problems.push(`${at}: ${column} is in the primary key or replica identity of ${displayName(table)}; ${COPY_PATH_HINT}`);
+  if (c.attnum <= 0) return problems; // added by this plan: nothing depends on it yet
+  const deps = await client.query<{ what: string }>(
+    // A view's dependency is its _RETURN rule's: named as the view.
+    `SELECT DISTINCT COALESCE(pg_describe_object('pg_class'::regclass, r.ev_class, 0), pg_describe_object(d.classid, d.objid, d.objsubid)) AS what
+       FROM pg_depend d LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+      WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'n'`, [oid, c.attnum]);
+  const n = deps.rows.length;
+  if (n) problems.push(`${at}: ${deps.rows.map((r) => r.what).join(', ')} depend${n === 1 ? 's' : ''} on column ${column}; drop or change ${n === 1 ? 'it' : 'them'} first`);
+  return problems;
 }
 
 /** Functions (by the name a DEFAULT gives) of which an overload is volatile; schema-less names are looked up in pg_catalog and the search path. */

@@ -155,6 +155,12 @@ describe('alter that is not catalog-only: exit 2 naming alter and each statement
     /alter: statement 3: id is in the primary key or replica identity/,
   ]));
 
+  test('a copy plan says so in plan validate: path: copy', async () => {
+    const result = await runCli(['plan', 'validate', writePlan(basePlan(`${t}-copy`, `public.${t}`, `public.${t}_v2`))]);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(result.stdout).toMatch(/note: path: copy: the plan gives a target table made like the source, so every row is copied/);
+  });
+
   test('a plan with alter and a target is refused before any check', async () => {
     const result = await runCli(['plan', 'validate', '--offline', writePlan(inPlan(t, `ALTER TABLE public.${t} ADD COLUMN x int`))]);
     expect(result).toMatchObject({ code: 2, stdout: '' });

@@ -1,5 +1,6 @@
 /** The catalog-only fast path's pure part (src/in-place.ts): which `alter` statements are taken, and each op's steps. */
 import { classifyAlter, hiddenColumnName, pathNote, stepsOf, type ResolvedOp } from '../../src/in-place';
+import { planSchema } from '../../src/plan/schema';
 
 const t = { schema: 'app', name: 'items' };
 
@@ -103,4 +104,22 @@ test('pathNote says which path a plan takes and why', () => {
   expect(pathNote({ alter: 'x', columns: {} }, [])).toMatch(/^path: in place \(catalog only\): .*no row copied/);
   expect(pathNote({ columns: {} })).toMatch(/^path: copy: the plan gives a target table made like the source, so every row is copied/);
   expect(pathNote({ createSql: 'CREATE ...', columns: { a: 'b' } })).toMatch(/^path: copy: the plan gives a new table \(create\) and column expressions/);
+});
+
+describe('plan field alter', () => {
+  const base = { version: 1, name: 'p-1', database: 'DATABASE_URL', requestedBy: 'carol', source: 'app.items', approvals: { cutover: { approvers: ['alice'] }, drop: { approvers: ['alice'] } } };
+  const issues = (plan: Record<string, unknown>) => {
+    const r = planSchema.safeParse(plan);
+    return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  };
+  test('an in-place plan has alter instead of target; a copy plan still needs its target', () => {
+    expect(issues({ ...base, alter: 'ALTER TABLE app.items ADD COLUMN x int' })).toEqual([]);
+    expect(issues(base)).toEqual(['target: required (the new table), unless the plan gives alter: for a catalog-only change in place']);
+  });
+  test('alter with a field of the copy path is refused, naming it', () => {
+    expect(issues({ ...base, alter: 'ALTER TABLE app.items ADD COLUMN x int', target: 'app.items_v2', columns: { a: 'b' } })).toEqual([
+      'alter: an in-place plan (alter) cannot have target, which belongs to the copy path; give one or the other',
+      'alter: an in-place plan (alter) cannot have columns, which belongs to the copy path; give one or the other',
+    ]);
+  });
 });
