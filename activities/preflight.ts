@@ -167,7 +167,8 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
   if (problems.length) throw new PlanCheckFailed(problems);
 
   const acl = await accessControl(client, source.oid);
-  const warnings = moves.map((m) => `at cutover: ${m}`);
+  // First: which path the plan takes and why (src/in-place.ts); the in-place path has a preflight of its own.
+  const warnings = [pathNote(plan), ...moves.map((m) => `at cutover: ${m}`)];
   warnings.push(...constraintNotes);
   if (reverse.notInvertible.length) {
     const strict = reverse.notInvertible.filter((n) => { const c = source.columns.find((x) => x.name === n)!; return c.notNull && !c.hasDefault && !c.identity; });

@@ -50,7 +50,7 @@ export async function checkPlan(file: string, options: { offline?: boolean; rehe
   try {
     const rehearse = options.rehearse ?? false;
     const report = await withClient(url, (client) => inspectPlan(client, loaded.plan, '00000000000000', { rehearse }), 'safeshift plan check');
-    return { ...loaded, notes: [pathNote(loaded.plan), ...(rehearse ? report.warnings : [...report.warnings, REHEARSAL_AT_START])] };
+    return { ...loaded, notes: rehearse ? report.warnings : [...report.warnings, REHEARSAL_AT_START] };
   } catch (err) {
     if (err instanceof PlanCheckFailed) throw new CliError(err.problems.map((p) => `${file}: ${p}`).join('\n'));
     throw new CliError(`${file}: database: cannot check the plan against ${loaded.plan.database}: ${(err as Error).message}`);
