@@ -30,6 +30,7 @@ import { expressionFunctionProblems } from '../src/plan/expressions';
 import { rowFilterProblems } from '../src/row-filter';
 import { withSplitSource } from '../src/split-view';
 import { planCodeProblems } from '../src/plan/load';
+import { pathNote } from '../src/in-place';
 import { sealTree } from '../src/seal';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { compatViewRights } from '../src/bound/compat-view';
