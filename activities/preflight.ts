@@ -28,7 +28,7 @@ import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems
 import { catalogChanges, takeCatalogSnapshot } from '../src/catalog-snapshot';
 import { expressionFunctionProblems } from '../src/plan/expressions';
 import { rowFilterProblems } from '../src/row-filter';
-import { withSplitSource } from '../src/split-view';
+import { splitNote, withSplitSource } from '../src/split-view';
 import { planCodeProblems } from '../src/plan/load';
 import { pathNote } from '../src/in-place';
 import { sealTree } from '../src/seal';
@@ -178,7 +178,8 @@ export async function inspectPlan(client: pg.Client, plan: Plan, stamp: string, 
       (strict.length ? `; ${strict.join(', ')} ${strict.length > 1 ? 'are' : 'is'} NOT NULL without a default, so a rollback after rows were inserted would fail` : ''));
   }
   warnings.push(...risks.map(riskWarning), ...readerRisks.map((r) => compatReaderWarning(r, displayName(plan.source))));
-  if (!plan.cutover.compatView) warnings.push(newTableNameWarning(plan)); // the compatibility view's own line says it
+  if (plan.where !== undefined) warnings.push(splitNote(plan));
+  else if (!plan.cutover.compatView) warnings.push(newTableNameWarning(plan)); // the compatibility view's own line says it
   if (compatView) {
     const readOnly = compatView.filter((c) => !c.plain).map((c) => c.name);
     const [flags] = (await client.query<{ enabled: boolean; forced: boolean }>(
@@ -348,7 +349,6 @@ async function tryTargetDdl(
       }
     }
     await checkExpressions(client, columns, plan.source, 'columns', problems, plan.allowFunctions ?? []);
-    problems.push(...(await rowFilterProblems(client, plan, source.oid, target.oid)));
     problems.push(...(await rowFilterProblems(client, plan, source.oid, target.oid)));
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
     const reverse = inverseMapping(plan, source, columns, problems);

@@ -284,6 +284,8 @@ export async function withSplitSource<P extends { where?: string; source: TableR
  */
 export async function splitProblems(client: pg.Client, plan: { source: TableRef; target: TableRef }, sourceOid: number, targetOid: number): Promise<string[]> {
   const problems: string[] = [];
+  const { rows: [version] } = await client.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`);
+  if (version!.v < 150000) problems.push('where: a split needs PostgreSQL 15 or later (the old name becomes a security_invoker view)');
   const { rows: cols } = await client.query<{ name: string; source: string | null; target: string | null }>(
     `SELECT coalesce(s.attname, t.attname)::text AS name, format_type(s.atttypid, s.atttypmod) AS source, format_type(t.atttypid, t.atttypmod) AS target
        FROM (SELECT * FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped) s
@@ -308,4 +310,12 @@ export async function splitProblems(client: pg.Client, plan: { source: TableRef;
     problems.push(`source: ${displayName({ schema: plan.source.schema, name: nameWithSuffix(plan.source.name, '_shared') })} exists; the first split moves the shared table there`);
   }
   return problems;
+}
+
+/** What the cutover of a split does, for the approver (preflight's warnings, status, plan validate). */
+export function splitNote(plan: { source: TableRef; target: TableRef; where?: string }): string {
+  return `at cutover (a split, where: ${plan.where?.trim()}): ${displayName(plan.target)} takes these rows of ${displayName(plan.source)}, which stays live for the ` +
+    'others; the old name is (from the first split of the table on) a view over the shared table (renamed <name>_shared) and every project table ' +
+    'split from it, routing writes to the table where each row lives; the project table gets the shared table\'s grants, row security flags and ' +
+    'policies; the project\'s rows stay hidden in the shared table until the drop phase deletes them, so a rollback before it loses nothing';
 }
