@@ -5,7 +5,9 @@
  * was committed and does only the rest.
  */
 import { Context } from '@temporalio/activity';
+import { pgErrorCode } from '../src/db';
 import { fatal } from '../src/errors';
+import { scrubText } from '../src/redact';
 import { appendAudit, ensureLedger } from '../src/ledger';
 import { LayoutError, parseLayout } from '../src/layout/load';
 import { checkLayout, type LayoutModel } from '../src/layout/model';
@@ -28,6 +30,19 @@ async function modelOf(raw: unknown, onlyProjects?: string[]): Promise<{ layout:
     if (err instanceof LayoutError) throw fatal('BadPlan', err.message);
     throw err;
   }
+}
+
+/**
+ * A statement the layout's own SQL made PostgreSQL refuse (a name it does not know, a type, a constraint, a
+ * privilege) fails the same way on every retry: the operator's to fix, so not retried. Lock timeouts, lost
+ * connections and the rest are retried.
+ */
+function operatorError(err: unknown, scope: string): { type: 'BadPlan' | 'PermissionDenied'; message: string } | undefined {
+  const code = pgErrorCode(err);
+  if (!code) return undefined;
+  const message = scrubText(`scope ${scope}: PostgreSQL refused a statement of the layout (${code}): ${(err as Error).message}; nothing of this scope was changed (one transaction)`);
+  if (code === '42501') return { type: 'PermissionDenied', message };
+  return /^(42|22|23|0A|2B)/.test(code) ? { type: 'BadPlan', message } : undefined;
 }
 
 export interface LayoutPlanResult {
@@ -76,8 +91,17 @@ export async function convergeLayoutAuth(input: LayoutActivityInput): Promise<st
   });
 }
 
-/** Converge `scopes` (shared, system, project slugs), each in its own transaction with its audit row. */
-export async function convergeLayoutScopes(input: LayoutActivityInput & { scopes: string[] }): Promise<ScopeResult[]> {
+export interface ConvergeResult {
+  results: ScopeResult[];
+  /** A scope whose statement PostgreSQL refused (not retried): those before it in the batch are converged and kept. */
+  failed?: { scope: string; type: 'BadPlan' | 'PermissionDenied'; message: string };
+}
+
+/**
+ * Converge `scopes` (shared, system, project slugs), each in its own transaction with its audit row. A failure that
+ * a retry may cure is thrown (the retry converges the batch again: what committed is found as it should be).
+ */
+export async function convergeLayoutScopes(input: LayoutActivityInput & { scopes: string[] }): Promise<ConvergeResult> {
   const { model } = await modelOf(input.layout, input.scopes);
   const ctx = Context.current();
   return withDatabase(input, async (client) => {
@@ -87,12 +111,18 @@ export async function convergeLayoutScopes(input: LayoutActivityInput & { scopes
       ctx.heartbeat(scope);
       const spec = scopeOf(model, scope);
       if (!spec) throw fatal('BadPlan', `scope ${scope} is not in the layout`);
-      results.push(await convergeScope(client, spec, (r) => appendAudit(client, {
-        eventKey: `${input.runId}/layout/scope/${scope}`, workflowId: input.workflowId, runId: input.runId, actor: 'safeshift',
-        action: 'layout:converged', phase: 'apply',
-        details: { scope, schema: spec.schema, statements: r.statements, changes: r.changes.slice(0, 100).map((c) => `${c.sign} ${c.object}: ${c.reason}`) },
-      })));
+      try {
+        results.push(await convergeScope(client, spec, (r) => appendAudit(client, {
+          eventKey: `${input.runId}/layout/scope/${scope}`, workflowId: input.workflowId, runId: input.runId, actor: 'safeshift',
+          action: 'layout:converged', phase: 'apply',
+          details: { scope, schema: spec.schema, statements: r.statements, changes: r.changes.slice(0, 100).map((c) => `${c.sign} ${c.object}: ${c.reason}`) },
+        })));
+      } catch (err) {
+        const failed = operatorError(err, scope);
+        if (!failed) throw err;
+        return { results, failed: { scope, ...failed } };
+      }
     }
-    return results;
+    return { results };
   });
 }

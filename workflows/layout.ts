@@ -104,11 +104,12 @@ export async function layoutWorkflow(input: LayoutInput): Promise<LayoutStatus> 
       state.statements += created.length;
     }
     for (let i = 0; i < scopes.length; i += SCOPES_PER_ACTIVITY) {
-      const results = await long.convergeLayoutScopes({ ...ref, layout, scopes: scopes.slice(i, i + SCOPES_PER_ACTIVITY) });
+      const { results, failed } = await long.convergeLayoutScopes({ ...ref, layout, scopes: scopes.slice(i, i + SCOPES_PER_ACTIVITY) });
       for (const r of results) {
         state.converged.push(r.scope);
         state.statements += r.statements;
       }
+      if (failed) throw fatal(failed.type, failed.message);
       enter('apply');
     }
 
@@ -125,10 +126,12 @@ export async function layoutWorkflow(input: LayoutInput): Promise<LayoutStatus> 
     const type = failureType(err);
     await wf.CancellationScope.nonCancellable(async () => {
       // Nothing to undo: before the gate nothing changed; after it, each converged scope is whole and as the layout says.
-      const phase: LayoutPhase = state.converged.length === 0 ? 'rolled_back' : 'failed';
+      const applying = state.phase === 'apply' || state.phase === 'check';
+      const phase: LayoutPhase = applying ? 'failed' : 'rolled_back';
       state.outcome = { phase, reason };
-      enter(phase, state.converged.length === 0 ? `${reason}; nothing was changed`
-        : `${reason}; converged before the failure: ${state.converged.join(', ')} (each whole); run layout apply again to converge the rest`);
+      enter(phase, !applying ? `${reason}; nothing was changed`
+        : `${reason}; converged before the failure: ${state.converged.join(', ') || 'none reported'} (each whole, in one transaction with its ` +
+          'layout:converged audit row); run layout apply again to converge the rest');
       await audit('safeshift', `layout:${phase}`, { reason, converged: state.converged }).catch(() => undefined);
     });
     throw wf.ApplicationFailure.create({ type: type ?? 'LayoutFailed', message: state.message, nonRetryable: true });

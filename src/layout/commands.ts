@@ -71,7 +71,12 @@ export async function layoutPlan(file: string, opts: { json?: boolean }, print: 
 }
 
 export async function layoutApply(file: string, opts: { wait?: boolean; autoApprove?: boolean; json?: boolean }, print: Print): Promise<number> {
-  const { layout, fileHash, url } = await loadChecked(file);
+  const { layout, model, fileHash, url } = await loadChecked(file);
+  // What the workflow would refuse (a role that does not exist, no auth and no stand-in) is bad input: refused here.
+  const plan = await withClient(url, (client) => planLayout(client, layout, model), 'safeshift layout apply').catch((err: unknown) => {
+    throw new CliError(`${file}: database: cannot read ${layout.database}: ${(err as Error).message}`);
+  });
+  if (plan.problems.length) throw new CliError(plan.problems.map((p) => `${file}: ${p}`).join('\n'));
   const approvers = layout.approvals.apply.approvers;
   // On the embedded dev stack only, so `approve --as alice` and --auto-approve can sign.
   if (isDevMode()) await withClient(url, (c) => ensureDevKeys(c, [...approvers, layout.requestedBy]), 'safeshift dev keys');

@@ -2,7 +2,11 @@
  * The layout file (schema, template expansion, statement checks) and the difference with a live database, as
  * pure functions: no database. The live side is built by hand, as the catalog would show it.
  */
-import { resolve } from 'node:path';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { layoutPlan } from '../../src/layout/commands';
 import { actionable, diffScope, policyComment, SEALED } from '../../src/layout/diff';
 import type { LiveSchema, LiveTable } from '../../src/layout/live';
 import { LayoutError, layoutProjects, parseLayout } from '../../src/layout/load';
@@ -162,18 +166,19 @@ describe('the difference with the live database', () => {
       oid: 1, rls: true, force: true, grants: { ...t.grants }, columnGrantees: [],
       policies: t.policies.map((p) => ({ name: p.name, command: p.command, permissive: p.permissive, roles: p.roles, ...printed, comment: policyComment(p, printed) })),
     };
-    return { grants: { authenticated: ['usage'] }, tables: { stories: table } };
+    return { comment: spec.comment!, grants: { authenticated: ['usage'] }, tables: { stories: table } };
   }
 
   it('a missing schema: create it, its usage, each table (sealed), grants, forced RLS and policies', async () => {
     const changes = diffScope(await projectScope(), undefined);
     expect(changes.map((c) => `${c.sign} ${c.object}`)).toEqual([
-      '+ schema project_alpha', '+ USAGE on schema project_alpha to authenticated', '+ table project_alpha.stories',
+      '+ schema project_alpha', '~ comment on schema project_alpha', '+ USAGE on schema project_alpha to authenticated', '+ table project_alpha.stories',
       '~ table project_alpha.stories', '+ SELECT, INSERT on project_alpha.stories to authenticated',
       '+ SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER on project_alpha.stories to service_role', '+ policy member on project_alpha.stories',
     ]);
-    expect(changes[2]!.create).toEqual({ schema: 'project_alpha', name: 'stories' });
-    expect(changes[3]!.sql).toEqual(['ALTER TABLE "project_alpha"."stories" FORCE ROW LEVEL SECURITY']);
+    expect(changes[1]!.sql).toEqual([`COMMENT ON SCHEMA "project_alpha" IS 'safeshift layout project {"id":"${ID_A}","layout":"unit","owner":"org-a","region":"eu-west-2","slug":"alpha"}'`]);
+    expect(changes[3]!.create).toEqual({ schema: 'project_alpha', name: 'stories' });
+    expect(changes[4]!.sql).toEqual(['ALTER TABLE "project_alpha"."stories" FORCE ROW LEVEL SECURITY']);
   });
 
   it('nothing to do where the database is as the layout says', async () => {
@@ -211,5 +216,20 @@ describe('verify samples projects spread over the layout', () => {
     expect(sampleProjects(['a', 'b'], 4)).toEqual(['a', 'b']);
     expect(sampleProjects(['a', 'b', 'c', 'd', 'e', 'f', 'g'], 3)).toEqual(['a', 'd', 'g']);
     expect(sampleProjects(['a', 'b', 'c'], 2, ['c', 'a'])).toEqual(['c', 'a']);
+  });
+});
+
+describe('the layout commands refuse bad input before connecting', () => {
+  it('a layout whose DDL does more than create its table: exit 2, the field named, nothing connected to', async () => {
+    const bad = baseLayout() as any;
+    bad.shared.tables[0].create = 'CREATE TABLE {{table}} (id int);\nDROP TABLE {{system}}.health_checks';
+    bad.database = 'SAFESHIFT_LAYOUT_UNIT_NOT_SET';
+    const file = join(mkdtempSync(join(tmpdir(), 'layout-')), 'layout.yaml');
+    writeFileSync(file, stringify(bad));
+    const printed: string[] = [];
+    await expect(layoutPlan(file, {}, (l) => printed.push(l))).rejects.toMatchObject({
+      exitCode: 2, message: expect.stringMatching(/shared\.tables\[0\]\.create: statement 2 \(DropStmt\) is not allowed/),
+    });
+    expect(printed).toEqual([]);
   });
 });
