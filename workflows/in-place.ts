@@ -125,16 +125,22 @@ export async function inPlaceWorkflow(input: MigrationInput): Promise<MigrationS
   wf.setHandler(approve, async (args: ApproveArgs) => {
     const { d, result: { gate: g, name } } = await desk.accept('approve', args, gateRules);
     g.decisions.push({ approver: name, approved: true, reason: d.reason ?? undefined, at: new Date().toISOString() });
-    await audit(name, `approve:${g.name}`, { reason: d.reason, planHash, signedAt: d.time });
-    // Opened only once its audit row is written: the phase it lets in is recorded after it.
-    if (approvals(g) >= g.required) g.state = 'approved';
+    // The gate opens once its audit row is written (the phase it lets in is recorded after it), or failed to be.
+    try {
+      await audit(name, `approve:${g.name}`, { reason: d.reason, planHash, signedAt: d.time });
+    } finally {
+      if (approvals(g) >= g.required) g.state = 'approved';
+    }
     return `${name} approved the ${g.name} gate (${approvals(g)}/${g.required})`;
   });
   wf.setHandler(reject, async (args: RejectArgs) => {
     const { d, result: { gate: g, name } } = await desk.accept('reject', args, gateRules);
     g.decisions.push({ approver: name, approved: false, reason: d.reason ?? undefined, at: new Date().toISOString() });
-    await audit(name, `reject:${g.name}`, { reason: d.reason, planHash, signedAt: d.time });
-    g.state = 'rejected';
+    try {
+      await audit(name, `reject:${g.name}`, { reason: d.reason, planHash, signedAt: d.time });
+    } finally {
+      g.state = 'rejected';
+    }
     return `${name} rejected the ${g.name} gate; rolling back`;
   });
   wf.setHandler(pause, (args) => quietly((async () => {
