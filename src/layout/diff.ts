@@ -9,7 +9,7 @@
  * prints now: so an expression altered later, or a policy of that name made by someone else, is a difference.
  */
 import { canonicalJson, sha256Hex } from '../identity';
-import { displayName, qualified, quoteIdent, type TableRef } from '../sql';
+import { displayName, qualified, quoteIdent, quoteLiteral, type TableRef } from '../sql';
 import type { LivePolicy, LiveSchema, LiveTable } from './live';
 import type { PolicySpec, ScopeSpec, TableSpec } from './model';
 import { PRIVILEGES } from './schema';
@@ -115,6 +115,10 @@ export function diffScope(spec: ScopeSpec, live: LiveSchema | undefined): Change
   const s = quoteIdent(spec.schema);
   const out: Change[] = [];
   if (!live) out.push({ scope, sign: '+', what: 'schema', object: `schema ${spec.schema}`, reason: 'missing', sql: [`CREATE SCHEMA ${s}`] });
+  if (spec.comment !== undefined && live?.comment !== spec.comment) {
+    out.push({ scope, sign: '~', what: 'schema', object: `comment on schema ${spec.schema}`, reason: live?.comment ? 'the project\'s metadata (id, owner, region, tier) differs' : 'the project\'s metadata (id, owner, region, tier) is not recorded',
+      sql: [`COMMENT ON SCHEMA ${s} IS ${quoteLiteral(spec.comment)}`] });
+  }
   const grants = live?.grants ?? {};
   for (const role of [...new Set([...spec.usage, ...Object.keys(grants)])].sort()) {
     const want = spec.usage.includes(role) ? ['usage'] : [];

@@ -28,6 +28,7 @@ export interface LiveTable {
 }
 
 export interface LiveSchema {
+  comment: string | null;
   /** Privileges (lower case: usage, create) by grantee, the owner left out. */
   grants: Record<string, string[]>;
   tables: Record<string, LiveTable>;
@@ -50,12 +51,12 @@ export async function readLive(client: pg.Client, schemas: string[], within = fa
   try {
     await client.query(`SELECT set_config('search_path', $1, true)`, [PRINT_SEARCH_PATH]);
     const out: Record<string, LiveSchema> = {};
-    const { rows: ns } = await client.query<{ name: string; grantee: string | null; privilege: string | null }>(
-      `SELECT n.nspname AS name, CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee) END AS grantee, lower(x.privilege_type) AS privilege
+    const { rows: ns } = await client.query<{ name: string; comment: string | null; grantee: string | null; privilege: string | null }>(
+      `SELECT n.nspname AS name, obj_description(n.oid, 'pg_namespace') AS comment, CASE WHEN x.grantee = 0 THEN 'public' ELSE pg_get_userbyid(x.grantee) END AS grantee, lower(x.privilege_type) AS privilege
          FROM pg_namespace n LEFT JOIN LATERAL aclexplode(n.nspacl) x ON x.grantee <> n.nspowner
         WHERE n.nspname = ANY ($1::text[])`, [schemas]);
     for (const r of ns) {
-      const s = (out[r.name] ??= { grants: {}, tables: {} });
+      const s = (out[r.name] ??= { comment: r.comment, grants: {}, tables: {} });
       if (r.grantee && r.privilege) (s.grants[r.grantee] ??= []).push(r.privilege);
     }
     const { rows: tables } = await client.query<{ schema: string; name: string; oid: number; rls: boolean; force: boolean; grants: [string, string][] | null; columns: string[] | null }>(

@@ -5,6 +5,7 @@
  * parser (libpg-query) before anything connects: a table's DDL may create that table and its indexes, constraints
  * and comments, nothing else; a policy expression must be one expression. Not for workflow code (native module).
  */
+import { canonicalJson } from '../identity';
 import { parsedStatements } from '../statements';
 import { displayName, qualified, quoteIdent, type TableRef } from '../sql';
 import { LayoutError, projectsOf, type LayoutProject } from './load';
@@ -42,6 +43,8 @@ export interface ScopeSpec {
   usage: string[];
   tables: TableSpec[];
   project?: LayoutProject;
+  /** A project schema's comment: its metadata (id, slug, owner, region, tier), so the database itself knows them. */
+  comment?: string;
 }
 
 export interface LayoutModel {
@@ -193,7 +196,17 @@ async function scopeSpec(layout: Layout, kind: ScopeKind, section: LayoutSection
     }
     tables.push({ ref, field, ddl: ddl ?? '', grants: t.grants, policies, forceRls: t.forceRls });
   }
-  return { scope: project?.slug ?? kind, kind, schema, usage: [...new Set(section.usage)].sort(), tables, ...(project ? { project } : {}) };
+  return {
+    scope: project?.slug ?? kind, kind, schema, usage: [...new Set(section.usage)].sort(), tables,
+    ...(project ? { project, comment: projectComment(layout.name, project) } : {}),
+  };
+}
+
+export const PROJECT_COMMENT_PREFIX = 'safeshift layout project ';
+
+/** The comment on a project's schema: `safeshift layout project {"id":...,"layout":...,"owner":...,"region":...,"slug":...}`. */
+export function projectComment(layoutName: string, p: LayoutProject): string {
+  return `${PROJECT_COMMENT_PREFIX}${canonicalJson({ layout: layoutName, id: p.id, slug: p.slug, owner: p.owner, region: p.region, tier: p.tier })}`;
 }
 
 /**
