@@ -15,3 +15,4 @@ export { checkRestore, discardStagedRestore, loadRestore, swapInRestored } from 
 export { readDeciderKeys } from './identity';
 export { planLayoutChanges, convergeLayoutAuth, convergeLayoutScopes } from './layout';
 export { preflightInPlace, applyInPlace, revertInPlace, finishInPlace } from './in-place';
+export { fleetPlans } from './fleet';

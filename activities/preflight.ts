@@ -289,7 +289,9 @@ async function tryTargetDdl(
 ): Promise<Mappings> {
   const { partition } = shape;
   const none: Mappings = { columns: [], reverse: { columns: [], notInvertible: [] }, compatView: null, textOnly: [], risks: [], readerRisks: [], foreignKeys: [], partitions: [], constraintNotes: [] };
-  await client.query('BEGIN');
+  // One snapshot for the whole transaction: the catalog before and after the DDL differ only by what this
+  // transaction did, not by DDL other sessions commit meanwhile (other migrations of a fleet in the same database).
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   try {
     // Validate: a lock the DDL needs on an existing table (a foreign key's SHARE ROW EXCLUSIVE) is asked for
     // briefly, never queued for: writers of that table would wait behind the request.

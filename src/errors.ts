@@ -25,6 +25,8 @@ export const FATAL = {
   BadBackupRequest: 'a backup names a table that does not exist, a directory that is not empty, or a key that is missing',
   BadRestore: 'a restore names an export, table or key that does not fit the live database, or the restored rows break a constraint',
   BackupNotVerified: 'an export did not pass verification: it is kept, but it is not a backup',
+  DelegationRefused: 'a gate delegated to a fleet got no approval that holds (not started by that fleet, or not signed by its approvers)',
+  BadTemplate: 'a fleet\'s template plan does not give a valid plan for a project',
 } as const;
 
 export type FatalType = keyof typeof FATAL;

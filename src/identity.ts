@@ -8,7 +8,7 @@ import { sha256 } from '@noble/hashes/sha2';
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils';
 
 /** Everything a person can decide on a running workflow. */
-const DECISION_ACTIONS = ['approve', 'reject', 'abort', 'rollback', 'pause', 'resume'] as const;
+const DECISION_ACTIONS = ['approve', 'reject', 'abort', 'rollback', 'pause', 'resume', 'retry'] as const;
 export type DecisionAction = (typeof DECISION_ACTIONS)[number];
 
 /** What the CLI signs: the exact bytes of `payload` (canonical JSON of this object). */

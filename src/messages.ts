@@ -7,6 +7,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Plan } from './plan/schema';
 import type { SignedDecision } from './identity';
 import type { RollbackRisk } from './rollback-feasibility';
+import type { FleetDelegation } from './fleet/spec';
 
 export const MIGRATION_PHASE = defineSearchAttributeKey('MigrationPhase', SearchAttributeType.KEYWORD);
 export const MIGRATION_TABLE = defineSearchAttributeKey('MigrationTable', SearchAttributeType.KEYWORD);
@@ -32,6 +33,8 @@ export interface MigrationInput {
    * earlier when the server suggests it); tests set it low.
    */
   timeouts?: { heartbeat?: string; copySliceMs?: number; followSliceMs?: number; continueAsNewEvents?: number };
+  /** Set by a fleet for its children: the gates are settled by the fleet's approval (workflows/fleet-delegation.ts). */
+  fleet?: FleetDelegation;
 }
 
 /**

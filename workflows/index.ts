@@ -4,3 +4,4 @@ export { restoreWorkflow } from './restore';
 export { backupRetentionWorkflow } from './retention';
 export { layoutWorkflow } from './layout';
 export { inPlaceWorkflow } from './in-place';
+export { fleetMigrationWorkflow } from './fleet';

@@ -20,6 +20,7 @@ import {
 import type { SwapBackRefusal } from '../src/rollback-feasibility';
 import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
+import { settleByFleet } from './fleet-delegation';
 import { CONTINUE_AS_NEW_EVENTS, historyIsLong, runsStep, runsSoFar, undoStep, type Carried, type MigrationRunInput, type ResumeAt, type UndoStep } from './carry';
 import { ACTIVITY_RETRY, checkDecision, decisionDesk, exportAndVerify, HEARTBEAT_TIMEOUT, Refusal, SHORT_ACTIVITY, failureDetails, failureMessage, failureType, stampOf } from './shared';
 
@@ -260,6 +261,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
       g.openedAt = new Date().toISOString();
       if (cfg.timeout) g.deadline = new Date(Date.now() + cfg.timeout).toISOString();
       await enter(name === 'cutover' ? 'awaiting_cutover' : 'awaiting_drop', { approvers: cfg.approvers, required: cfg.required });
+    if (input.fleet) await settleByFleet(input.fleet, g, cfg, plan.requestedBy, deciderKeys ?? {}, (by, details) => audit(by, `approve:${name}`, { ...details, planHash }));
     }
     let timedOut = false;
     let backgroundFailure: unknown;

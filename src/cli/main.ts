@@ -12,6 +12,7 @@ import { CliError, EXIT_BAD_INPUT, EXIT_FAILED } from './exit';
 import { restoreFromDir, scheduleBackup, startBackup, verifyBackupDir, type RestoreOptions } from './backup';
 import { showDrift, showInventory } from './inventory';
 import { runWorkerCommand } from './worker';
+import { registerFleetCommands } from './fleet';
 import { registerLayoutCommands } from './layout';
 import { keysAdd, keysInit, keysList } from './keys';
 import { checkPlan, decide, listMigrations, rollbackMigration, showPlan, showStatus, signalMigration, startMigration } from './migrations';
@@ -230,6 +231,8 @@ export function buildProgram(): Command {
     .action(action((opts: AuditVerifyOptions) => auditVerify(opts, print)));
 
   registerLayoutCommands(program, action, print);
+
+  registerFleetCommands(program, action, print);
 
   return program;
 }

@@ -67,6 +67,12 @@ export function loadPlan(file: string, env: NodeJS.ProcessEnv | null = process.e
     if (err instanceof PlanFileError) throw new PlanError(file, [err.message]);
     throw new PlanError(file, [`not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`]);
   }
+  return planFromRaw(file, raw, bytes, env);
+}
+
+/** The checks and normalisation of loadPlan on an already parsed file (a fleet's template, expanded per project). */
+export function planFromRaw(file: string, raw: unknown, bytes: Buffer, env: NodeJS.ProcessEnv | null = process.env): LoadedPlan {
+  const path = resolve(file);
   const reserved = reservedKeys(raw, []);
   if (reserved.length) throw new PlanError(file, reserved);
   const parsed = planSchema.safeParse(raw);
