@@ -29,7 +29,7 @@ import { columnRenames, type CompatColumn, type CopySpec } from '../src/projecti
 import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
 import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, twinsOver, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
 import { accessAs, describeLockSteps, keepsOwnName, lockExclusive, moveTable, newTableHome, renamesAway, whileAt, type LockStep } from '../src/swap';
-import { readAhead, sameAsAhead } from '../src/read-ahead';
+import { forgetAhead, readAhead, sameAsAhead } from '../src/read-ahead';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
@@ -132,11 +132,13 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         await lockExclusive(client, spec.source);
       });
       clock.locked();
-      // Writers wait from here: every change they committed before is in the change table. Drain it all.
+      // Writers wait from here: each step sends its DDL in one round trip (src/swap.ts, LockClock).
+      clock.batch();
+      // Every change writers committed before is in the change table. Drain it all.
       const drained = await clock.step('replay', () => drain(replay, undefined, 0, REPLAY_BATCH));
       // Read ahead and confirmed here in one round trip; read again only if something bound to the table changed.
       // (Before the capture triggers go: the capture leaves safeshift's own triggers out either way.)
-      const bound = await clock.step('read bound objects', async () => ((await sameAsAhead(client, ahead.reads))
+      const bound = await clock.step('read bound objects', async () => ((await sameAsAhead(client, ahead))
         ? ahead.value : captureBoundObjects(client, input.sourceOid, spec.source)));
       await clock.step('capture triggers', () => dropCaptureTriggers(client, spec.source));
       const partitioning: string[] = [];
@@ -185,7 +187,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         foreignKeys: moved.notValidForeignKeys,
         drained,
       };
-    });
+    }).finally(() => forgetAhead(client, ahead).catch(() => undefined));
     // After the commit: VALIDATE takes only SHARE UPDATE EXCLUSIVE, writers go on meanwhile. The new table's own
     // keys are found as a retry past the commit finds them: under the names they have now.
     // Access first, right after the commit: validating keys may take minutes, and a worker lost meanwhile would

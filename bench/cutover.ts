@@ -16,7 +16,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import pg from 'pg';
@@ -25,6 +24,7 @@ import type { StatusJson } from '../src/cli/render';
 import { connectClient, temporalConfig } from '../src/config';
 import { attachOrStartDevStack } from '../src/dev/stack';
 import { migrationWorkflowId } from '../src/messages';
+import { fmt, newWriterState, nowMs, startWriter, stats } from './writer';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 200_000);
 const WRITERS = Number(process.env.BENCH_WRITERS ?? 4);
@@ -36,87 +36,6 @@ const HARD_TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_SECONDS ?? 300) * 1000;
 const WRITER_V0 = 1_000_000;
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
-/** Wall-clock ms with sub-ms resolution (monotonic within the run), comparable with PostgreSQL's clock_timestamp(). */
-const nowMs = () => performance.timeOrigin + performance.now();
-
-interface Write { start: number; ms: number; ok: boolean; missed: boolean }
-
-interface WriterState {
-  writes: Write[];
-  /** id -> last v written (committed); a failed statement marks its id uncertain. */
-  expected: Map<number, number>;
-  uncertain: Set<number>;
-  inserted: number;
-  errors: string[];
-}
-
-/** One connection, WRITERS of them: ids with id % WRITERS === lane belong to this lane only, so per-id order is known. */
-async function writerLane(url: string, table: string, lane: number, state: WriterState, nextV: () => number, stop: () => boolean, deadline: number): Promise<void> {
-  const client = new pg.Client({ connectionString: url, application_name: `bench writer ${lane}` });
-  await client.connect();
-  await client.query(`SET statement_timeout = '60s'`);
-  const interval = (1000 * WRITERS) / RATE;
-  const own: number[] = [];
-  let nextId = ROWS + 1;
-  while (nextId % WRITERS !== lane) nextId++;
-  let slot = nowMs() + Math.random() * interval;
-  try {
-    while (!stop() && nowMs() < deadline) {
-      const wait = slot - nowMs();
-      if (wait > 0) await sleep(wait);
-      const v = nextV();
-      let id: number;
-      let sql: string;
-      let params: unknown[];
-      const insert = Math.random() < 0.2;
-      if (insert) {
-        id = nextId;
-        nextId += WRITERS;
-        sql = `INSERT INTO ${table} (id, v, note, updated_at) VALUES ($1, $2, $3, now())`;
-        params = [id, v, `bench insert ${v}`];
-      } else {
-        // Half of the updates hit a row this writer inserted (it must be in the target too), half a seeded row.
-        if (own.length > 0 && Math.random() < 0.5) id = own[Math.floor(Math.random() * own.length)]!;
-        else {
-          id = 1 + Math.floor(Math.random() * ROWS);
-          id += (lane - (id % WRITERS) + WRITERS) % WRITERS;
-          if (id > ROWS) id -= WRITERS;
-        }
-        sql = `UPDATE ${table} SET v = $2, note = $3, updated_at = now() WHERE id = $1`;
-        params = [id, v, `bench update ${v}`];
-      }
-      const start = nowMs();
-      const t = process.hrtime.bigint();
-      try {
-        const r = await client.query(sql, params);
-        const ms = Number(process.hrtime.bigint() - t) / 1e6;
-        const missed = r.rowCount !== 1;
-        state.writes.push({ start, ms, ok: true, missed });
-        if (!missed) state.expected.set(id, v);
-        if (insert) { own.push(id); state.inserted++; }
-      } catch (err) {
-        const ms = Number(process.hrtime.bigint() - t) / 1e6;
-        state.writes.push({ start, ms, ok: false, missed: false });
-        state.uncertain.add(id);
-        if (state.errors.length < 5) state.errors.push(`${insert ? 'INSERT' : 'UPDATE'} id ${id}: ${(err as Error).message}`);
-      }
-      slot += interval;
-      if (slot < nowMs()) slot = nowMs(); // skipped slots are not made up
-    }
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-function stats(ms: number[]): { n: number; p50: number; p99: number; max: number } {
-  if (ms.length === 0) return { n: 0, p50: NaN, p99: NaN, max: NaN };
-  const s = [...ms].sort((a, b) => a - b);
-  const rank = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
-  return { n: s.length, p50: rank(0.5), p99: rank(0.99), max: s[s.length - 1]! };
-}
-
-const fmt = (x: number) => (Number.isNaN(x) ? '-' : x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0));
-
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const began = nowMs();
@@ -163,8 +82,7 @@ async function main(): Promise<void> {
     ].join('\n'));
 
     // The writer: from BEFORE_MS before the migration until AFTER_MS after it is done.
-    const state: WriterState = { writes: [], expected: new Map(), uncertain: new Set(), inserted: 0, errors: [] };
-    let v = WRITER_V0;
+    const state = newWriterState();
     let stopAt = Infinity;
     const stop = () => nowMs() >= stopAt;
     const writerStart = nowMs();
@@ -173,8 +91,7 @@ async function main(): Promise<void> {
     const lag: [number, number][] = [];
     let tick = nowMs();
     const lagTimer = setInterval(() => { const t = nowMs(); lag.push([t, Math.max(0, t - tick - 10)]); tick = t; }, 10);
-    const lanes = Array.from({ length: WRITERS }, (_, lane) => writerLane(url, table, lane, state, () => v++, stop, hardDeadline));
-    const writersDone = Promise.allSettled(lanes);
+    const writersDone = startWriter({ url, table, rows: ROWS, writers: WRITERS, rate: RATE }, state, WRITER_V0, stop, hardDeadline);
     await sleep(BEFORE_MS);
 
     const migrationStart = nowMs();
