@@ -8,8 +8,9 @@ import type { Client } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { migrationStatus } from '../../src/cli/status-sources';
 import { connectClient } from '../../src/config';
-import { approve, migrationWorkflowId, reject, type MigrationStatus } from '../../src/messages';
+import { approve, MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId, reject, type MigrationStatus } from '../../src/messages';
 import { loadPlan } from '../../src/plan/load';
+import { displayName } from '../../src/sql';
 import { atPhase, basePlan, fingerprint, signedAs, slowOnCopy, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
 import { PROFILES_V2_SELECT, PROFILES_V2_TARGET_SELECT, profilesV2, seedProfiles } from '../support/seed';
 
@@ -91,7 +92,11 @@ test('continue-as-new mid-copy and mid-gate loses nothing: one migration complet
     const planB = loadPlan(writePlan(basePlan(b.src, `public.${b.src}`, `public.${b.src}_v2`, b.plan))).plan;
     const expectedA = await fingerprint(PROFILES_V2_SELECT(a.src), 'id');
     const beforeB = await fingerprint(`SELECT * FROM public.${b.src}`, 'id');
-    const start = (plan: typeof planA) => client.workflow.start('migrationWorkflow', { taskQueue, workflowId: migrationWorkflowId(plan.name), args: [{ plan, timeouts }] });
+    // Started as `safeshift start` starts it, search attributes included.
+    const start = (plan: typeof planA) => client.workflow.start('migrationWorkflow', {
+      taskQueue, workflowId: migrationWorkflowId(plan.name), args: [{ plan, timeouts }],
+      typedSearchAttributes: [{ key: MIGRATION_PHASE, value: 'preflight' }, { key: MIGRATION_TABLE, value: displayName(plan.source) }],
+    });
     const [handleA, handleB] = await Promise.all([start(planA), start(planB)]);
 
     const completes = async () => {
@@ -107,6 +112,9 @@ test('continue-as-new mid-copy and mid-gate loses nothing: one migration complet
       expect(recorded).toBeUndefined();
       expect(live.phase).toBe('awaiting_cutover');
       expect(live.gates.find((g) => g.name === 'cutover')?.decisions.map((d) => d.approver)).toEqual(['alice']);
+      // The dashboard's search attributes came along (safeshift list --phase finds the live run).
+      const attributes = (await handleA.describe()).typedSearchAttributes;
+      expect([attributes.get(MIGRATION_PHASE), attributes.get(MIGRATION_TABLE)]).toEqual(['awaiting_cutover', `public.${a.src}`]);
       await handleA.executeUpdate(approve, { args: [bobs] });
       await waitFor(planA.name, atPhase('awaiting_drop'), 60_000);
       await handleA.executeUpdate(approve, { args: [await signedAs(handleA, 'approve', 'alice', { gate: 'drop' })] });
