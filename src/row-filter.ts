@@ -65,7 +65,7 @@ export async function rowFilterCodeProblems(where: string | undefined): Promise<
  * (as for `columns`); no other migration captures changes of the source now (one capture per table: splits of one
  * table run one project after the other); and what a split needs of the catalog (src/split-view.ts).
  */
-export async function rowFilterProblems(client: pg.Client, plan: Pick<Plan, 'where' | 'source' | 'target' | 'allowFunctions'>, sourceOid: number, targetOid: number): Promise<string[]> {
+export async function rowFilterProblems(client: pg.Client, plan: Pick<Plan, 'where' | 'source' | 'target' | 'allowFunctions' | 'cutover'>, sourceOid: number, targetOid: number): Promise<string[]> {
   const { where } = plan;
   if (where === undefined) return [];
   const problems: string[] = [];

@@ -282,8 +282,9 @@ export async function withSplitSource<P extends { where?: string; source: TableR
  * or a foreign key to it would see the wrong rows); one split of a table at a time, until its drop phase (capture
  * is one per table); the name the shared table takes at the first split is free.
  */
-export async function splitProblems(client: pg.Client, plan: { source: TableRef; target: TableRef }, sourceOid: number, targetOid: number): Promise<string[]> {
+export async function splitProblems(client: pg.Client, plan: { source: TableRef; target: TableRef; cutover?: { compatView?: boolean; newTableName?: string } }, sourceOid: number, targetOid: number): Promise<string[]> {
   const problems: string[] = [];
+  if (plan.cutover?.compatView || plan.cutover?.newTableName) problems.push('cutover: compatView and newTableName do not apply to a split (where:): the old name becomes the split view, the project table keeps its own name');
   const { rows: [version] } = await client.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`);
   if (version!.v < 150000) problems.push('where: a split needs PostgreSQL 15 or later (the old name becomes a security_invoker view)');
   const { rows: cols } = await client.query<{ name: string; source: string | null; target: string | null }>(

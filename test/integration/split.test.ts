@@ -77,6 +77,9 @@ test('a shared table split project by project under a live writer: each project 
   const schemas = PROJECTS.map((_, i) => `project_${t}_${'abc'[i]}`);
   await sql(`CREATE TABLE public.${t} (id bigint PRIMARY KEY, project_id uuid NOT NULL, v int NOT NULL, note text)`);
   await sql(`INSERT INTO public.${t} SELECT g, ($1::uuid[])[1 + g % 3], g, 'seed ' || g FROM generate_series(1, ${SEED}) g`, [PROJECTS]);
+  // Row security with a policy, as on Supabase: the project tables must get both.
+  await sql(`ALTER TABLE public.${t} ENABLE ROW LEVEL SECURITY`);
+  await sql(`CREATE POLICY members ON public.${t} FOR ALL TO authenticated USING (v >= 0) WITH CHECK (v >= 0)`);
   for (const s of schemas) await sql(`CREATE SCHEMA ${s}`);
   const known = new Map<number, Row>();
   for (let g = 1; g <= SEED; g++) known.set(g, { project: PROJECTS[g % 3]!, v: g, note: `seed ${g}` });
@@ -164,4 +167,9 @@ test('a shared table split project by project under a live writer: each project 
       WHERE x.grantee <> c.relowner ORDER BY 1)::text AS acl FROM pg_class c WHERE c.oid = $1::regclass`, [`public.${t}`]);
   expect(view!.acl).toBe(access[0]!.acl);
   expect(access[0]!.acl).toContain('anon:SELECT'); // the shared table's own grants (Supabase's default privileges), not none
+  expect(access.every((a) => a.rls)).toBe(true);
+  const policies = await sql<{ def: string }>(`SELECT format('%s %s %s %s %s', polname, polcmd, polroles::regrole[], pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)) AS def
+      FROM pg_policy WHERE polrelid = ANY ($1::regclass[]) ORDER BY polrelid`, [[`public.${t}_shared`, `${schemas[0]}.stories`]]);
+  expect(policies.length).toBe(2);
+  expect(policies[1]!.def).toBe(policies[0]!.def);
 }, 240_000);
