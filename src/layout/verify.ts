@@ -95,6 +95,25 @@ async function probeInsert(client: pg.Client, table: TableRef, fixed: Record<str
 }
 
 /**
+ * Without session_replication_role (not a superuser) the membership row's foreign keys hold: for each single-column
+ * key from a column we set (the user to a users table, say), a probe row in the referenced table with that value.
+ */
+async function insertParents(client: pg.Client, table: TableRef, values: Record<string, string>): Promise<void> {
+  const { rows } = await client.query<{ column: string; schema: string; name: string; ref: string }>(
+    `SELECT a.attname AS column, n.nspname AS schema, r.relname AS name, ra.attname AS ref
+       FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+       JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+       JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1]
+      WHERE c.conrelid = to_regclass($1) AND c.contype = 'f' AND cardinality(c.conkey) = 1`, [qualified(table)]);
+  for (const r of rows) {
+    const value = values[r.column];
+    if (value === undefined) continue;
+    const ins = await probeInsert(client, { schema: r.schema, name: r.name }, { [r.ref]: value });
+    await client.query(ins.sql, ins.values);
+  }
+}
+
+/**
  * Run `sql` in a savepoint that is then rolled back (`keep`: released): its row count (a count(*)'s value), or
  * the SQLSTATE it failed with. A write that got through is undone at once, so one check never changes another's.
  */
@@ -155,7 +174,9 @@ export async function verifyLayout(client: pg.Client, model: LayoutModel, option
     for (const p of sampled) {
       const user = randomUUID();
       members.set(p.scope, user);
-      const ins = await probeInsert(client, m.table, { [m.user]: user, [m.project]: p.project!.id });
+      const values = { [m.user]: user, [m.project]: p.project!.id };
+      if (!me.superuser) await insertParents(client, m.table, values);
+      const ins = await probeInsert(client, m.table, values);
       await client.query(ins.sql, ins.values);
     }
     const probed = [model.shared, model.system, ...sampled];
