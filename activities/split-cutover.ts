@@ -205,7 +205,8 @@ export async function verifySplit(input: VerifyInput): Promise<string> {
  * retired table as usual).
  */
 export async function splitDrop(client: pg.Client, input: DropInput): Promise<string | undefined> {
-  await ensureSplitsTable(client);
+  // Every migration's drop asks; only a database where a split was made has the table (never created here).
+  if (!(await client.query(`SELECT to_regclass('safeshift.splits') IS NOT NULL AS e`)).rows[0]?.e) return undefined;
   const { rows } = await client.query<{ targetOid: number; filter: string; state: string }>(
     `SELECT target_oid::int AS "targetOid", filter, state FROM safeshift.splits WHERE shared_oid = $1 AND run_id = $2`, [input.sourceOid, input.runId]);
   const row = rows[0];
