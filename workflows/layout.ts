@@ -41,34 +41,10 @@ export async function layoutWorkflow(input: LayoutInput): Promise<LayoutStatus> 
       `${state.converged.length} converged${state.message ? `\n\n${state.message}` : ''}`);
   };
 
+  // Decisions: the migration's signed-decision desk and gate rules; the keys are read before the gate opens.
   const people = [...new Set([...layout.approvals.apply.approvers, layout.requestedBy])];
   let deciderKeys: ApproverKeys | undefined;
-  const desk = decisionDesk({
-    workflowId: info.workflowId, runId: info.runId, requestedBy: layout.requestedBy, what: 'layout apply',
-    people: () => people, keys: () => deciderKeys, planHash: () => planHash,
-    refused: () => (state.refusedDecisions ??= []), audit: (actor, action, details) => audit(actor, action, details),
-  });
-  const openGate = () => (state.gate?.state === 'open' ? state.gate : undefined);
-  const gateRules = (d: DecisionPayload) => checkDecision(openGate(), d.by, d.gate,
-    { requestedBy: layout.requestedBy, what: 'layout apply', phase: state.phase, gatesHint: 'a layout apply decides at the apply gate, after its plan' });
-  wf.setHandler(layoutStatus, () => state);
-  wf.setHandler(decisionOutcome, (signature: string) => desk.outcome(signature));
-  wf.setHandler(planQuery, () => ({ plan: layout as unknown as Plan, planHash }));
-  wf.setHandler(approve, async (args: ApproveArgs) => {
-    const { d, result: { gate: g, name } } = await desk.accept('approve', args, gateRules);
-    g.decisions.push({ approver: name, approved: true, reason: d.reason ?? undefined, at: new Date().toISOString() });
-    const approvals = g.decisions.filter((x) => x.approved).length;
-    if (approvals >= g.required) g.state = 'approved';
-    await audit(name, 'approve:layout', { reason: d.reason, planHash, signedAt: d.time });
-    return `${name} approved the apply gate of layout ${layout.name} (${approvals}/${g.required})`;
-  });
-  wf.setHandler(reject, async (args: RejectArgs) => {
-    const { d, result: { gate: g, name } } = await desk.accept('reject', args, gateRules);
-    g.decisions.push({ approver: name, approved: false, reason: d.reason ?? undefined, at: new Date().toISOString() });
-    g.state = 'rejected';
-    await audit(name, 'reject:layout', { reason: d.reason, planHash, signedAt: d.time });
-    return `${name} rejected the apply gate of layout ${layout.name}; nothing is changed`;
-  });
+  installDecisions(layout, state, () => deciderKeys, people, audit);
 
   enter('plan');
   await audit(layout.requestedBy, 'layout:requested', { name: layout.name, planHash, fileHash: input.fileHash ?? null, projects: layout.projects.length });
@@ -136,4 +112,38 @@ export async function layoutWorkflow(input: LayoutInput): Promise<LayoutStatus> 
     });
     throw wf.ApplicationFailure.create({ type: type ?? 'LayoutFailed', message: state.message, nonRetryable: true });
   }
+}
+
+type Audit = (actor: string, action: string, details: Record<string, unknown>) => Promise<unknown>;
+
+/** The status and plan queries, and approve / reject at the apply gate through the signed-decision desk. */
+function installDecisions(layout: LayoutInput['layout'], state: LayoutStatus, keys: () => ApproverKeys | undefined, people: string[], audit: Audit): void {
+  const info = wf.workflowInfo();
+  const planHash = state.planHash;
+  const desk = decisionDesk({
+    workflowId: info.workflowId, runId: info.runId, requestedBy: layout.requestedBy, what: 'layout apply',
+    people: () => people, keys, planHash: () => planHash,
+    refused: () => (state.refusedDecisions ??= []), audit,
+  });
+  const openGate = () => (state.gate?.state === 'open' ? state.gate : undefined);
+  const gateRules = (d: DecisionPayload) => checkDecision(openGate(), d.by, d.gate,
+    { requestedBy: layout.requestedBy, what: 'layout apply', phase: state.phase, gatesHint: 'a layout apply decides at the apply gate, after its plan' });
+  wf.setHandler(layoutStatus, () => state);
+  wf.setHandler(decisionOutcome, (signature: string) => desk.outcome(signature));
+  wf.setHandler(planQuery, () => ({ plan: layout as unknown as Plan, planHash }));
+  wf.setHandler(approve, async (args: ApproveArgs) => {
+    const { d, result: { gate: g, name } } = await desk.accept('approve', args, gateRules);
+    g.decisions.push({ approver: name, approved: true, reason: d.reason ?? undefined, at: new Date().toISOString() });
+    const approvals = g.decisions.filter((x) => x.approved).length;
+    if (approvals >= g.required) g.state = 'approved';
+    await audit(name, 'approve:layout', { reason: d.reason, planHash, signedAt: d.time });
+    return `${name} approved the apply gate of layout ${layout.name} (${approvals}/${g.required})`;
+  });
+  wf.setHandler(reject, async (args: RejectArgs) => {
+    const { d, result: { gate: g, name } } = await desk.accept('reject', args, gateRules);
+    g.decisions.push({ approver: name, approved: false, reason: d.reason ?? undefined, at: new Date().toISOString() });
+    g.state = 'rejected';
+    await audit(name, 'reject:layout', { reason: d.reason, planHash, signedAt: d.time });
+    return `${name} rejected the apply gate of layout ${layout.name}; nothing is changed`;
+  });
 }
