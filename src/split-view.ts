@@ -299,6 +299,13 @@ export async function splitProblems(client: pg.Client, plan: { source: TableRef;
   const { rows: fks } = await client.query<{ name: string; on: string }>(
     `SELECT conname AS name, conrelid::regclass::text AS on FROM pg_constraint WHERE confrelid = $1 AND contype = 'f' AND conrelid <> $1 ORDER BY 1`, [sourceOid]);
   for (const fk of fks) problems.push(`where: foreign key ${fk.name} on ${fk.on} references ${displayName(plan.source)}; its rows of this project would leave it (split the referencing table first, or drop the key)`);
+  const { rows: triggers } = await client.query<{ name: string }>(
+    `SELECT tgname AS name FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal AND tgname NOT LIKE 'safeshift\\_%'
+        AND tgname NOT IN (SELECT tgname FROM pg_trigger WHERE tgrelid = $2) ORDER BY 1`, [sourceOid, targetOid]);
+  if (triggers.length) {
+    problems.push(`where: ${displayName(plan.source)} has triggers (${triggers.map((t) => t.name).join(', ')}); a split does not carry them to the project table, ` +
+      'so they would stop firing for the project\'s rows: give the project table triggers of the same names in the plan\'s create DDL (they fire from cutover on)');
+  }
   const splits = await splitsOf(client, sourceOid);
   const live = splits[0]?.live;
   const { rows: readers } = await client.query<{ name: string }>(

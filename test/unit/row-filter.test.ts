@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCheckedPlan, loadPlan, PlanError } from '../../src/plan/load';
 import { andRowFilter, dollarTagFor, rowMatchesSql } from '../../src/row-filter';
+import { routeFunctionSql, splitViewSql } from '../../src/split-view';
 import { copyOutSql, checksumSql, type CopySpec } from '../../src/projection';
 
 const env = { DATABASE_URL: 'postgres://x' };
@@ -75,5 +76,35 @@ describe('where: the row filter of a split', () => {
     expect(rowMatchesSql('project_id = 1', 'OLD')).toBe('EXISTS (SELECT FROM (SELECT OLD.*) s WHERE (\nproject_id = 1\n))');
     expect(dollarTagFor("note = 'x'")).toBe('$fn$');
     expect(dollarTagFor("note = '$fn$' OR note = '$fn_1$'")).toBe('$fn_2$');
+  });
+});
+
+describe('the split view and its routing (src/split-view.ts)', () => {
+  const splits = [
+    { targetOid: 1, sharedOid: 9, live: { schema: 'public', name: 'stories' }, filter: "project_id = 'a'", runId: 'r', state: 'done' as const },
+    { targetOid: 2, sharedOid: 9, live: { schema: 'public', name: 'stories' }, filter: "note = '$route$'", runId: 'r', state: 'live' as const },
+  ];
+  const b = {
+    live: { schema: 'public', name: 'stories' }, shared: { schema: 'public', name: 'stories_shared' },
+    projects: [{ ref: { schema: 'project_a', name: 'stories' }, filter: splits[0]!.filter }, { ref: { schema: 'project_b', name: 'stories' }, filter: splits[1]!.filter }],
+    columns: [{ name: 'id', generated: false }, { name: 'project_id', generated: false }, { name: 'note', generated: false }, { name: 'len', generated: true }],
+    key: ['id'],
+  };
+
+  test('the shared branch shows only rows no split took (a NULL filter result stays shared), then each project table', () => {
+    const view = splitViewSql(b, splits, false);
+    expect(view).toContain('CREATE VIEW "public"."stories" WITH (security_invoker = true) AS');
+    expect(view).toContain("FROM \"public\".\"stories_shared\" WHERE (\nproject_id = 'a'\n) IS NOT TRUE AND (\nnote = '$route$'\n) IS NOT TRUE");
+    expect(view.split('UNION ALL')).toHaveLength(3);
+    expect(splitViewSql(b, splits, true)).toContain('CREATE OR REPLACE VIEW');
+  });
+
+  test('routing writes generated columns never, and its dollar quote cannot be closed by a filter', () => {
+    const fn = routeFunctionSql(b, 9);
+    expect(fn).toContain('AS $route_1$');
+    expect(fn.trimEnd().endsWith('END $route_1$')).toBe(true);
+    expect(fn).toContain('INSERT INTO "project_b"."stories" ("id", "project_id", "note") VALUES (NEW."id", NEW."project_id", NEW."note")');
+    expect(fn).not.toContain('"len"');
+    expect(fn).toContain('RAISE unique_violation');
   });
 });
