@@ -113,7 +113,7 @@ export class LockClock {
       }
       await flush();
       if (typeof first === 'string' && typeof second !== 'function') {
-        savepoints += (first.match(SAVEPOINTS_OPENED) ?? []).length - (first.match(SAVEPOINTS_RELEASED) ?? []).length;
+        savepoints = Math.max(0, savepoints + (first.match(SAVEPOINTS_OPENED) ?? []).length - (first.match(SAVEPOINTS_RELEASED) ?? []).length);
       }
       roundTrips++;
       return query.apply(client, args);

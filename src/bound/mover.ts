@@ -128,14 +128,15 @@ export class Mover {
 
   /** The last step of a move, the proof: nothing else still holds the old table (or view). Tried, then undone. */
   async proveDroppable(retired: TableRef, kind: 'TABLE' | 'VIEW' = 'TABLE'): Promise<void> {
-    await this.client.query(`SAVEPOINT ${SAVEPOINT}`);
+    // One round trip when it drops (under the cutover lock every round trip is time writers wait); when it does
+    // not, PostgreSQL skips the rest of the string and the savepoint is undone in a second.
+    const undo = `ROLLBACK TO SAVEPOINT ${SAVEPOINT}; RELEASE SAVEPOINT ${SAVEPOINT}`;
     try {
-      await this.client.query(`DROP ${kind} ${qualified(retired)} RESTRICT`);
+      await this.client.query(`SAVEPOINT ${SAVEPOINT}; DROP ${kind} ${qualified(retired)} RESTRICT; ${undo}`);
     } catch (err) {
       const detail = (err as { detail?: string }).detail;
       this.problems.push(`old ${kind.toLowerCase()} ${displayName(retired)} cannot be dropped without CASCADE: ${errorText(err)}${detail ? ` (${detail.replace(/\n/g, '; ')})` : ''}`);
+      await this.client.query(undo);
     }
-    await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
-    await this.client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
   }
 }
