@@ -116,7 +116,7 @@ function routeFunction(sharedOid: number): TableRef {
  * The routing function. Branch 0 is the shared table, branch i the i-th project table; a row's branch is the first
  * split whose filter holds for it. An UPDATE that keeps the branch updates in place; one that changes it deletes
  * there and inserts in the new branch. A row not found where it should be (a concurrent delete) reports no row,
- * as the table would. A key a visible row already has is refused (unique_violation), as the one table refused it;
+ * as the table would; one found changed since the statement read it fails with 40001 (never a lost update). A key a visible row already has is refused (unique_violation), as the one table refused it;
  * a hidden copy left in the shared table by a split (deleted at its drop phase) gives way to a new shared row.
  */
 export function routeFunctionSql(b: Branches, sharedOid: number): string {
@@ -129,6 +129,18 @@ export function routeFunctionSql(b: Branches, sharedOid: number): string {
   const keyMatch = (row: 'OLD' | 'NEW') => b.key.map((k) => `t.${quoteIdent(k)} = ${row}.${quoteIdent(k)}`).join(' AND ');
   const keyChanged = b.key.map((k) => `NEW.${quoteIdent(k)} IS DISTINCT FROM OLD.${quoteIdent(k)}`).join(' OR ');
   const each = (v: string, stmt: (t: TableRef) => string) => tables.map((t, i) => `IF ${v} = ${i} THEN ${stmt(t)}; END IF;`).join('\n      ');
+  // The view hands the trigger OLD as this statement read it; a table's own UPDATE would re-read a row another
+  // transaction changed meanwhile (EvalPlanQual), a trigger cannot. So a row is changed only while it still is what
+  // was read; if it is there but different, the write fails as a serialization failure (40001, retry) instead of
+  // overwriting the other transaction's change with values computed from the old row: a lost update, silently.
+  const allColumns = b.columns.map((c) => quoteIdent(c.name));
+  const asRead = `ROW(${allColumns.map((c) => `t.${c}`).join(', ')})::text IS NOT DISTINCT FROM ROW(${allColumns.map((c) => `OLD.${c}`).join(', ')})::text`;
+  const changedMeanwhile = (v: string) => `IF n = 0 THEN
+          ${each(v, (t) => `IF EXISTS (SELECT FROM ${qualified(t)} t WHERE ${keyMatch('OLD')}) THEN
+            RAISE serialization_failure USING MESSAGE = format('could not serialize access: a row of %s.%s changed after this statement read it; retry', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+          END IF`)}
+          RETURN NULL;
+        END IF;`;
   const visibleKey = `EXISTS (SELECT FROM ${qualified(b.live)} t WHERE ${keyMatch('NEW')})`;
   const unique = `IF ${visibleKey} THEN
         RAISE unique_violation USING MESSAGE = format('duplicate key value: a row of %s.%s already has this key', TG_TABLE_SCHEMA, TG_TABLE_NAME);
@@ -144,15 +156,15 @@ export function routeFunctionSql(b: Branches, sharedOid: number): string {
           ${unique}
           ${hidden}
         END IF;
-        ${each('nb', (t) => `UPDATE ${qualified(t)} t SET (${writable.join(', ')}) = ROW(${writable.map((c) => `NEW.${c}`).join(', ')}) WHERE ${keyMatch('OLD')}`)}
+        ${each('nb', (t) => `UPDATE ${qualified(t)} t SET (${writable.join(', ')}) = ROW(${writable.map((c) => `NEW.${c}`).join(', ')}) WHERE ${keyMatch('OLD')} AND ${asRead}`)}
         GET DIAGNOSTICS n = ROW_COUNT;
-        IF n = 0 THEN RETURN NULL; END IF;
+        ${changedMeanwhile('nb')}
         RETURN NEW;
       END IF;
       IF TG_OP <> 'INSERT' THEN
-        ${each('ob', (t) => `DELETE FROM ${qualified(t)} t WHERE ${keyMatch('OLD')}`)}
+        ${each('ob', (t) => `DELETE FROM ${qualified(t)} t WHERE ${keyMatch('OLD')} AND ${asRead}`)}
         GET DIAGNOSTICS n = ROW_COUNT;
-        IF n = 0 THEN RETURN NULL; END IF;
+        ${changedMeanwhile('ob')}
         IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
       END IF;
       ${unique}
