@@ -1,13 +1,15 @@
 /**
- * A fleet of 30 projects (a schema each, a 20-row table) on its own task queue served by two `safeshift worker`
- * processes: the canary wave behind a gate, the gate after it, the rest grouped by region (continue on error), one
- * project made to fail (it rolls back on its own and is retried once its data is fixed), pause and resume, one
- * worker killed with SIGKILL mid-fleet, and the parent continuing as new every 8 children.
+ * A fleet of 30 projects (a schema each, a 20-row table) on the stack's task queue, served by the stack's worker
+ * and a second `safeshift worker` process started here: the canary wave behind a gate, the gate after it, the rest
+ * grouped by region (continue on error), one project made to fail (it rolls back on its own and is retried once
+ * its data is fixed), pause and resume, the second worker killed with SIGKILL mid-fleet while it works, and the
+ * parent continuing as new every 8 children.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspectPlan } from '../../activities/preflight';
+import type { Client } from '@temporalio/client';
 import { connectClient } from '../../src/config';
 import { connect } from '../../src/db';
 import { fleetProject, fleetStatus, fleetWorkflowId, type FleetStatus } from '../../src/fleet/spec';
@@ -17,10 +19,17 @@ import { ROOT, runCli, sql, uniqueName, writePlan } from '../support/helpers';
 
 const N = 30;
 
-function startWorker(taskQueue: string): ChildProcess {
-  return spawn(process.execPath, [join(ROOT, 'bin/safeshift'), 'worker'], {
-    cwd: ROOT, env: { ...process.env, SAFESHIFT_TASK_QUEUE: taskQueue }, stdio: 'ignore',
+function startWorker(): ChildProcess {
+  return spawn(process.execPath, [join(ROOT, 'bin/safeshift'), 'worker'], { cwd: ROOT, env: process.env, stdio: 'ignore' });
+}
+
+/** Whether the worker process `pid` polls the task queue for activities (its identity is pid@host). */
+async function polling(client: Client, pid: number): Promise<boolean> {
+  const r = await client.workflowService.describeTaskQueue({
+    namespace: process.env.TEMPORAL_NAMESPACE ?? 'default', taskQueue: { name: process.env.SAFESHIFT_TASK_QUEUE ?? 'safeshift' },
+    taskQueueType: 2, // TASK_QUEUE_TYPE_ACTIVITY (@temporalio/proto is not a direct dependency)
   });
+  return (r.pollers ?? []).some((p) => p.identity?.startsWith(`${pid}@`));
 }
 
 async function stopped(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
@@ -32,11 +41,10 @@ async function stopped(child: ChildProcess, signal: NodeJS.Signals): Promise<voi
 
 test('fleet of 30: canary, gates, a failed project rolled back and retried, pause/resume, a worker killed, continue-as-new', async () => {
   const u = uniqueName('fl');
-  const taskQueue = `fleet-${u}`;
   const slugs = Array.from({ length: N }, (_, i) => `${u}_${String(i).padStart(2, '0')}`);
   const bad = slugs[9]!;
-  // Two workers on the fleet's own queue (the stack's worker does not serve it): their bundling overlaps the seeding.
-  const workers = [startWorker(taskQueue), startWorker(taskQueue)];
+  // The second worker bundles the workflows while the fleet starts on the stack's worker.
+  const second = startWorker();
   const client = await connectClient();
   const started = Date.now();
   const t = (what: string) => process.stdout.write(`fleet: ${what} at ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
@@ -57,18 +65,20 @@ test('fleet of 30: canary, gates, a failed project rolled back and retried, paus
       backup: { table: false },
       approvals: { cutover: { approvers: ['alice', 'bob'] }, drop: { approvers: ['alice'] } },
     });
-    const env = { SAFESHIFT_TASK_QUEUE: taskQueue };
+    const env = {};
 
-    // Refused before anything starts, each named: a slug that is not an identifier, a projects query that writes.
-    const badSlug = await runCli(['fleet', 'start', file, '--projects', `${slugs[0]},Bad-Slug`], env);
+    // Refused before anything starts, each named: a slug that is not an identifier, a projects query that writes
+    // (run beside the real start: neither starts anything).
+    const [badSlug, writing, start] = await Promise.all([
+      runCli(['fleet', 'start', file, '--projects', `${slugs[0]},Bad-Slug`], env),
+      runCli(['fleet', 'start', file, '--projects', `WITH d AS (DELETE FROM public.${u}_projects RETURNING slug) SELECT slug FROM d`], env),
+      runCli(['fleet', 'start', file, '--projects', `SELECT slug, id, region FROM public.${u}_projects ORDER BY slug`,
+        '--canary', '2', '--group-by', 'region', '--parallel', '6', '--on-error', 'continue', '--continue-as-new-every', '8', '--child-heartbeat', '3s'], env),
+    ]);
     expect(badSlug.code).toBe(2);
     expect(badSlug.stderr).toMatch(/"Bad-Slug" is not a safe identifier/);
-    const writing = await runCli(['fleet', 'start', file, '--projects', `WITH d AS (DELETE FROM public.${u}_projects RETURNING slug) SELECT slug FROM d`], env);
     expect(writing.code).toBe(2);
     expect(writing.stderr).toMatch(/--projects: must only read; it holds DeleteStmt/);
-
-    const start = await runCli(['fleet', 'start', file, '--projects', `SELECT slug, id, region FROM public.${u}_projects ORDER BY slug`,
-      '--canary', '2', '--group-by', 'region', '--parallel', '6', '--on-error', 'continue', '--continue-as-new-every', '8', '--child-heartbeat', '3s'], env);
     expect(start.stderr).toBe('');
     expect(start.code).toBe(0);
     const id = fleetWorkflowId(u.replace(/_/g, '-'));
@@ -91,6 +101,7 @@ test('fleet of 30: canary, gates, a failed project rolled back and retried, paus
     };
 
     // Nothing runs before the canary's gate is approved.
+    expect((await waitFleet('gate canary open', (x) => x.gates.some((g) => g.name === 'canary' && g.state === 'open'))).totals.waiting).toBe(N);
     await approveGate('canary');
     let s = await waitFleet('canary done', (x) => x.waves[0]!.done === 2);
     expect(s.totals.done).toBe(2);
@@ -101,24 +112,31 @@ test('fleet of 30: canary, gates, a failed project rolled back and retried, paus
     expect(child.typedSearchAttributes.get(MIGRATION_PROJECT)).toBe(slugs[0]);
     expect(child.parentExecution?.workflowId).toBe(id);
 
-    // Pause right after the approval: the children already running finish, no new one starts.
-    await approveGate('eu');
+    // Paused at the gate, then approved: nothing starts until resumed.
+    await waitFleet('gate eu open', (x) => x.gates.some((g) => g.name === 'eu' && g.state === 'open'));
     const paused = await runCli(['fleet', 'pause', id, '--as', 'carol'], env);
     expect(paused.stderr).toBe('');
     expect(paused.code).toBe(0);
-    s = await waitFleet('paused, nothing running', (x) => x.paused && x.totals.running === 0);
-    const begun = N - s.totals.waiting;
+    await approveGate('eu');
     await sleep(2500);
     s = await handle.query(fleetStatus);
-    expect(N - s.totals.waiting).toBe(begun);
-    expect(s.totals.running).toBe(0);
+    expect(s).toMatchObject({ paused: true, totals: expect.objectContaining({ done: 2, running: 0, waiting: N - 2 }) });
+    expect(s.gates.find((g) => g.name === 'eu')?.state).toBe('approved');
+    const begun = 2;
+    // The second worker is up (it polls the queue) before the fleet goes on, so it takes a share of the work.
+    for (let i = 0; !(await polling(client, second.pid!)); i += 1) {
+      if (i > 600) throw new Error('the second worker never polled the task queue');
+      await sleep(200);
+    }
+    t('second worker polling');
     const resumed = await runCli(['fleet', 'resume', id, '--as', 'carol'], env);
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
 
-    // One worker killed (no graceful shutdown) while children run: the other carries the fleet to its end.
+    // The second worker killed (no graceful shutdown) while it serves running children: the other carries the fleet to its end.
     await waitFleet('children started after resume', (x) => x.totals.running >= 2 && N - x.totals.waiting > begun);
-    await stopped(workers[0]!, 'SIGKILL');
+    await waitFleet('children running', (x) => x.totals.running >= 2);
+    await stopped(second, 'SIGKILL');
     t('worker killed');
     s = await waitFleet('all waves over', (x) => x.phase === 'awaiting_retry', 150_000);
     if (s.totals.done !== N - 1) process.stdout.write(`fleet: failures ${JSON.stringify(s.failures)}\n`);
@@ -145,7 +163,7 @@ test('fleet of 30: canary, gates, a failed project rolled back and retried, paus
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/wave eu +14\/14 done/);
   } finally {
-    for (const w of workers) await stopped(w, 'SIGTERM');
+    await stopped(second, 'SIGTERM');
     await client.connection.close();
   }
 }, 300_000);
