@@ -116,8 +116,10 @@ function routeFunction(sharedOid: number): TableRef {
  * The routing function. Branch 0 is the shared table, branch i the i-th project table; a row's branch is the first
  * split whose filter holds for it. An UPDATE that keeps the branch updates in place; one that changes it deletes
  * there and inserts in the new branch. A row not found where it should be (a concurrent delete) reports no row,
- * as the table would; one found changed since the statement read it fails with 40001 (never a lost update). A key a visible row already has is refused (unique_violation), as the one table refused it;
- * a hidden copy left in the shared table by a split (deleted at its drop phase) gives way to a new shared row.
+ * as the table would; one found changed since the statement read it fails with 40001 (never a lost update). A key
+ * a visible row already has is refused (unique_violation), as the one table refused it, checked under a lock on the
+ * key, so two sessions writing the same new key never both get it; a hidden copy left in the shared table by a
+ * split (deleted at its drop phase) gives way to a new shared row.
  */
 export function routeFunctionSql(b: Branches, sharedOid: number): string {
   const text = [...b.projects.map((p) => p.filter)].join('\n');
@@ -142,7 +144,11 @@ export function routeFunctionSql(b: Branches, sharedOid: number): string {
           RETURN NULL;
         END IF;`;
   const visibleKey = `EXISTS (SELECT FROM ${qualified(b.live)} t WHERE ${keyMatch('NEW')})`;
-  const unique = `IF ${visibleKey} THEN
+  // The key's uniqueness spans tables no index covers together: writers of one key through the view take turns
+  // (a transaction-long advisory lock on the shared table and the key), so the check sees the other's committed row.
+  const keyText = `ROW(${b.key.map((k) => `NEW.${quoteIdent(k)}`).join(', ')})::text`;
+  const unique = `PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('safeshift split ${sharedOid} ' || ${keyText}, 0));
+      IF ${visibleKey} THEN
         RAISE unique_violation USING MESSAGE = format('duplicate key value: a row of %s.%s already has this key', TG_TABLE_SCHEMA, TG_TABLE_NAME);
       END IF;`;
   const hidden = `IF nb = 0 THEN DELETE FROM ${qualified(b.shared)} t WHERE ${keyMatch('NEW')} AND NOT (${sharedVisible(b.projects.map((p) => ({ filter: p.filter }) as SplitRow))}); END IF;`;

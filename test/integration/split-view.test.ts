@@ -3,6 +3,7 @@
  * through the old name; the second one's INSTEAD OF trigger was handed the row as its statement read it, before the
  * first committed. A table re-reads the row (EvalPlanQual) and ends at 2; the trigger used to write 1 over the first
  * session's 1, a lost update, silently. Now it either applies on the row as it is or fails with 40001 (retry).
+ * Likewise two sessions inserting one new key for two projects (two tables, no index spans both) both got it.
  */
 import pg from 'pg';
 import { applySplitView, type SplitRow } from '../../src/split-view';
@@ -14,7 +15,7 @@ const connect = async () => {
   return c;
 };
 
-test('two sessions incrementing one row through the split view: no update is lost, and a moved row moves once', async () => {
+test('two sessions writing one row through the split view: no update is lost, one key is taken once, a moved row moves once', async () => {
   const name = uniqueName('splitview');
   await sql(`CREATE TABLE public.${name}_shared (id int PRIMARY KEY, project text NOT NULL, v int NOT NULL)`);
   await sql(`CREATE TABLE public.${name}_a (id int PRIMARY KEY, project text NOT NULL, v int NOT NULL)`);
@@ -45,6 +46,23 @@ test('two sessions incrementing one row through the split view: no update is los
       const [row] = await sql<{ v: number }>(`SELECT v FROM public.${name} WHERE id = $1`, [id]);
       // Applied on the row as it is now (2), or refused for a retry (40001, the row at 1): never applied on the old row.
       expect(outcome === 'applied' ? row!.v : `${outcome}:${row!.v}`).toBe(outcome === 'applied' ? 2 : '40001:1');
+    } finally {
+      await Promise.all([first.end(), second.end()]);
+    }
+  }
+
+  // Two sessions inserting one new key, for two projects (so into two tables no index spans): one gets it.
+  {
+    const first = await connect();
+    const second = await connect();
+    try {
+      await first.query('BEGIN');
+      await first.query(`INSERT INTO public.${name} VALUES (5, 'a', 0)`);
+      const late = second.query(`INSERT INTO public.${name} VALUES (5, 'b', 0)`).then(() => 'applied', (e: { code?: string }) => e.code);
+      await new Promise((r) => setTimeout(r, 300));
+      await first.query('COMMIT');
+      expect(await late).toBe('23505');
+      expect(await sql(`SELECT project FROM public.${name} WHERE id = 5`)).toEqual([{ project: 'a' }]);
     } finally {
       await Promise.all([first.end(), second.end()]);
     }
