@@ -276,7 +276,7 @@ async function main(): Promise<void> {
       const ours = await runOne(url, admin, op, 'safeshift', fastPath, n, dir);
       const base = await runOne(url, admin, op, 'baseline', fastPath, n, dir);
       results.push([op, ours, base]);
-      say(`  ${op.name}: safeshift ${(ours.wallMs / 1000).toFixed(1)} s (${ours.path}${ours.ok ? '' : `, FAILED: ${ours.note}`}), baseline ${(base.wallMs / 1000).toFixed(2)} s`);
+      say(`  ${op.name}: safeshift ${(ours.wallMs / 1000).toFixed(1)} s (${ours.path}${ours.ok ? '' : `, FAILED: ${ours.note}`}), baseline ${(base.wallMs / 1000).toFixed(3)} s`);
     }
     say('');
     const head = ['operation', 'path', 'safeshift s', 'baseline s', 'ratio', 'writer p50/p99/max ms', 'at cutover p50/p99/max ms', 'baseline writer p50/p99/max ms', 'lock held ms', 'lock wait ms', 'data'];
@@ -285,7 +285,7 @@ async function main(): Promise<void> {
     for (const [op, ours, base] of results) {
       const w = (r: Run) => `${fmt(r.writer.p50)} / ${fmt(r.writer.p99)} / ${fmt(r.writer.max)}`;
       const c = (r: Run) => (r.atCutover ? `${fmt(r.atCutover.p50)} / ${fmt(r.atCutover.p99)} / ${fmt(r.atCutover.max)}` : '-');
-      say(`| ${op.name} | ${ours.path} vs ${base.path} | ${ours.ok ? (ours.wallMs / 1000).toFixed(1) : 'FAILED'} | ${(base.wallMs / 1000).toFixed(2)} | ` +
+      say(`| ${op.name} | ${ours.path} vs ${base.path} | ${ours.ok ? (ours.wallMs / 1000).toFixed(1) : 'FAILED'} | ${(base.wallMs / 1000).toFixed(3)} | ` +
         `${ours.ok ? `${(ours.wallMs / base.wallMs).toFixed(0)}x` : '-'} | ${w(ours)} | ${c(ours)} | ${w(base)} | ${ours.lockHeldMs ?? '-'} | ${ours.lockWaitMs ?? '-'} | ${ours.data} / ${base.data} |`);
     }
     say('');
