@@ -261,7 +261,8 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
       g.openedAt = new Date().toISOString();
       if (cfg.timeout) g.deadline = new Date(Date.now() + cfg.timeout).toISOString();
       await enter(name === 'cutover' ? 'awaiting_cutover' : 'awaiting_drop', { approvers: cfg.approvers, required: cfg.required });
-    if (input.fleet) await settleByFleet(input.fleet, g, cfg, plan.requestedBy, deciderKeys ?? {}, (by, details) => audit(by, `approve:${name}`, { ...details, planHash }));
+      // A fleet's child: the fleet's forwarded approval settles the gate at once (it never waits, so never resumes here).
+      if (input.fleet) await settleByFleet(input.fleet, g, cfg, plan.requestedBy, deciderKeys ?? {}, (by, details) => audit(by, `approve:${name}`, { ...details, planHash }));
     }
     let timedOut = false;
     let backgroundFailure: unknown;

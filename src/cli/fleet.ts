@@ -15,7 +15,7 @@ export function registerFleetCommands(program: Command, action: Action, print: P
 
   fleet.command('start <template-plan>')
     .description('start a fleet: one child migration per project, a canary wave, a gate, then the other waves')
-    .requiredOption('--projects <list|SQL>', 'comma-separated slugs, or one read-only SELECT returning slug[, id, region, ...]')
+    .requiredOption('--projects <list|layout|SQL>', 'comma-separated slugs, a layout file (its projects and their metadata), or one read-only SELECT returning slug[, id, region, ...]')
     .option('--name <name>', 'fleet name (slug); the fleet id is fleet-<name> (default: the template\'s name)')
     .option('--canary <n|slugs>', 'the canary wave: the first N projects, or a comma list of slugs', '1')
     .option('--canary-parallel <n>', 'children at once in the canary wave')

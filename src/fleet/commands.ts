@@ -7,7 +7,7 @@ import { ensureDevKeys, findKey, isDevMode, keysDir } from '../keys';
 import { sendSignal, sendUpdate, refusal } from '../cli/decisions';
 import { CliError, EXIT_FAILED, EXIT_OK } from '../cli/exit';
 import { humanDuration } from '../cli/render';
-import { projectsFromList, looksLikeSql, queryProjects } from './projects';
+import { isLayoutFile, projectsFromLayout, projectsFromList, looksLikeSql, queryProjects } from './projects';
 import { fleetPlan, fleetProject, fleetRetry, fleetStatus, fleetWorkflowId, type FleetInput, type FleetSpec, type FleetStatus, type OnError, type ProjectMeta } from './spec';
 import { planForProject, readTemplate, TemplateError } from './template';
 import { buildWaves, FleetInputError, type WaveOptions } from './waves';
@@ -101,7 +101,7 @@ export async function prepareFleet(file: string, opts: Record<string, unknown>):
   let projects: ProjectMeta[];
   let built;
   try {
-    projects = looksLikeSql(arg) ? await queryProjects(process.env[dbVar]!, arg) : projectsFromList(arg);
+    projects = isLayoutFile(arg) ? projectsFromLayout(arg) : looksLikeSql(arg) ? await queryProjects(process.env[dbVar]!, arg) : projectsFromList(arg);
     built = buildWaves(projects, waveOptions(opts));
   } catch (err) {
     if (err instanceof FleetInputError) throw new CliError(err.problems.join('\n'));

@@ -3,7 +3,9 @@
  * query is parsed by PostgreSQL's parser and must be one plain SELECT (no DML, also not in a WITH; no SELECT INTO;
  * no FOR UPDATE), then runs in a READ ONLY transaction, always rolled back, with a statement timeout.
  */
+import { existsSync } from 'node:fs';
 import type pg from 'pg';
+import { layoutProjects } from '../layout/load';
 import { withClient } from '../db';
 import { throttleQueryProblems } from '../throttle';
 import type { ProjectMeta } from './spec';
@@ -14,6 +16,24 @@ export const MAX_PROJECTS = 100_000;
 
 export function looksLikeSql(arg: string): boolean {
   return /^\s*(select|with|values|table)\b/i.test(arg);
+}
+
+/** A layout file (src/layout): its projects, with every metadata field the layout gives them. */
+export function isLayoutFile(arg: string): boolean {
+  return /\.ya?ml$/i.test(arg.trim()) && existsSync(arg.trim());
+}
+
+export function projectsFromLayout(file: string): ProjectMeta[] {
+  let fromLayout;
+  try {
+    fromLayout = layoutProjects(file.trim());
+  } catch (err) {
+    throw new FleetInputError([`--projects: ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  const projects = fromLayout.map(({ slug, id, owner, region, tier }) => ({ slug, id, owner, region, ...(tier ? { tier } : {}) }));
+  const problems = projectProblems(projects);
+  if (problems.length) throw new FleetInputError(problems);
+  return projects;
 }
 
 /** A comma list of slugs. */

@@ -1,7 +1,8 @@
 /** Fleet pieces without a stack: template expansion and its refusals, the projects list, waves, the delegation check. */
 import { generateKeyPair, signDecision, type DecisionPayload } from '../../src/identity';
 import { childWorkflowId, coveringGate, type FleetDelegation } from '../../src/fleet/spec';
-import { projectsFromList, projectsFromRows } from '../../src/fleet/projects';
+import { isLayoutFile, projectsFromLayout, projectsFromList, projectsFromRows } from '../../src/fleet/projects';
+import { resolve } from 'node:path';
 import { expandTemplate, planForProject, TemplateError } from '../../src/fleet/template';
 import { buildWaves, FleetInputError } from '../../src/fleet/waves';
 import { delegatedApprovers } from '../../workflows/fleet-delegation';
@@ -79,6 +80,17 @@ describe('plan template expansion', () => {
 });
 
 describe('projects and waves', () => {
+  test('a layout file gives its projects with their metadata; a broken one is refused under --projects', () => {
+    const file = resolve(__dirname, '../../examples/empathy-ledger/layout.yaml');
+    expect(isLayoutFile(file)).toBe(true);
+    expect(isLayoutFile('acme,globex')).toBe(false);
+    const projects = projectsFromLayout(file);
+    expect(projects.map((p) => p.slug)).toEqual(['oonchiumpa', 'snow_foundation', 'palm_island', 'orange_sky', 'justicehub_eu']);
+    expect(projects[4]).toEqual({ slug: 'justicehub_eu', id: '6f1c2a8e-0b5d-4c1e-9a57-1d2e3f4a5b05', owner: 'justicehub', region: 'eu-west-2', tier: 'pilot' });
+    const broken = resolve(__dirname, '../../examples/empathy-ledger/profiles-v2.yaml');
+    expect(() => projectsFromLayout(broken)).toThrow(/--projects: /);
+  });
+
   test('a list of slugs; a bad one or a duplicate is refused, named', () => {
     expect(projectsFromList('a, b,c')).toEqual([{ slug: 'a' }, { slug: 'b' }, { slug: 'c' }]);
     expect(() => projectsFromList('a,B')).toThrow(/"B" is not a safe identifier/);
