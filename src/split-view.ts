@@ -20,6 +20,7 @@
 import type pg from 'pg';
 import { relationName } from './catalog';
 import { dollarTagFor, rowMatchesSql } from './row-filter';
+import { requalifyColumns } from './statements';
 import { sealRelation, sealTable } from './seal';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from './sql';
 
@@ -242,10 +243,15 @@ export async function copyAccess(client: pg.Client, sharedOid: number, targetOid
   const cmds: Record<string, string> = { r: 'SELECT', a: 'INSERT', w: 'UPDATE', d: 'DELETE', '*': 'ALL' };
   const { rows: own } = await client.query<{ name: string }>(`SELECT polname AS name FROM pg_policy WHERE polrelid = $1`, [targetOid]);
   // A policy the plan's DDL gave the project table itself is kept (the layout's per-project policy, say).
+  // Deparsed for the shared table, an expression names its columns by that table's name inside a subquery
+  // (`m.project_id = stories_shared.project_id`): on the project table they must name the project table.
+  const shared = (await relationName(client, sharedOid))!;
+  const forTarget = (e: string | null) => (e === null ? Promise.resolve(null) : requalifyColumns(e, shared.name, target.name));
   for (const p of policies.filter((x) => !own.some((o) => o.name === x.name))) {
     const roles = p.roles.map((r) => (r === 'public' ? 'PUBLIC' : quoteIdent(r))).join(', ');
+    const [qual, check] = [await forTarget(p.qual), await forTarget(p.check)];
     statements.push(`CREATE POLICY ${quoteIdent(p.name)} ON ${qualified(target)} AS ${p.permissive ? 'PERMISSIVE' : 'RESTRICTIVE'} FOR ${cmds[p.cmd]} TO ${roles}` +
-      `${p.qual ? ` USING (${p.qual})` : ''}${p.check ? ` WITH CHECK (${p.check})` : ''}`);
+      `${qual ? ` USING (${qual})` : ''}${check ? ` WITH CHECK (${check})` : ''}`);
   }
   for (const s of statements.slice(sealedAndGranted)) await client.query(s);
   return statements;

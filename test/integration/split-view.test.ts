@@ -6,7 +6,8 @@
  * Likewise two sessions inserting one new key for two projects (two tables, no index spans both) both got it.
  */
 import pg from 'pg';
-import { applySplitView, type SplitRow } from '../../src/split-view';
+import { applySplitView, copyAccess, type SplitRow } from '../../src/split-view';
+import { asRole } from '../support/supabase';
 import { sql, uniqueName } from '../support/helpers';
 
 const connect = async () => {
@@ -84,4 +85,31 @@ test('two sessions writing one row through the split view: no update is lost, on
   } finally {
     await Promise.all([first.end(), second.end()]);
   }
+});
+
+test('a policy naming the table\'s own columns inside a subquery (membership, as on Supabase) works on the project table', async () => {
+  const name = uniqueName('splitpol');
+  await sql(`CREATE TABLE public.${name}_members (project text, who uuid)`);
+  await sql(`GRANT SELECT ON public.${name}_members TO authenticated`);
+  await sql(`INSERT INTO public.${name}_members VALUES ('a', '00000000-0000-0000-0000-00000000000a')`);
+  await sql(`CREATE TABLE public.${name}_shared (id int PRIMARY KEY, project text NOT NULL)`);
+  await sql(`CREATE TABLE public.${name}_a (id int PRIMARY KEY, project text NOT NULL)`);
+  await sql(`ALTER TABLE public.${name}_shared ENABLE ROW LEVEL SECURITY`);
+  // PostgreSQL prints the outer column as ${name}_shared.project: on the project table that name is not in scope.
+  await sql(`CREATE POLICY members ON public.${name}_shared TO authenticated
+    USING (EXISTS (SELECT 1 FROM public.${name}_members m WHERE m.project = ${name}_shared.project AND m.who = auth.uid()))`);
+  await sql(`INSERT INTO public.${name}_a VALUES (1, 'a'), (2, 'b')`);
+  const [shared, a] = await sql<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid UNION ALL SELECT $2::regclass::oid::int`, [`public.${name}_shared`, `public.${name}_a`]);
+  const admin = await connect();
+  try {
+    await admin.query('BEGIN');
+    await copyAccess(admin, shared!.oid, a!.oid);
+    await admin.query('COMMIT');
+  } finally {
+    await admin.end();
+  }
+  const [def] = await sql<{ qual: string }>(`SELECT pg_get_expr(polqual, polrelid) AS qual FROM pg_policy WHERE polrelid = $1`, [a!.oid]);
+  expect(def!.qual).toContain(`${name}_a.project`);
+  const member = { sub: '00000000-0000-0000-0000-00000000000a', role: 'authenticated' };
+  expect(await asRole('authenticated', `SELECT id FROM public.${name}_a ORDER BY id`, [], member)).toEqual([{ id: 1 }]);
 });
