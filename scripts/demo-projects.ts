@@ -91,7 +91,7 @@ async function runFleet(url: string, projects: DemoProject[], legacy: Map<string
         if (problems.length) throw new Error(`the canary lost rows: ${problems.join('; ')}`);
         say(`gate ${open.name}: ${canary.map((p) => `project_${p.slug}.stories`).join(', ')} equals its legacy rows; approving the rest as alice`);
       }
-      await safeshift(['fleet', 'approve', fleetId, '--as', 'alice', '--reason', 'canary verified']);
+      await safeshift(['fleet', 'approve', fleetId, '--as', 'alice', '--reason', open.name === 'canary' ? 'start the canary' : 'canary verified']);
     }
     if (['done', 'stopped', 'aborted'].includes(json.phase)) break;
     await sleep(2000);
