@@ -42,10 +42,11 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
   const stamp = carried?.stamp ?? stampOf(info.startTime);
   const resumeAt = carried?.resumeAt;
   const historyLimit = input.timeouts?.continueAsNewEvents ?? CONTINUE_AS_NEW_EVENTS;
-  // Migrations started by a worker without continue-as-new replay as they ran (no marker in their history): they
-  // never hand over, so a new worker replays them without a nondeterminism error. Every newer run may.
-  const mayHandOver = wf.patched('continue-as-new');
-  const handOverDue = () => mayHandOver && historyIsLong(historyLimit);
+  // No wf.patched() here: Temporal's Core writes a patch marker's payload itself, in plain JSON, past the payload
+  // codec, and history holds ciphertext only (issue 14; test: codec). Upgrading the worker across this change
+  // with migrations in flight: one already past continueAsNewEvents would hand over at a different point than its
+  // history recorded (a nondeterminism error); finish or restart those first (docs/architecture.md).
+  const handOverDue = () => historyIsLong(historyLimit);
   const ref = { db: plan.database, workflowId: info.workflowId, runId: migrationRunId };
   const retry = ACTIVITY_RETRY;
   const heartbeatTimeout = input.timeouts?.heartbeat ?? HEARTBEAT_TIMEOUT;
