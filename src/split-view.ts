@@ -136,8 +136,8 @@ export function routeFunctionSql(b: Branches, sharedOid: number): string {
   // transaction changed meanwhile (EvalPlanQual), a trigger cannot. So a row is changed only while it still is what
   // was read; if it is there but different, the write fails as a serialization failure (40001, retry) instead of
   // overwriting the other transaction's change with values computed from the old row: a lost update, silently.
-  const allColumns = b.columns.map((c) => quoteIdent(c.name));
-  const asRead = `ROW(${allColumns.map((c) => `t.${c}`).join(', ')})::text IS NOT DISTINCT FROM ROW(${allColumns.map((c) => `OLD.${c}`).join(', ')})::text`;
+  // Generated columns follow from the others: comparing what can be written is comparing the row.
+  const asRead = `ROW(${writable.map((c) => `t.${c}`).join(', ')})::text IS NOT DISTINCT FROM ROW(${writable.map((c) => `OLD.${c}`).join(', ')})::text`;
   const changedMeanwhile = (v: string) => `IF n = 0 THEN
           ${each(v, (t) => `IF EXISTS (SELECT FROM ${qualified(t)} t WHERE ${keyMatch('OLD')}) THEN
             RAISE serialization_failure USING MESSAGE = format('could not serialize access: a row of %s.%s changed after this statement read it; retry', TG_TABLE_SCHEMA, TG_TABLE_NAME);
