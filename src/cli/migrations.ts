@@ -75,7 +75,8 @@ export function workflowIdOf(idOrName: string): string {
   return idOrName.startsWith('migration-') || isRestoreWorkflowId(idOrName) || idOrName.startsWith('layout-') ? idOrName : migrationWorkflowId(idOrName);
 }
 
-async function withTemporal<T>(fn: (client: Client, config: TemporalConfig) => Promise<T>): Promise<T> {
+/** A Temporal client for one command, closed after it; unreachable Temporal is a CLI error naming the address. */
+export async function withTemporal<T>(fn: (client: Client, config: TemporalConfig) => Promise<T>): Promise<T> {
   const config = temporalConfig();
   let client: Client;
   try {

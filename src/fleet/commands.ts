@@ -1,11 +1,12 @@
 /** What `safeshift fleet ...` does: resolve and check the projects and every project's plan, start, report, decide. */
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { connectClient, temporalConfig, workflowUiUrl, type TemporalConfig } from '../config';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { workflowUiUrl } from '../config';
 import { withClient } from '../db';
 import { signDecision } from '../identity';
 import { ensureDevKeys, findKey, isDevMode, keysDir } from '../keys';
 import { sendSignal, sendUpdate, refusal } from '../cli/decisions';
 import { CliError, EXIT_FAILED, EXIT_OK } from '../cli/exit';
+import { withTemporal } from '../cli/migrations';
 import { humanDuration } from '../cli/render';
 import { isLayoutFile, projectsFromLayout, projectsFromList, looksLikeSql, queryProjects } from './projects';
 import { fleetPlan, fleetProject, fleetRetry, fleetStatus, fleetWorkflowId, type FleetInput, type FleetSpec, type FleetStatus, type OnError, type ProjectMeta } from './spec';
@@ -16,21 +17,6 @@ type Print = (line: string) => void;
 
 export function fleetIdOf(idOrName: string): string {
   return idOrName.startsWith('fleet-') ? idOrName : fleetWorkflowId(idOrName);
-}
-
-async function withTemporal<T>(fn: (client: Client, config: TemporalConfig) => Promise<T>): Promise<T> {
-  const config = temporalConfig();
-  let client: Client;
-  try {
-    client = await connectClient(config);
-  } catch (err) {
-    throw new CliError(`cannot reach Temporal at ${config.address} (TEMPORAL_ADDRESS): ${(err as Error).message}; is \`safeshift dev\` running?`);
-  }
-  try {
-    return await fn(client, config);
-  } finally {
-    await client.connection.close().catch(() => undefined);
-  }
 }
 
 function positive(text: unknown, option: string): number | undefined {
