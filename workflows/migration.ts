@@ -12,17 +12,15 @@ import type { CatchUpResult } from '../activities/catch-up';
 import type { CopyProgress } from '../activities/copy';
 import type { PreflightReport } from '../activities/preflight';
 import { fatal } from '../src/errors';
-import { planHashOf, sameName, type DecisionPayload } from '../src/identity';
-import {
-  abort, approve, BACKUP_KEY_ENV, decisionOutcome, planQuery, doneReason, rollbackRequestedReason, MIGRATION_PHASE, pause, reject, resume, rollback, status,
-  type ApproveArgs, type ApproverKeys, type OperatorArgs, type GateName, type GateStatus, type MigrationStatus, type Phase, type RejectArgs,
-} from '../src/messages';
+import { planHashOf, sameName } from '../src/identity';
+import { BACKUP_KEY_ENV, doneReason, type GateName, type MigrationStatus } from '../src/messages';
 import type { SwapBackRefusal } from '../src/rollback-feasibility';
 import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
 import { settleByFleet } from './fleet-delegation';
+import { migrationFrame } from './frame';
 import { CONTINUE_AS_NEW_EVENTS, historyIsLong, runsStep, runsSoFar, undoStep, type Carried, type MigrationRunInput, type ResumeAt, type UndoStep } from './carry';
-import { ACTIVITY_RETRY, checkDecision, decisionDesk, exportAndVerify, HEARTBEAT_TIMEOUT, Refusal, SHORT_ACTIVITY, failureDetails, failureMessage, failureType, stampOf } from './shared';
+import { ACTIVITY_RETRY, exportAndVerify, HEARTBEAT_TIMEOUT, SHORT_ACTIVITY, failureDetails, failureMessage, failureType, stampOf } from './shared';
 
 const COPY_SLICE_MS = 30_000;
 /** How long one follow-the-source activity runs while a gate waits; each adds a few history events. */
@@ -54,7 +52,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
   // WAIT_CANCELLATION_COMPLETED: on a cancel, compensations start only once the running activity has stopped,
   // so a swap cannot commit behind the back of the swap back that is meant to undo it.
   const cancellationType = wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED;
-  const quick = ledgerInOrder(wf.proxyActivities<typeof activities>({ ...SHORT_ACTIVITY, heartbeatTimeout }));
+  const quick = wf.proxyActivities<typeof activities>({ ...SHORT_ACTIVITY, heartbeatTimeout });
   const long = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '12h', heartbeatTimeout, retry, cancellationType });
   const copy = wf.proxyActivities<typeof activities>({ startToCloseTimeout: '30m', heartbeatTimeout, retry: { ...retry, maximumAttempts: 50 }, cancellationType });
 
@@ -79,144 +77,24 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
     startedAt: new Date(startedAt).toISOString(),
     updatedAt: new Date(startedAt).toISOString(),
   };
-  let phaseStartedAt = carried?.clocks.phaseStartedAt ?? startedAt;
-  let eventNo = carried?.eventNo ?? 0;
-  let dropStarted = false;
-  let cutoverAt = carried?.clocks.cutoverAt;
-  /** Who asked for the old table back after cutover (safeshift rollback), so the outcome says so, not "aborted". */
-  let rollbackAsked: { by: string; reason?: string } | undefined;
   /** How many times the original table refused the swap back, and whether an operator asked for another try. */
   let rollbackBlocks = 0;
   let rollbackRetry = false;
-
-  // Each row's seq and MAC is anchored here, outside the database: `safeshift audit verify --migration` compares.
-  const audit = async (actor: string, action: string, details: Record<string, unknown> = {}, extra: Partial<Parameters<typeof quick.recordEvent>[0]> = {}): Promise<void> => {
-    const head = await quick.recordEvent({ ...ref, eventKey: `${migrationRunId}/${++eventNo}`, actor, action, phase: state.phase, details, ...extra });
-    if (head && (!state.auditHead || head.seq > state.auditHead.seq)) state.auditHead = head;
-  };
-
-  function touch(): void {
-    const now = Date.now();
-    state.phaseDurationsMs[state.phase] = (state.phaseDurationsMs[state.phase] ?? 0) + (now - phaseStartedAt);
-    phaseStartedAt = now;
-    state.updatedAt = new Date(now).toISOString();
-    wf.setCurrentDetails(currentDetails(state));
-  }
-
-  async function enter(phase: Phase, details: Record<string, unknown> = {}, outcome?: { reason: string }): Promise<void> {
-    touch();
-    state.phase = phase;
-    state.phaseDurationsMs[phase] ??= 0;
-    wf.upsertSearchAttributes([{ key: MIGRATION_PHASE, value: phase }]);
-    wf.setCurrentDetails(currentDetails(state));
-    await audit('safeshift', `phase:${phase}`, details, {
-      ...(eventNo === 0 ? { migration: { name: plan.name, plan, planHash, source: state.source, target: state.target, requestedBy: plan.requestedBy } } : {}),
-      ...(outcome ? { outcome } : {}),
-    });
-  }
-
-  /** An abort, or a rollback asked for after cutover, as the failure that starts the compensations. */
-  function stopped(where: string): Error {
-    return rollbackAsked
-      ? fatal('RollbackRequested', rollbackRequestedReason(rollbackAsked.by, rollbackAsked.reason))
-      : fatal('Aborted', `aborted by an operator${where}`);
-  }
-
-  /** Between steps: hold while paused; an abort turns into the failure that starts the rollback. */
-  async function checkpoint(): Promise<void> {
-    await wf.condition(() => !state.paused || state.abortRequested);
-    if (state.abortRequested) throw stopped('');
-  }
-
-  const openGate = (): GateStatus | undefined => state.gates.find((g) => g.state === 'open');
-  const approvals = (g: GateStatus) => g.decisions.filter((d) => d.approved).length;
-
-  /** Everyone who may decide anything here: the approvers of both gates, and the requester (operator actions only). */
-  const people = [...new Set([...plan.approvals.cutover.approvers, ...plan.approvals.drop.approvers, plan.requestedBy])];
-  /** The registered public keys of those people, read when the run starts (readDeciderKeys) and fixed for the run. */
-  let deciderKeys: ApproverKeys | undefined = carried?.deciderKeys;
   const runs = runsSoFar(carried, info.runId);
-  const desk = decisionDesk({
-    workflowId: info.workflowId, runId: info.runId, earlierRuns: runs.slice(0, -1), memory: carried?.desk, requestedBy: plan.requestedBy, what: 'migration',
-    people: () => people, keys: () => deciderKeys, planHash: () => planHash,
-    refused: () => (state.refusedDecisions ??= []), audit: (actor, action, details) => audit(actor, action, details),
+  const frame = migrationFrame({
+    plan, planHash, ref, state, recordEvent: quick.recordEvent, describe: currentDetails, earlierRuns: runs.slice(0, -1),
+    carried: carried && { eventNo: carried.eventNo, phaseStartedAt: carried.clocks.phaseStartedAt, cutoverAt: carried.clocks.cutoverAt, deciderKeys: carried.deciderKeys, desk: carried.desk },
+    rollbackReply: `rolling back ${state.source}: writes made since cutover go back to the original table, then the names are swapped back`,
+    blockedRollback: { isBlocked: () => state.rollbackBlocked !== undefined, retry: retryRollback },
   });
-  const gateRules = (d: DecisionPayload) => checkDecision(openGate(), d.by, d.gate,
-    { requestedBy: plan.requestedBy, what: 'migration', phase: state.phase, gatesHint: 'decisions are taken at the cutover and drop gates' });
-  /** Operator actions: any approver or the requester, by the name as the plan spells it. */
-  const operator = (d: DecisionPayload) => people.find((p) => sameName(p, d.by)) ?? d.by;
-  /** A signal cannot answer: a refused one is in the status and the audit log (the CLI asks `decisionOutcome`). */
-  const quietly = (p: Promise<unknown>) => p.then(() => undefined, (err: unknown) => {
-    if (!(err instanceof wf.ApplicationFailure)) throw err;
-  });
+  const { audit, touch, enter, checkpoint, people } = frame;
 
-  wf.setHandler(status, () => state);
-  wf.setHandler(planQuery, () => ({ plan, planHash }));
-  wf.setHandler(decisionOutcome, (signature: string) => desk.outcome(signature));
-  // No validators: a refused decision is accepted as an Update, recorded and audited, and then refused.
-  wf.setHandler(approve, async (args: ApproveArgs) => {
-    const { d, result: { gate: g, name } } = await desk.accept('approve', args, gateRules);
-    g.decisions.push({ approver: name, approved: true, reason: d.reason ?? undefined, at: new Date().toISOString() });
-    if (approvals(g) >= g.required) g.state = 'approved';
-    await audit(name, `approve:${g.name}`, { reason: d.reason, planHash, signedAt: d.time });
-    return `${name} approved the ${g.name} gate (${approvals(g)}/${g.required})`;
-  });
-  wf.setHandler(reject, async (args: RejectArgs) => {
-    const { d, result: { gate: g, name } } = await desk.accept('reject', args, gateRules);
-    g.decisions.push({ approver: name, approved: false, reason: d.reason ?? undefined, at: new Date().toISOString() });
-    g.state = 'rejected';
-    await audit(name, `reject:${g.name}`, { reason: d.reason, planHash, signedAt: d.time });
-    return `${name} rejected the ${g.name} gate; rolling back`;
-  });
-  wf.setHandler(pause, (args) => quietly((async () => {
-    const { d, result: by } = await desk.accept('pause', args, operator);
-    state.paused = true;
-    touch();
-    await audit(by, 'pause', { reason: d.reason }, { paused: true });
-  })()));
-  wf.setHandler(resume, (args) => quietly((async () => {
-    const { d, result: by } = await desk.accept('resume', args, operator);
-    state.paused = false;
-    touch();
-    await audit(by, 'resume', { reason: d.reason }, { paused: false });
-  })()));
   /** A rollback blocked on data, asked for again (rollback or abort): the swap back runs once more. */
   async function retryRollback(by: string, reason: string | null, via: 'rollback' | 'abort'): Promise<string> {
     rollbackRetry = true;
     await audit(by, 'rollback:retry', { via, attempt: rollbackBlocks + 1, reason });
     return `retrying the rollback of ${state.source} (attempt ${rollbackBlocks + 1}): writes made since cutover go back to the original table, then the names are swapped back; \`safeshift status ${plan.name}\` tells whether it finished`;
   }
-
-  wf.setHandler(rollback, async (args: OperatorArgs) => {
-    const { d, result: by } = await desk.accept('rollback', args, (dd) => {
-      // A blocked rollback is taken up again by the same command (even if the cutover's reply was lost).
-      if (!state.rollbackBlocked && (!cutoverAt || dropStarted || state.outcome)) {
-        throw new Refusal('NotReversible', `rollback is possible after cutover and before the drop starts; the migration is in phase ${state.phase} (before cutover, use abort)`);
-      }
-      return operator(dd);
-    });
-    if (state.rollbackBlocked) return retryRollback(by, d.reason, 'rollback');
-    rollbackAsked = { by, reason: d.reason ?? undefined };
-    state.rollbackRequestedBy = by;
-    state.abortRequested = true;
-    await audit(by, 'rollback', { reason: d.reason });
-    return `rolling back ${state.source}: writes made since cutover go back to the original table, then the names are swapped back`;
-  });
-  wf.setHandler(abort, (args) => quietly((async () => {
-    const { d, result: by } = await desk.accept('abort', args, operator);
-    // An abort asks for the original table back, as the blocked rollback does: it is one more try.
-    if (state.rollbackBlocked) {
-      await retryRollback(by, d.reason, 'abort');
-      return;
-    }
-    if (dropStarted || state.outcome) {
-      await audit(by, 'abort:ignored', { reason: 'drop has started or the migration is over' });
-      return;
-    }
-    state.abortRequested = true;
-    // The pause flag stops copy and catch-up within a second; the next checkpoint turns it into the rollback.
-    await audit(by, 'abort', { reason: d.reason }, { paused: true });
-  })()));
 
   function noteCatchUp(r: CatchUpResult): void {
     if (r.throttleReason) state.throttle = { reason: r.throttleReason, at: new Date().toISOString() };
@@ -256,14 +134,10 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
    */
   async function gate(name: GateName, meanwhile?: (settled: () => boolean) => Promise<void>): Promise<'decided' | 'handover'> {
     const cfg = plan.approvals[name];
-    const g = state.gates.find((x) => x.name === name)!;
+    const g = resumeAt === `awaiting_${name}` ? state.gates.find((x) => x.name === name)! : await frame.openGate(name);
     if (resumeAt !== `awaiting_${name}`) {
-      g.state = 'open';
-      g.openedAt = new Date().toISOString();
-      if (cfg.timeout) g.deadline = new Date(Date.now() + cfg.timeout).toISOString();
-      await enter(name === 'cutover' ? 'awaiting_cutover' : 'awaiting_drop', { approvers: cfg.approvers, required: cfg.required });
       // A fleet's child: the fleet's forwarded approval settles the gate at once (it never waits, so never resumes here).
-      if (input.fleet) await settleByFleet(input.fleet, g, cfg, plan.requestedBy, deciderKeys ?? {}, (by, details) => audit(by, `approve:${name}`, { ...details, planHash }));
+      if (input.fleet) await settleByFleet(input.fleet, g, cfg, plan.requestedBy, frame.deciderKeys ?? {}, (by, details) => audit(by, `approve:${name}`, { ...details, planHash }));
     }
     let timedOut = false;
     let backgroundFailure: unknown;
@@ -278,22 +152,9 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
     await background;
     if (backgroundFailure !== undefined && !wf.isCancellation(backgroundFailure)) throw backgroundFailure;
     if (backgroundFailure !== undefined) timedOut = false;
-    if (state.abortRequested) throw stopped(` at the ${name} gate`);
-    if (!decided) {
-      g.state = 'timed_out';
-      throw fatal('GateTimeout', `no decision at the ${name} gate within ${formatDuration(cfg.timeout!)}`);
-    }
-    if ((g.state as GateStatus['state']) === 'rejected') {
-      const d = g.decisions.find((x) => !x.approved)!;
-      throw fatal('Rejected', `${d.approver} rejected the ${name} gate${d.reason ? `: ${d.reason}` : ''}`);
-    }
+    frame.gateOutcome(name, decided);
     if (g.state === 'open') return 'handover';
-    if (name === 'drop' && plan.approvals.drop.notBefore && cutoverAt !== undefined) {
-      const notBefore = cutoverAt + plan.approvals.drop.notBefore;
-      const wait = notBefore - Date.now();
-      g.notBefore = new Date(notBefore).toISOString();
-      if (wait > 0 && (await wf.condition(() => state.abortRequested, wait))) throw stopped(' while the drop gate waited for its retention time');
-    }
+    await frame.holdForDropRetention(name);
     return 'decided';
   }
 
@@ -366,9 +227,9 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
     await wf.condition(wf.allHandlersFinished);
     touch();
     const next: Carried = {
-      runId: migrationRunId, stamp, runs, resumeAt: at, state, eventNo, events: wf.workflowInfo().historyLength,
-      clocks: { startedAt, phaseStartedAt, copyStartedAt: copyStarted, cutoverAt },
-      compensations, deciderKeys, desk: desk.memory(), work: made,
+      runId: migrationRunId, stamp, runs, resumeAt: at, state, eventNo: frame.eventNo, events: wf.workflowInfo().historyLength,
+      clocks: { startedAt, phaseStartedAt: frame.phaseStartedAt, copyStartedAt: copyStarted, cutoverAt: frame.cutoverAt },
+      compensations, deciderKeys: frame.deciderKeys, desk: frame.desk.memory(), work: made,
     };
     // The search attributes (MigrationPhase, the table) as they are now: the dashboard finds the new run like the old.
     return wf.makeContinueAsNewFunc<typeof migrationWorkflow>({ typedSearchAttributes: wf.workflowInfo().typedSearchAttributes })({ ...input, carried: next });
@@ -377,9 +238,9 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
   try {
     if (!carried) {
       await enter('preflight');
-      deciderKeys = await quick.readDeciderKeys({ db: plan.database, names: people });
+      const deciderKeys = frame.deciderKeys = await quick.readDeciderKeys({ db: plan.database, names: people });
       // The approvers without a key (a requester without one only cannot pause, resume, abort or roll back by signature).
-      const keyless = people.filter((p) => !sameName(p, plan.requestedBy) && !deciderKeys![p.toLowerCase()]?.length);
+      const keyless = people.filter((p) => !sameName(p, plan.requestedBy) && !deciderKeys[p.toLowerCase()]?.length);
       if (keyless.length) await audit('safeshift', 'keys:missing', { names: keyless });
       if (input.planHash && input.planHash !== planHash) {
         await audit('safeshift', 'plan:hash-differs', { given: input.planHash, computed: planHash });
@@ -502,7 +363,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
       // Registered first: the swap may commit and its reply be lost; swapBack checks where the tables are.
       compensations.unshift({ name: 'swapBack', args: swap });
       const swapped = await long.swapTables(swap);
-      cutoverAt = Date.now();
+      frame.cutoverAt = Date.now();
       state.retiredTable = displayName(retired);
       await audit('safeshift', 'cutover:swapped', { ...swapped });
 
@@ -512,7 +373,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
 
     if ((await gate('drop')) === 'handover') return await handOver('awaiting_drop', work);
     await checkpoint();
-    dropStarted = true;
+    frame.dropStarted = true;
     compensations.length = 0; // past this point nothing is undone: the drop is the point of no return
     await enter('drop', { retired: displayName(retired) });
     await quick.dropRetired({ ...ref, retired, sourceOid: report.sourceOid });
@@ -527,7 +388,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
     // The hand-over to the next run (continue-as-new) is how this run ends, not a failure.
     if (err instanceof wf.ContinueAsNew) throw err;
     const reason = failureMessage(err);
-    if (dropStarted) {
+    if (frame.dropStarted) {
       state.outcome = { phase: 'failed', reason: `drop failed after approval: ${reason}; the retired table may still exist` };
       await wf.CancellationScope.nonCancellable(async () => {
         await enter('failed', {}, { reason: state.outcome!.reason }).catch(() => undefined);
@@ -562,23 +423,6 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
   }
   await wf.condition(wf.allHandlersFinished);
   return state;
-}
-
-/**
- * The record runs in the order things happened: each ledger write (recordEvent: an audit row and the ledger's
- * phase) starts once the one before it has finished or failed. Without this, a decision's audit (from its Update
- * handler) and the row of the phase that decision lets in are scheduled in the same workflow task and race: the
- * approval could land after the phase it enabled. Each write runs in the cancellation scope it was asked from.
- */
-function ledgerInOrder<A extends Pick<wf.ActivityInterfaceFor<typeof activities>, 'recordEvent'>>(a: A): A {
-  let tail: Promise<unknown> = Promise.resolve();
-  const recordEvent = (event: Parameters<A['recordEvent']>[0]): ReturnType<A['recordEvent']> => {
-    const scope = wf.CancellationScope.current();
-    const next = tail.then(() => scope.run(() => a.recordEvent(event)));
-    tail = next.catch(() => undefined);
-    return next as ReturnType<A['recordEvent']>;
-  };
-  return new Proxy(a, { get: (target, name, receiver) => (name === 'recordEvent' ? recordEvent : Reflect.get(target, name, receiver)) });
 }
 
 function currentDetails(s: MigrationStatus): string {
