@@ -67,8 +67,16 @@ export function temporalConfig(env: NodeJS.ProcessEnv = process.env): TemporalCo
 }
 
 /**
+ * The failure converter every safeshift client and worker names (src/failure-converter.ts): failure messages and
+ * stack traces go into a payload, so the codec encrypts them with the rest.
+ */
+export const FAILURE_CONVERTER_PATH = require.resolve('./failure-converter');
+
+/**
  * A client whose payloads go through the codec the environment configures (src/codec.ts): the plan, status and
- * decisions are stored encrypted. Refused before connecting when no codec key is configured.
+ * decisions are stored encrypted, and so are the messages of the failures it sends (and it decrypts those it
+ * reads: a refused decision's reason, a failed step's error). Refused before connecting when no codec key is
+ * configured.
  */
 export async function connectClient(config: TemporalConfig = temporalConfig(), codec: PayloadCodec = payloadCodecFromEnv()): Promise<Client> {
   const connection = await Connection.connect({
@@ -77,7 +85,7 @@ export async function connectClient(config: TemporalConfig = temporalConfig(), c
     apiKey: config.apiKey,
     connectTimeout: '5s',
   });
-  return new Client({ connection, namespace: config.namespace, dataConverter: { payloadCodecs: [codec] } });
+  return new Client({ connection, namespace: config.namespace, dataConverter: { payloadCodecs: [codec], failureConverterPath: FAILURE_CONVERTER_PATH } });
 }
 
 export async function connectWorker(config: TemporalConfig = temporalConfig()): Promise<NativeConnection> {

@@ -13,6 +13,7 @@ import * as activities from '../activities';
 import { keepAlive } from '../activities/keep-alive';
 import { redactActivityFailures } from '../activities/support';
 import { payloadCodecFromEnv } from '../src/codec';
+import { FAILURE_CONVERTER_PATH } from '../src/config';
 
 /**
  * The workflow bundle, made by a child process (workers/bundle.ts) so webpack's memory is freed with it: the
@@ -48,8 +49,10 @@ export async function createWorker(config: WorkerConfig): Promise<Worker> {
     taskQueue: config.taskQueue,
     workflowBundle: config.workflowBundle ?? (await bundleInChild()),
     activities,
-    // History holds ciphertext only (issue 14): codecs run here, outside the workflow sandbox.
-    dataConverter: { payloadCodecs: [codec] },
+    // History holds ciphertext only (issue 14): codecs run here, outside the workflow sandbox. The failure converter
+    // puts activity failures' messages and stack traces into an encrypted payload (the bundle names it too, for
+    // the failures workflows and update handlers raise).
+    dataConverter: { payloadCodecs: [codec], failureConverterPath: FAILURE_CONVERTER_PATH },
     // No row value in any failure an activity reports: Temporal history and the UI keep them (issue 13, finding 7).
     // keepAlive: every activity heartbeats while it runs, so a dead worker's step is retried within seconds.
     interceptors: { activity: [redactActivityFailures, keepAlive] },

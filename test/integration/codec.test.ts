@@ -1,15 +1,17 @@
 /**
  * Encrypted history (issue 14, item 5), on the real stack that `safeshift dev` started with its default codec key:
- * what Temporal stores, read by a client without the codec, holds no plan text; the dev stack's codec server gives
- * it back to the Temporal UI's origin (CORS preflight included) and to nobody else.
+ * what Temporal stores, read by a client without the codec, holds no plan text and no failure message (a refused
+ * decision's reason); search attributes hold only the phase and the table; the dev stack's codec server gives it
+ * back to the Temporal UI's origin (CORS preflight included) and to nobody else.
  */
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { payloadToJson, type JSONPayload } from '../../src/codec-server';
 import { connectClient, temporalConfig } from '../../src/config';
-import { migrationWorkflowId } from '../../src/messages';
+import { MIGRATION_PHASE, MIGRATION_TABLE, migrationWorkflowId } from '../../src/messages';
 import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
+import { asText, decrypted, failureMessage } from '../support/history';
 
 /** Every Payload message in a history event, wherever it sits, except search attributes (indexed, never encoded). */
 function payloadsIn(value: unknown, out: Payload[] = []): Payload[] {
@@ -66,6 +68,10 @@ test('history read without the codec holds no plan text; the codec server decode
   const id = migrationWorkflowId(planName);
   // Preflight, backup, copy, catch-up and validation have all written their payloads by the cutover gate.
   await waitFor(planName, atPhase('awaiting_cutover'));
+  // A refused decision: its reason names the gate's approvers. The CLI's client (codec on) reads it in full.
+  const refused = await runCli(['approve', planName, '--as', 'mallory']);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toMatch(/refused \(NotAnApprover\): mallory is not an approver.*alice, bob/);
 
   const config = temporalConfig();
   const connection = await Connection.connect({ address: config.address });
@@ -83,6 +89,25 @@ test('history read without the codec holds no plan text; the codec server decode
     for (const secret of [marker, dst, 'CREATE TABLE', 'zzz_forbidden', 'band_', 'carol', 'alice']) expect(all.includes(secret)).toBe(false);
     // The static summary and details (plan name, mapping, approvers) are encrypted too: the plain client cannot read them.
     await expect(handle.query('status')).rejects.toThrow();
+
+    // Failures too (src/failure-converter.ts): the refused update's message and stack trace are an encrypted
+    // payload; Temporal keeps only the placeholder and the failure type.
+    const failures = (history.events ?? []).flatMap((e) => e.workflowExecutionUpdateCompletedEventAttributes?.outcome?.failure ?? []);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toMatchObject({ message: 'Encoded failure', stackTrace: '', applicationFailureInfo: { type: 'NotAnApprover' } });
+    expect(text(failures[0]!.encodedAttributes?.metadata?.encoding)).toBe('binary/encrypted');
+    const raw = asText(history);
+    for (const secret of ['is not an approver', 'mallory', 'alice, bob', marker, 'CREATE TABLE']) expect(raw.includes(secret)).toBe(false);
+    // ... and the codec gives the real message back, as the CLI showed it.
+    expect(await failureMessage(failures[0])).toMatch(/^mallory is not an approver .*alice, bob/);
+    expect(asText(await decrypted(history))).toContain('mallory is not an approver');
+
+    // Search attributes bypass the codec (Temporal indexes them): they hold the phase and the table's name, nothing else.
+    const described = await handle.describe();
+    const indexed = Object.keys(described.raw.workflowExecutionInfo?.searchAttributes?.indexedFields ?? {}).filter((k) => !/^(Temporal|BuildIds)/.test(k));
+    expect(indexed.sort()).toEqual(['MigrationPhase', 'MigrationTable']);
+    expect(described.typedSearchAttributes.get(MIGRATION_PHASE)).toBe('awaiting_cutover');
+    expect(described.typedSearchAttributes.get(MIGRATION_TABLE)).toBe(`public.${src}`);
 
     // The UI's codec endpoint: the workflow's input (the whole plan) decrypts, for the UI's origin, with X-Namespace.
     const input = history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { connectClient } from '../../src/config';
+import { failureMessage } from './history';
 import { migrationWorkflowId, planQuery, status, type MigrationStatus, type Phase } from '../../src/messages';
 import { signDecision, type DecisionAction, type DecisionPayload, type SignedDecision } from '../../src/identity';
 import { devKeysDir, readKeyFile } from '../../src/keys';
@@ -173,10 +174,11 @@ export async function waitFor(planName: string, until: (s: MigrationStatus) => b
 async function pendingActivities(planName: string): Promise<string> {
   try {
     const { raw } = await (await sharedClient()).workflow.getHandle(migrationWorkflowId(planName)).describe();
-    return JSON.stringify((raw.pendingActivities ?? []).map((a) => ({
+    // The last failure's message is encrypted in what Temporal returns (src/failure-converter.ts): decrypted here.
+    return JSON.stringify(await Promise.all((raw.pendingActivities ?? []).map(async (a) => ({
       activity: a.activityType?.name, state: a.state, attempt: a.attempt,
-      lastHeartbeat: a.lastHeartbeatTime?.seconds?.toString(), lastFailure: a.lastFailure?.message,
-    })));
+      lastHeartbeat: a.lastHeartbeatTime?.seconds?.toString(), lastFailure: await failureMessage(a.lastFailure),
+    }))));
   } catch (err) {
     return `unknown (${(err as Error).message})`;
   }
