@@ -23,6 +23,14 @@ export const FINAL_PHASES: readonly Phase[] = ['done', 'rolled_back', 'failed'];
 
 export type GateName = 'cutover' | 'drop';
 
+/**
+ * The longest any gate waits for a person (a plan's `approvals.*.timeout` and `notBefore`, restore's
+ * `--gate-timeout`): while one waits, capture triggers run on the application's writes and change tables grow,
+ * or a staged copy of a table sits beside the live one. Thirty days is long enough for any approver and short
+ * enough that nothing is left for years.
+ */
+export const MAX_GATE_WAIT_MS = 30 * 86_400_000;
+
 export interface MigrationInput {
   plan: Plan;
   /** What the client computed; informational only: the workflow computes the plan's hash itself (src/identity.ts). */
@@ -188,6 +196,11 @@ export interface MigrationStatus {
   /** The plan's `backup.export`: the verified export's id and directory. */
   backupExport?: { id: string; dir: string };
   retiredTable?: string;
+  /**
+   * What a drop gate's timeout left in place instead of dropping it (a timeout is no decision: only an approval
+   * drops), each with the statement that drops it by hand. Rollback is no longer possible then.
+   */
+  kept?: { what: string; drop: string }[];
   compensations: { name: string; state: 'done' | 'failed'; error?: string }[];
   /** Decisions refused (bad or missing signature, not an approver, self-approval, wrong gate or plan), newest last. */
   refusedDecisions?: RefusedDecision[];
@@ -226,6 +239,17 @@ export interface RestoreInput {
   requestedBy: string;
   /** Over the live table: who may approve, how many must, how long the gate waits, the swap's lock settings. */
   overLive?: { approvers: string[]; required: number; gateTimeoutMs: number; lockTimeoutMs: number; attempts: number };
+}
+
+/**
+ * What is wrong with a restore gate's timeout (`--gate-timeout`, or `overLive.gateTimeoutMs` from any client), or
+ * undefined: whole milliseconds, at least 1s, at most 30d (MAX_GATE_WAIT_MS). The workflow checks it again.
+ */
+export function restoreGateProblem(ms: number): string | undefined {
+  if (!Number.isSafeInteger(ms)) return `overLive.gateTimeoutMs: ${ms} ms is not a whole number of milliseconds`;
+  if (ms < 1000) return `overLive.gateTimeoutMs: ${ms} ms is less than 1s`;
+  if (ms > MAX_GATE_WAIT_MS) return `overLive.gateTimeoutMs: ${ms} ms is more than 30d, the longest a gate may wait`;
+  return undefined;
 }
 
 export const RESTORE_PHASES = ['check', 'load', 'awaiting_restore', 'swap', 'done', 'rolled_back', 'failed'] as const;

@@ -59,7 +59,7 @@ export function migrationFrame(init: FrameInit) {
     phaseStartedAt: init.carried?.phaseStartedAt ?? Date.parse(state.startedAt),
     /** Workflow time of the cutover's commit: rollback is possible from then until the drop starts. */
     cutoverAt: init.carried?.cutoverAt,
-    /** Set when the drop starts: past it nothing is undone, and abort is ignored. */
+    /** Set when the drop starts, or when the drop gate timed out: past it nothing is undone, and abort is ignored. */
     dropStarted: false,
     /** Who asked for the old table back after cutover (safeshift rollback), so the outcome says so, not "aborted". */
     rollbackAsked: undefined as { by: string; reason?: string } | undefined,
@@ -67,7 +67,7 @@ export function migrationFrame(init: FrameInit) {
     deciderKeys: init.carried?.deciderKeys,
     /** Everyone who may decide anything here: the approvers of both gates, and the requester (operator actions only). */
     people: [...new Set([...plan.approvals.cutover.approvers, ...plan.approvals.drop.approvers, plan.requestedBy])],
-    desk, audit, touch, enter, stopped, checkpoint, openGate, gateOutcome, holdForDropRetention,
+    desk, audit, touch, enter, stopped, checkpoint, openGate, gateOutcome, holdForDropRetention, keepAfterDropTimeout,
   };
 
   /**
@@ -133,18 +133,45 @@ export function migrationFrame(init: FrameInit) {
     return g;
   }
 
-  /** How a wait at a gate ended, as the failure that starts the rollback: an abort, the timeout, a reject. */
-  function gateOutcome(name: GateName, decided: boolean): void {
+  /**
+   * How a wait at a gate ended. An abort, a reject or the cutover gate's timeout: thrown, the failure that starts
+   * the rollback. The drop gate's timeout: 'timed_out', never a rollback (the application has used the new shape
+   * since cutover; a swap back nobody asked for would break it) and never the drop (only an approval drops): the
+   * workflow keeps what the drop would remove (keepAfterDropTimeout).
+   */
+  function gateOutcome(name: GateName, decided: boolean): 'decided' | 'timed_out' {
     const g = gateNamed(name);
     if (state.abortRequested) throw stopped(` at the ${name} gate`);
     if (!decided) {
       g.state = 'timed_out';
+      if (name === 'drop') return 'timed_out';
       throw fatal('GateTimeout', `no decision at the ${name} gate within ${formatDuration(plan.approvals[name].timeout!)}`);
     }
     if (g.state === 'rejected') {
       const d = g.decisions.find((x) => !x.approved)!;
       throw fatal('Rejected', `${d.approver} rejected the ${name} gate${d.reason ? `: ${d.reason}` : ''}`);
     }
+    return 'decided';
+  }
+
+  /**
+   * The drop gate timed out: from here nothing is undone (rollback refused, abort ignored) and nothing is dropped.
+   * `removeCapture` takes away what would otherwise stay for good on the live table (reverse capture: its trigger
+   * runs on every write and its change table grows); `kept` (what the drop would have removed, each with the
+   * statement that drops it by hand) stays, in the status and the audit log. Returns the note for the outcome.
+   */
+  async function keepAfterDropTimeout(kept: { what: string; drop: string }[], removeCapture: () => Promise<void>): Promise<string> {
+    frame.dropStarted = true;
+    const after = formatDuration(plan.approvals.drop.timeout!);
+    state.kept = kept;
+    const note = `the drop gate timed out after ${after} without a decision, so nothing was dropped and rollback is no longer possible ` +
+      `(the application has used the new shape since cutover): ${kept.map((k) => `${k.what} is kept`).join(', ')}; ` +
+      `to drop it once nobody needs it: ${kept.map((k) => k.drop).join('; ')}`;
+    state.warnings.push(note);
+    await audit('safeshift', 'gate:timed-out', { gate: 'drop', after, rollback: false });
+    await removeCapture();
+    await audit('safeshift', 'drop:skipped', { reason: 'the drop gate timed out: only an approval drops', kept });
+    return note;
   }
 
   /** An approved drop gate still waits out `approvals.drop.notBefore` after the cutover (abort stays possible). */
@@ -207,6 +234,9 @@ export function migrationFrame(init: FrameInit) {
     wf.setHandler(rollback, async (args: OperatorArgs) => {
       const { d, result: by } = await desk.accept('rollback', args, (dd) => {
         // A blocked rollback is taken up again by the same command (even if the cutover's reply was lost).
+        if (!blocked() && state.kept) {
+          throw new Refusal('NotReversible', `the drop gate timed out: rollback is no longer possible (${state.kept.map((k) => `${k.what} is kept`).join(', ')})`);
+        }
         if (!blocked() && (!frame.cutoverAt || frame.dropStarted || state.outcome)) {
           throw new Refusal('NotReversible', `rollback is possible after cutover and before the drop starts; the migration is in phase ${state.phase} (before cutover, use abort)`);
         }

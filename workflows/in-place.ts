@@ -14,7 +14,7 @@ import type { InPlaceReport, InPlaceInput } from '../activities/in-place';
 import { planHashOf, sameName } from '../src/identity';
 import type { GateName, MigrationInput, MigrationStatus } from '../src/messages';
 import { formatDuration } from '../src/plan/duration';
-import { displayName } from '../src/sql';
+import { displayIdent, displayName } from '../src/sql';
 import { migrationFrame } from './frame';
 import { ACTIVITY_RETRY, failureMessage, stampOf } from './shared';
 
@@ -58,13 +58,18 @@ export async function inPlaceWorkflow(input: MigrationInput): Promise<MigrationS
   const { audit, touch, enter, checkpoint, people } = frame;
 
   /** Wait at a gate until enough approvals, a reject, an abort or the timeout (as migrationWorkflow's gate). */
-  async function gate(name: GateName): Promise<void> {
+  async function gate(name: GateName): Promise<'decided' | 'timed_out'> {
     const g = await frame.openGate(name);
     const timeout = plan.approvals[name].timeout;
     const settled = () => g.state !== 'open' || state.abortRequested;
     const decided = timeout === undefined ? (await wf.condition(settled), true) : await wf.condition(settled, timeout);
-    frame.gateOutcome(name, decided);
+    if (frame.gateOutcome(name, decided) === 'timed_out') return 'timed_out';
     await frame.holdForDropRetention(name);
+    return 'decided';
+  }
+
+  function doneReasonInPlace(r: InPlaceReport): string {
+    return `${state.source} changed in place${state.target !== state.source ? ` (now ${state.target})` : ''}: ${r.ops.length} catalog-only change${r.ops.length === 1 ? '' : 's'}, no row copied`;
   }
 
   async function startBackupRetention(report: InPlaceReport | undefined): Promise<void> {
@@ -119,7 +124,20 @@ export async function inPlaceWorkflow(input: MigrationInput): Promise<MigrationS
     if (applied.relfilenode !== report.relfilenode) state.warnings.push(`the table was rewritten after all (relfilenode ${report.relfilenode} → ${applied.relfilenode})`);
     await audit('safeshift', 'verify:in-place', { rewritten: applied.relfilenode !== report.relfilenode, relfilenode: applied.relfilenode });
 
-    await gate('drop');
+    if ((await gate('drop')) === 'timed_out') {
+      // No decision is not an approval: the columns hidden at cutover stay (nothing captures here, nothing to remove).
+      revertRegistered = false;
+      const table = displayName(report.finalName);
+      const kept = report.ops.filter((op) => op.kind === 'drop_column' && op.hidden)
+        .map((op) => ({ what: `the hidden column ${displayIdent(op.hidden!)} of ${table}`, drop: `ALTER TABLE ${table} DROP COLUMN ${displayIdent(op.hidden!)}` }));
+      const note = await frame.keepAfterDropTimeout(kept, async () => undefined);
+      touch();
+      state.outcome = { phase: 'done', reason: `${doneReasonInPlace(report)}; ${note}` };
+      await enter('done', {}, { reason: state.outcome.reason });
+      await startBackupRetention(report);
+      await wf.condition(wf.allHandlersFinished);
+      return state;
+    }
     await checkpoint();
     frame.dropStarted = true;
     revertRegistered = false; // past this point nothing is undone: the drop is the point of no return
@@ -128,13 +146,15 @@ export async function inPlaceWorkflow(input: MigrationInput): Promise<MigrationS
     await audit('safeshift', 'drop:in-place', { steps: finished.steps, relfilenode: finished.relfilenode });
 
     touch();
-    state.outcome = { phase: 'done', reason: `${state.source} changed in place${state.target !== state.source ? ` (now ${state.target})` : ''}: ${report.ops.length} catalog-only change${report.ops.length === 1 ? '' : 's'}, no row copied` };
+    state.outcome = { phase: 'done', reason: doneReasonInPlace(report) };
     await enter('done', {}, { reason: state.outcome.reason });
     await startBackupRetention(report);
   } catch (err) {
     const reason = failureMessage(err);
     if (frame.dropStarted) {
-      state.outcome = { phase: 'failed', reason: `drop failed after approval: ${reason}; a hidden column may still exist` };
+      state.outcome = { phase: 'failed', reason: state.kept
+        ? `the drop gate timed out (nothing is dropped, no rollback), then: ${reason}; ${state.kept.map((k) => `${k.what} is kept`).join(', ')}`
+        : `drop failed after approval: ${reason}; a hidden column may still exist` };
       await wf.CancellationScope.nonCancellable(async () => {
         await enter('failed', {}, { reason: state.outcome!.reason }).catch(() => undefined);
         await wf.condition(wf.allHandlersFinished);

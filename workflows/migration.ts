@@ -131,8 +131,9 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
    * Wait at a gate until enough approvals, a reject, an abort or the timeout; `meanwhile` runs until then.
    * 'handover': history grew long while the gate waited; the caller continues as new, and the next run waits on
    * at the same gate (already open and entered: its decisions, opening time and deadline are in the state).
+   * 'timed_out': the drop gate's timeout (the cutover gate's throws: it rolls back).
    */
-  async function gate(name: GateName, meanwhile?: (settled: () => boolean) => Promise<void>): Promise<'decided' | 'handover'> {
+  async function gate(name: GateName, meanwhile?: (settled: () => boolean) => Promise<void>): Promise<'decided' | 'handover' | 'timed_out'> {
     const cfg = plan.approvals[name];
     const g = resumeAt === `awaiting_${name}` ? state.gates.find((x) => x.name === name)! : await frame.openGate(name);
     if (resumeAt !== `awaiting_${name}`) {
@@ -152,7 +153,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
     await background;
     if (backgroundFailure !== undefined && !wf.isCancellation(backgroundFailure)) throw backgroundFailure;
     if (backgroundFailure !== undefined) timedOut = false;
-    frame.gateOutcome(name, decided);
+    if (frame.gateOutcome(name, decided) === 'timed_out') return 'timed_out';
     if (g.state === 'open') return 'handover';
     await frame.holdForDropRetention(name);
     return 'decided';
@@ -371,7 +372,27 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
       await long.verifyCutover({ db: plan.database, spec, targetOid, compatView: report.compatView !== null, newTableName: plan.cutover.newTableName, accessChanged: swapped.accessChanged });
     }
 
-    if ((await gate('drop')) === 'handover') return await handOver('awaiting_drop', work);
+    const dropGate = await gate('drop');
+    if (dropGate === 'handover') return await handOver('awaiting_drop', work);
+    if (dropGate === 'timed_out') {
+      // No decision is not an approval: the retired table stays (sealed since cutover), the live table loses its
+      // reverse capture (a trigger on every write, a growing change table) and the forward change table goes.
+      compensations.length = 0;
+      const name = displayName(retired);
+      const kept = plan.where !== undefined
+        ? [{ what: `the split project's old rows (hidden in the shared table since cutover)`, drop: `DELETE the shared table's rows matching the plan's where, then VALIDATE the split's CHECK (what the drop phase does)` }]
+        : [{ what: `the retired table ${name}`, drop: `DROP TABLE ${name}` }];
+      const note = await frame.keepAfterDropTimeout(kept, async () => {
+        await quick.removeChangeCapture({ ...capture, sourceOid: targetOid }); // the reverse capture on the live table
+        await quick.removeChangeCapture(capture);
+      });
+      touch();
+      state.outcome = { phase: 'done', reason: `${doneReason(state, { compatView: report.compatView !== null, newTableName: plan.cutover.newTableName }, state.copy.rowsCopied)}; ${note}` };
+      await enter('done', {}, { reason: state.outcome.reason });
+      await startBackupRetention(report.backup);
+      await wf.condition(wf.allHandlersFinished);
+      return state;
+    }
     await checkpoint();
     frame.dropStarted = true;
     compensations.length = 0; // past this point nothing is undone: the drop is the point of no return
@@ -389,7 +410,9 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
     if (err instanceof wf.ContinueAsNew) throw err;
     const reason = failureMessage(err);
     if (frame.dropStarted) {
-      state.outcome = { phase: 'failed', reason: `drop failed after approval: ${reason}; the retired table may still exist` };
+      state.outcome = { phase: 'failed', reason: state.kept
+        ? `the drop gate timed out (nothing is dropped, no rollback), then removing the change capture failed: ${reason}; ${state.kept.map((k) => `${k.what} is kept`).join(', ')}`
+        : `drop failed after approval: ${reason}; the retired table may still exist` };
       await wf.CancellationScope.nonCancellable(async () => {
         await enter('failed', {}, { reason: state.outcome!.reason }).catch(() => undefined);
         await wf.condition(wf.allHandlersFinished);

@@ -13,7 +13,7 @@ import type { RestorePlan } from '../activities/restore';
 import { fatal } from '../src/errors';
 import { planHashOf, type DecisionPayload } from '../src/identity';
 import type { Plan } from '../src/plan/schema';
-import { approve, decisionOutcome, planQuery, reject, restoreStatus, type ApproveArgs, type ApproverKeys, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
+import { approve, decisionOutcome, planQuery, reject, restoreGateProblem, restoreStatus, type ApproveArgs, type ApproverKeys, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
 import { displayName } from '../src/sql';
 import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType, HEARTBEAT_TIMEOUT, SHORT_ACTIVITY, stampOf } from './shared';
 
@@ -67,6 +67,10 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatu
     await audit(name, 'reject:restore', { reason: d.reason, planHash, signedAt: d.time });
     return `${name} rejected the restore gate; the staged table is dropped, ${state.into} stays as it is`;
   });
+
+  // A client other than the CLI may ask for any wait: refused before anything is read or written (the CLI exits 2).
+  const gateProblem = input.overLive ? restoreGateProblem(input.overLive.gateTimeoutMs) : undefined;
+  if (gateProblem) throw wf.ApplicationFailure.create({ type: 'BadInput', message: gateProblem, nonRetryable: true });
 
   enter('check');
   const request = { ...ref, dir: input.dir, table: input.table, into: input.into, overLive: Boolean(input.overLive), keyEnv: input.keyEnv, stamp, requestedBy: input.requestedBy };

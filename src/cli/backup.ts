@@ -11,7 +11,7 @@ import { connectClient, temporalConfig, workflowUiUrl } from '../config';
 import { inTransaction, withClient } from '../db';
 import { appendAudit, ensureLedger } from '../ledger';
 import { ExportError, readManifest, verifyExport } from '../export';
-import { BACKUP_KEY_ENV, restoreStatus, restoreWorkflowId, type RestoreInput, type RestoreStatus } from '../messages';
+import { BACKUP_KEY_ENV, MAX_GATE_WAIT_MS, restoreStatus, restoreWorkflowId, type RestoreInput, type RestoreStatus } from '../messages';
 import { parseDuration } from '../plan/duration';
 import { displayName, parseTableRef, qualified } from '../sql';
 import type { BackupResult } from '../../workflows/backup';
@@ -151,7 +151,7 @@ export interface RestoreOptions {
 }
 
 /** Flags checked here, before a workflow exists: bad input exits 2 and changes nothing. */
-function restoreRequest(opts: RestoreOptions, requestedBy: string): Pick<RestoreInput, 'into' | 'overLive'> {
+export function restoreRequest(opts: RestoreOptions, requestedBy: string): Pick<RestoreInput, 'into' | 'overLive'> {
   if (opts.into && !parseTableRef(opts.into)) throw new CliError(`--into: ${JSON.stringify(opts.into)} is not schema.table`);
   if (!opts.overLive) {
     if (opts.approvers) throw new CliError('--approvers: only a restore over the live table (--over-live) has a gate');
@@ -166,6 +166,8 @@ function restoreRequest(opts: RestoreOptions, requestedBy: string): Pick<Restore
   if (eligible.length < required) throw new CliError(`--approvers: ${required} approval(s) needed but only ${eligible.length} approver(s) besides the requester ${requestedBy}`);
   const gateTimeoutMs = parseDuration(opts.gateTimeout);
   if (!gateTimeoutMs) throw new CliError(`--gate-timeout: ${JSON.stringify(opts.gateTimeout)} is not a duration like 24h`);
+  if (gateTimeoutMs > MAX_GATE_WAIT_MS) throw new CliError(`--gate-timeout: ${opts.gateTimeout} is more than 30d: the staged table would wait beside the live one for longer than any gate may`);
+  if (gateTimeoutMs < 1000) throw new CliError(`--gate-timeout: ${opts.gateTimeout} is less than 1s`);
   const lockTimeoutMs = Number(opts.lockTimeoutMs);
   if (!Number.isInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new CliError(`--lock-timeout-ms: ${JSON.stringify(opts.lockTimeoutMs)} must be a whole number of milliseconds`);
   return { overLive: { approvers, required, gateTimeoutMs, lockTimeoutMs, attempts: 20 } };

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { parseIdent, parseTableRef, type TableRef } from '../sql';
+import { MAX_GATE_WAIT_MS } from '../messages';
 import { parseDuration } from './duration';
 
 const slug = z
@@ -72,11 +73,11 @@ const dropName = z.string().transform((text, ctx): DropName => {
 });
 
 /**
- * The longest a gate may wait, and the drop gate's `notBefore`: while a gate waits, capture triggers run on every
- * write of the application and change tables grow (before cutover), or reverse capture and the retired table stay
- * (after it). Thirty days is long enough for any approver and short enough that nothing is left for years.
+ * The longest a gate may wait, and the drop gate's `notBefore` (src/messages.ts): while a gate waits, capture
+ * triggers run on every write of the application and change tables grow (before cutover), or reverse capture and
+ * the retired table stay (after it).
  */
-export const MAX_GATE_WAIT_MS = 30 * 86_400_000;
+export { MAX_GATE_WAIT_MS };
 /** Backup tables are dropped this long after the migration ends (done or rolled back), at most a year. */
 export const DEFAULT_BACKUP_RETENTION_MS = 7 * 86_400_000;
 export const MAX_BACKUP_RETENTION_MS = 365 * 86_400_000;
@@ -92,10 +93,17 @@ const cutoverGate = z.strictObject({
   onTimeout: z.enum(['rollback']).default('rollback'),
 });
 /**
- * The drop gate also waits for a retention time after cutover (`notBefore`). Its timeout rolls a live migration
- * back, so it has none unless the plan gives one.
+ * The drop gate also waits for a retention time after cutover (`notBefore`). It waits 30d at most too, but its
+ * timeout never rolls back: the application has been using the new table since cutover, and a swap back it did
+ * not ask for would break it. Nor does it drop: only an approval drops. So the migration ends `done` with reverse
+ * capture removed and the retired table kept, sealed, to be dropped by hand (workflows/frame.ts keepAfterDropTimeout).
  */
-const dropGate = cutoverGate.extend({ timeout: gateTimeout.optional(), notBefore: gateWait.default(0) });
+const dropGate = cutoverGate.extend({
+  timeout: gateTimeout.default(MAX_GATE_WAIT_MS),
+  onTimeout: z.literal('keep', { error: 'must be keep: a drop gate that times out keeps the retired table and never rolls back (the application uses the new table since cutover); reject the gate to roll back' })
+    .default('keep'),
+  notBefore: gateWait.default(0),
+});
 
 export const planSchema = z
   .strictObject({

@@ -5,6 +5,9 @@
 import { DEFAULT_BACKUP_RETENTION_MS, MAX_GATE_WAIT_MS, planSchema } from '../../src/plan/schema';
 import { throttleQueryProblems } from '../../src/throttle';
 import { BULK_LIMITS, DEFAULT_LIMITS, copyConnections } from '../../src/db';
+import { restoreRequest } from '../../src/cli/backup';
+import { CliError, EXIT_BAD_INPUT } from '../../src/cli/exit';
+import { restoreGateProblem } from '../../src/messages';
 
 const base = {
   version: 1, name: 'limits', database: 'DATABASE_URL', requestedBy: 'carol', source: 'public.t', target: 'public.t_v2',
@@ -27,11 +30,53 @@ describe('gates wait at most 30 days', () => {
     expect(issues({ ...base, approvals })).toEqual([`${field}: must be at most 30d: capture triggers and change tables stay while a gate waits`]);
   });
 
-  test('30d is allowed; a cutover gate without a timeout waits 30d at most; a drop gate without one has none', () => {
+  test('30d is allowed; a gate without a timeout waits 30d at most (the drop gate too: its timeout keeps, never rolls back)', () => {
     const plan = planSchema.parse({ ...base, approvals: { cutover: { approvers: ['alice'] }, drop: { approvers: ['alice'], timeout: '30d', notBefore: '30d' } } });
     expect(plan.approvals.drop.timeout).toBe(30 * DAY);
+    expect(MAX_GATE_WAIT_MS).toBe(30 * DAY);
     expect(planSchema.parse(base).approvals.cutover.timeout).toBe(MAX_GATE_WAIT_MS);
-    expect(planSchema.parse(base).approvals.drop.timeout).toBeUndefined();
+    expect(planSchema.parse(base).approvals.drop.timeout).toBe(MAX_GATE_WAIT_MS);
+    expect(planSchema.parse(base).approvals.drop.onTimeout).toBe('keep');
+    // A shorter one is the plan's to give (tests use seconds); under 1s is refused.
+    expect(planSchema.parse({ ...base, approvals: { cutover: { approvers: ['alice'] }, drop: { approvers: ['alice'], timeout: '3s' } } }).approvals.drop.timeout).toBe(3000);
+    expect(issues({ ...base, approvals: { cutover: { approvers: ['alice'] }, drop: { approvers: ['alice'], timeout: '0s' } } })).toEqual(['approvals.drop.timeout: must be at least 1s']);
+  });
+
+  test('the drop gate never rolls back on its own: onTimeout rollback is refused, naming the field', () => {
+    expect(issues({ ...base, approvals: { cutover: { approvers: ['alice'] }, drop: { approvers: ['alice'], onTimeout: 'rollback' } } })).toEqual([
+      'approvals.drop.onTimeout: must be keep: a drop gate that times out keeps the retired table and never rolls back (the application uses the new table since cutover); reject the gate to roll back',
+    ]);
+  });
+});
+
+describe('restore waits at most 30 days at its gate', () => {
+  const opts = { overLive: true, approvers: 'bob', required: '1', lockTimeoutMs: '2000', database: 'DATABASE_URL' };
+  test.each([
+    ['31d', '--gate-timeout: 31d is more than 30d: the staged table would wait beside the live one for longer than any gate may'],
+    ['36500d', '--gate-timeout: 36500d is more than 30d: the staged table would wait beside the live one for longer than any gate may'],
+    ['0s', '--gate-timeout: "0s" is not a duration like 24h'],
+  ])('--gate-timeout %s is refused (exit 2), the flag named', (gateTimeout, message) => {
+    let caught: unknown;
+    try {
+      restoreRequest({ ...opts, gateTimeout }, 'alice');
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(CliError);
+    expect((caught as CliError).message).toBe(message);
+    expect((caught as CliError).exitCode).toBe(EXIT_BAD_INPUT);
+  });
+
+  test('30d and less are taken', () => {
+    expect(restoreRequest({ ...opts, gateTimeout: '30d' }, 'alice').overLive?.gateTimeoutMs).toBe(MAX_GATE_WAIT_MS);
+    expect(restoreRequest({ ...opts, gateTimeout: '24h' }, 'alice').overLive?.gateTimeoutMs).toBe(86_400_000);
+  });
+
+  test('the workflow refuses an input beyond 30d too (a client that skips the CLI)', () => {
+    expect(restoreGateProblem(MAX_GATE_WAIT_MS + 1)).toBe('overLive.gateTimeoutMs: 2592000001 ms is more than 30d, the longest a gate may wait');
+    expect(restoreGateProblem(500)).toBe('overLive.gateTimeoutMs: 500 ms is less than 1s');
+    expect(restoreGateProblem(Number.NaN)).toBe('overLive.gateTimeoutMs: NaN ms is not a whole number of milliseconds');
+    expect(restoreGateProblem(MAX_GATE_WAIT_MS)).toBeUndefined();
   });
 });
 
