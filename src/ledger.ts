@@ -9,6 +9,7 @@ import type { ChunkRecord } from './copy';
 import { ensureAuditLog } from './audit-log';
 import { inTransaction } from './db';
 import { scrubText } from './redact';
+import { WRITE_GUARD_DDL } from './write-guard';
 
 export { appendAudit, type AuditEvent, type AuditHead } from './audit-log';
 
@@ -150,7 +151,8 @@ CREATE TABLE IF NOT EXISTS safeshift.decider_keys (
   added_at    timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (name, public_key)
 );
-`;
+-- The trigger function that keeps everybody but safeshift from writing a table only it may write (src/write-guard.ts).
+${WRITE_GUARD_DDL}`;
 
 /** Create or upgrade the ledger; safe to call concurrently and repeatedly. */
 export async function ensureLedger(client: pg.Client): Promise<void> {
