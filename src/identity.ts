@@ -116,3 +116,82 @@ export function parseDecisionPayload(text: string): DecisionPayload | undefined 
   if (Number.isNaN(Date.parse(d.time as string))) return undefined;
   return d as unknown as DecisionPayload;
 }
+
+/**
+ * What an administrator signs to register (`keys:add`) or revoke (`keys:revoke`) a decider's public key: the exact
+ * bytes of the canonical JSON of this object. Its members never overlap a decision's required ones (no `by`,
+ * `workflowId`, `runId`, `planHash`) and its actions are not decision actions, so neither can pass for the other.
+ */
+export interface KeyStatement {
+  action: 'keys:add' | 'keys:revoke';
+  /** The decider, lower-case (names compare in any letter case). */
+  name: string;
+  /** The decider's Ed25519 public key, 64 hex digits. */
+  publicKey: string;
+  /** The administrator who signs, lower-case: their public key must be in the worker's SAFESHIFT_ADMIN_KEYS. */
+  admin: string;
+  /** ISO time of signing (recorded; a registration does not expire, a revocation ends it). */
+  time: string;
+}
+
+const KEY_STATEMENT_MEMBERS = ['action', 'admin', 'name', 'publicKey', 'time'];
+
+/** The statement in its one canonical form (names lower-cased). */
+export function keyStatementText(s: KeyStatement): string {
+  return canonicalJson({ action: s.action, name: s.name.toLowerCase(), publicKey: s.publicKey.toLowerCase(), admin: s.admin.toLowerCase(), time: s.time });
+}
+
+export function signKeyStatement(s: KeyStatement, privateKey: string): { statement: string; signature: string } {
+  const statement = keyStatementText(s);
+  return { statement, signature: bytesToHex(ed25519.sign(utf8ToBytes(statement), hexToBytes(privateKey))) };
+}
+
+/** The statement in a signed text, only if the text is exactly its canonical form (no extra member, no other spelling). */
+export function parseKeyStatement(text: string): KeyStatement | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const s = v as Record<string, unknown>;
+  if (Object.keys(s).sort().join(',') !== KEY_STATEMENT_MEMBERS.join(',')) return undefined;
+  if (s.action !== 'keys:add' && s.action !== 'keys:revoke') return undefined;
+  if (typeof s.name !== 'string' || !s.name || typeof s.admin !== 'string' || !s.admin || typeof s.time !== 'string') return undefined;
+  if (typeof s.publicKey !== 'string' || !isPublicKey(s.publicKey) || Number.isNaN(Date.parse(s.time))) return undefined;
+  const statement = s as unknown as KeyStatement;
+  return keyStatementText(statement) === text ? statement : undefined;
+}
+
+/** An administrator the worker trusts: a name and an Ed25519 public key (hex), from outside the database. */
+export interface AdminKey {
+  name: string;
+  publicKey: string;
+}
+
+export type KeyStatementCheck = { ok: true; statement: KeyStatement } | { ok: false; reason: string };
+
+/**
+ * Whether `statement` is a `want.action` of exactly this key for exactly this name, signed by the administrator it
+ * names with a key in `admins`. The reasons name people and fingerprints only.
+ */
+export function verifyKeyStatement(
+  statement: string | null, signature: string | null, want: { action: KeyStatement['action']; name: string; publicKey: string }, admins: readonly AdminKey[],
+): KeyStatementCheck {
+  if (!statement || !signature) return { ok: false, reason: 'not signed by an administrator (written outside `safeshift keys`, or before registrations were signed)' };
+  const s = parseKeyStatement(statement);
+  if (!s) return { ok: false, reason: 'its signed statement is not a well-formed key statement' };
+  if (s.action !== want.action || s.name !== want.name.toLowerCase() || s.publicKey !== want.publicKey.toLowerCase()) {
+    return { ok: false, reason: `its signed statement is a ${s.action} of ${keyFingerprint(s.publicKey)} for ${s.name}, not of this key for this name` };
+  }
+  const keys = admins.filter((a) => sameName(a.name, s.admin));
+  if (!keys.length) return { ok: false, reason: `signed by ${s.admin}, who is not an administrator this worker trusts (SAFESHIFT_ADMIN_KEYS)` };
+  if (!keys.some((a) => verifySignature(statement, signature, a.publicKey))) return { ok: false, reason: `the signature is not ${s.admin}'s` };
+  return { ok: true, statement: s };
+}
+
+/** A short, stable name for a public key in messages, listings and audit rows: the first 16 hex digits of its SHA-256. */
+export function keyFingerprint(publicKey: string): string {
+  return isPublicKey(publicKey) ? bytesToHex(sha256(hexToBytes(publicKey))).slice(0, 16) : 'not-a-key';
+}

@@ -9,7 +9,6 @@ import type { ChunkRecord } from './copy';
 import { ensureAuditLog } from './audit-log';
 import { inTransaction } from './db';
 import { scrubText } from './redact';
-import { WRITE_GUARD_DDL } from './write-guard';
 
 export { appendAudit, type AuditEvent, type AuditHead } from './audit-log';
 
@@ -151,8 +150,16 @@ CREATE TABLE IF NOT EXISTS safeshift.decider_keys (
   added_at    timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (name, public_key)
 );
--- The trigger function that keeps everybody but safeshift from writing a table only it may write (src/write-guard.ts).
-${WRITE_GUARD_DDL}`;
+-- A key counts only with its registration (the canonical keys:add statement, src/identity.ts) signed by an
+-- administrator the worker lists in SAFESHIFT_ADMIN_KEYS: whoever can write this table cannot make that signature.
+-- A revocation is signed the same way; rows from before (no registration) are ignored until registered again.
+ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS registration text;
+ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS signature text;
+ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS revoked_at timestamptz;
+ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS revoked_by text;
+ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS revocation text;
+ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS revocation_signature text;
+`;
 
 /** Create or upgrade the ledger; safe to call concurrently and repeatedly. */
 export async function ensureLedger(client: pg.Client): Promise<void> {

@@ -14,7 +14,7 @@ import { showDrift, showInventory } from './inventory';
 import { runWorkerCommand } from './worker';
 import { registerFleetCommands } from './fleet';
 import { registerLayoutCommands } from './layout';
-import { keysAdd, keysInit, keysList } from './keys';
+import { keysAdd, keysInit, keysList, keysRevoke } from './keys';
 import { checkPlan, decide, listMigrations, rollbackMigration, showPlan, showStatus, signalMigration, startMigration } from './migrations';
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
@@ -106,12 +106,17 @@ export function buildProgram(): Command {
     .option('--json', 'machine output')
     .action(action((opts: { name?: string; force?: boolean; json?: boolean }) => keysInit(opts, print)));
   keys.command('add <name> <public-key>')
-    .description('register a decider\'s public key in the ledger (an administrator\'s act, audited); migrations started afterwards accept it')
-    .option('--as <name>', 'the administrator (audit log)')
+    .description('register a decider\'s public key in the ledger, signed with an administrator\'s key (SAFESHIFT_ADMIN_KEYS), audited; migrations started afterwards accept it')
+    .option('--as <name>', 'the administrator whose key signs (default: SAFESHIFT_AS, else the login name)')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((name: string, key: string, opts: { as?: string; database: string }) => keysAdd(name, key, opts, print)));
+  keys.command('revoke <name> <key>')
+    .description('revoke a decider\'s key (the public key or its fingerprint), signed by an administrator, audited; migrations started afterwards refuse it')
+    .option('--as <name>', 'the administrator whose key signs (default: SAFESHIFT_AS, else the login name)')
+    .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
+    .action(action((name: string, key: string, opts: { as?: string; database: string }) => keysRevoke(name, key, opts, print)));
   keys.command('list')
-    .description('registered public keys')
+    .description('registered public keys, with whether they count for the administrators known here')
     .option('--json', 'machine output')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((opts: { json?: boolean; database: string }) => keysList(opts, print)));
@@ -226,6 +231,7 @@ export function buildProgram(): Command {
   program.command('audit').description('the audit log in the ledger').command('verify')
     .description('recompute the keyed audit chain (SAFESHIFT_AUDIT_KEY); report the first edited, missing or reordered row; exit 1 on any finding')
     .option('--migration <id>', 'also compare with the head this migration anchored in its workflow (finds a deleted tail)')
+    .option('--legacy-until <seq>', 'the last row of the unkeyed chain of a ledger from before the audit key (recorded when the key was introduced); any other unkeyed row is a finding')
     .option('--json', 'machine output')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')
     .action(action((opts: AuditVerifyOptions) => auditVerify(opts, print)));

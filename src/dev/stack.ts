@@ -11,6 +11,8 @@
  *   dev.pid temporal.pid        who is running, so a crashed run's leftovers can be found and stopped
  *   audit.key                   development audit key (HMAC of the audit chain), 0600, kept across runs; used
  *                               unless SAFESHIFT_AUDIT_KEY or SAFESHIFT_AUDIT_KEY_FILE is set
+ *   admin.keys                  the worker's administrators (SAFESHIFT_ADMIN_KEYS_FILE): the development one,
+ *   dev-keys/                   safeshift-dev, whose private key is in dev-keys/ with the dev keys it registers
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,8 @@ import type { NativeConnection, Worker } from '@temporalio/worker';
 import { AesGcmCodec, generateCodecKeys, payloadCodecFromEnv } from '../codec';
 import { startCodecServer, type RunningCodecServer } from '../codec-server';
 import { AUDIT_KEY_ENV, AUDIT_KEY_FILE_ENV, ensureDevAuditKey } from '../audit-key';
+import { ADMIN_KEYS_FILE_ENV, DEV_ADMIN } from '../admin-keys';
+import { ensureDevAdmin } from '../keys';
 import { connectWorker, devEnvPath, loadDevEnv, parseEnvFile, safeshiftHome, temporalConfig, type TemporalConfig } from '../config';
 import { SEARCH_ATTRIBUTES } from '../messages';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './postgres';
@@ -303,6 +307,20 @@ function devCodec(home: string, previous: Record<string, string>, log: (line: st
   return { codec: payloadCodecFromEnv({ SAFESHIFT_CODEC_KEYS_FILE: file }), env: { SAFESHIFT_CODEC_KEYS_FILE: file } };
 }
 
+/**
+ * The administrators of this stack's worker: the development administrator (`safeshift-dev`, which signs the dev
+ * keys of demos and tests) in `<home>/admin.keys`, unless the user gave a SAFESHIFT_ADMIN_KEYS_FILE of their own.
+ * SAFESHIFT_ADMIN_KEYS given inline is added to it by the reader (src/admin-keys.ts).
+ */
+function devAdminEnv(home: string, previous: Record<string, string>, log: (line: string) => void): Record<string, string> {
+  const given = process.env[ADMIN_KEYS_FILE_ENV]?.trim();
+  if (given && given !== previous[ADMIN_KEYS_FILE_ENV]) {
+    log(`administrators from ${ADMIN_KEYS_FILE_ENV}=${given}: keys the dev stack registers count only if it lists ${DEV_ADMIN}`);
+    return { [ADMIN_KEYS_FILE_ENV]: resolve(given) };
+  }
+  return { [ADMIN_KEYS_FILE_ENV]: ensureDevAdmin(home).file };
+}
+
 function writeDevEnv(file: string, env: Record<string, string>): void {
   const lines = [
     '# Written by `safeshift dev` while it runs. safeshift commands read it by themselves;',
@@ -434,6 +452,7 @@ export async function startDevStack(opts: DevStackOptions = {}): Promise<DevStac
       ...(process.env[AUDIT_KEY_ENV] ? {} : { [AUDIT_KEY_FILE_ENV]: process.env[AUDIT_KEY_FILE_ENV] || ensureDevAuditKey(home) }),
       ...codecEnv,
       ...(codecServer ? { SAFESHIFT_CODEC_URL: codecServer.url } : {}),
+      ...devAdminEnv(home, previous, log),
     };
     Object.assign(process.env, env);
 

@@ -204,12 +204,13 @@ export async function slowOnCopy(fn: string): Promise<void> {
  */
 export async function signedAs(
   handle: { workflowId: string; describe(): Promise<{ runId: string }>; query: (q: typeof planQuery) => Promise<{ planHash: string }> },
-  action: DecisionAction, by: string, extra: Partial<DecisionPayload> = {},
+  action: DecisionAction, by: string, extra: Partial<DecisionPayload> = {}, privateKey?: string,
 ): Promise<SignedDecision> {
   const runId = extra.runId ?? (await handle.describe()).runId;
   const planHash = extra.planHash ?? (await handle.query(planQuery)).planHash;
-  const key = readKeyFile(join(devKeysDir(), `${by.toLowerCase()}.key`));
+  // `by`'s dev key unless another key is given (a key of the user's config, or an attacker's).
+  const key = privateKey ?? readKeyFile(join(devKeysDir(), `${by.toLowerCase()}.key`)).privateKey;
   return signDecision({
     by, workflowId: handle.workflowId, runId, gate: null, action, planHash, reason: null, time: new Date().toISOString(), ...extra,
-  }, key.privateKey);
+  }, key);
 }
