@@ -34,6 +34,7 @@ import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 import { splitBack, splitCutover } from './split-cutover';
+import { dropGuardTree, guardTree, openWriteGuard } from '../src/write-guard';
 
 const REPLAY_BATCH = 5000;
 /**
@@ -140,6 +141,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       // (Before the capture triggers go: the capture leaves safeshift's own triggers out either way.)
       const bound = await clock.step('read bound objects', async () => ((await sameAsAhead(client, ahead))
         ? ahead.value : captureBoundObjects(client, input.sourceOid, spec.source)));
+      // Nobody went around the new table's write guard (src/write-guard.ts), or the cutover fails closed; then it goes.
+      await clock.step('write guard', () => openWriteGuard(client, input.targetOid, spec.target));
       await clock.step('capture triggers', () => dropCaptureTriggers(client, spec.source));
       const partitioning: string[] = [];
       await clock.step('rename', async () => {
@@ -173,6 +176,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         await makeTriggersInert(client, input.sourceOid, retired);
         for (const p of input.partitions ?? []) await makeTriggersInert(client, (await tableOid(client, p.retired))!, p.retired);
         await restoreTriggers(client, input.targetOid, home);
+        // A swap back makes the retired table live again: until then only safeshift writes it (src/write-guard.ts).
+        await guardTree(client, input.sourceOid);
       });
       // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
       // whether it would lose something.
@@ -308,6 +313,7 @@ export async function swapBack(input: SwapInput): Promise<string> {
       if (!keepsOwnName(input)) await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`);
       await restoreTriggers(client, input.sourceOid, spec.source);
       for (const p of input.partitions ?? []) await restoreTriggers(client, (await tableOid(client, p.source))!, p.source);
+      await dropGuardTree(client, input.sourceOid);
       await dropCaptureObjects(client, input.targetOid);
       return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys };
     }).catch(explain);

@@ -17,6 +17,7 @@ import { fatal } from '../src/errors';
 import { displayName, qualified, type TableRef } from '../src/sql';
 import { createLikeSql } from '../src/target-ddl';
 import { sealTree } from '../src/seal';
+import { GUARD_RECORD, guardTree } from '../src/write-guard';
 import { withDatabase, type MigrationRef } from './support';
 
 export interface PrepareInput extends MigrationRef {
@@ -70,6 +71,9 @@ export async function createTarget(input: PrepareInput): Promise<CreatedTarget> 
       await recordCreatedObject(client, input.runId, 'target', oid, displayName(input.target));
       // Filled with the source's rows long before the cutover decides who may read them: nobody but us until then.
       await sealTree(client, oid);
+      // Privileges do not stop a superuser or the owner (src/write-guard.ts): their writes are refused until cutover.
+      await guardTree(client, oid);
+      await recordCreatedObject(client, input.runId, GUARD_RECORD, oid, displayName(input.target));
       const { rows } = await client.query<{ name: string; definition: string; comment: string | null }>(DEFERRABLE_INDEXES, [oid]);
       for (const ix of rows) {
         await client.query(

@@ -25,6 +25,7 @@ import { validateForeignKeys } from '../src/bound-objects';
 import { restoreTriggers } from '../src/inert-triggers';
 import { REPLAY_BEGIN } from '../src/replay';
 import { sealTable } from '../src/seal';
+import { openWriteGuard } from '../src/write-guard';
 import {
   addSplitCheck, applySplitView, copyAccess, dropSplitCheck, ensureSplitsTable, forgetSplit, markSplitDone, recordSplit, splitCheckName, splitOfTarget, splitsOf, type SplitRow,
 } from '../src/split-view';
@@ -76,6 +77,8 @@ export async function splitCutover(input: SwapInput): Promise<SwapResult> {
       });
       clock.locked();
       const drained = await clock.step('replay', () => drain(replay));
+      // Nobody went around the project table's write guard (src/write-guard.ts), or the cutover fails closed.
+      await clock.step('write guard', () => openWriteGuard(client, input.targetOid, spec.target));
       return clock.step('split', async () => {
         await dropCaptureTriggers(client, shared);
         const home = earlier.length ? shared : sharedName(live);

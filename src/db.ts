@@ -6,6 +6,7 @@
  */
 import pg from 'pg';
 import { fatal } from './errors';
+import { WRITER_SETTING } from './write-guard';
 
 /** Pinned for every session: value output must not depend on server or role defaults. */
 export const SESSION_SETTINGS: ReadonlyArray<[string, string]> = [
@@ -75,6 +76,8 @@ export async function connect(url: string, applicationName = 'safeshift', limits
       ...SESSION_SETTINGS,
       ['statement_timeout', `${limits.statementTimeoutMs}ms`],
       ['idle_in_transaction_session_timeout', `${limits.idleInTransactionMs}ms`],
+      // The write guard on a table only safeshift writes lets this session through (src/write-guard.ts).
+      [WRITER_SETTING, 'on'],
     ];
     for (const [name, value] of settings) {
       await client.query('SELECT set_config($1, $2, false)', [name, value]);

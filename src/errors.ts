@@ -18,6 +18,7 @@ export const FATAL = {
   DataRejected: 'the target refused a value of the source (type, length, constraint)',
   SwapBackUnsafe: 'swapping back would lose writes made after cutover',
   NotOurs: 'an object the migration would touch was not created by it',
+  GuardBroken: 'the write guard of a table only safeshift may write was dropped, disabled or altered: it may hold writes nobody checked',
   Rejected: 'an approver said no',
   GateTimeout: 'no decision before the gate timed out',
   Aborted: 'an operator aborted the migration',

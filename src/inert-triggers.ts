@@ -13,7 +13,7 @@ import { qualified, quoteIdent, type TableRef } from './sql';
 /** pg_trigger.tgenabled → the ALTER TABLE clause that sets it back ('D': it was disabled already; stays so). */
 const ENABLE_CLAUSE: Record<string, string> = { O: 'ENABLE TRIGGER', A: 'ENABLE ALWAYS TRIGGER', R: 'ENABLE REPLICA TRIGGER' };
 
-/** safeshift's own triggers (change capture) are never made inert: they must fire for every write. */
+/** safeshift's own triggers (change capture, the write guard of src/write-guard.ts) are never made inert: they must fire for every write. */
 const OWN_TRIGGER_PREFIX = 'safeshift_';
 
 /**

@@ -9,6 +9,7 @@ import type { ChunkRecord } from './copy';
 import { ensureAuditLog } from './audit-log';
 import { inTransaction } from './db';
 import { scrubText } from './redact';
+import { WRITE_GUARD_DDL } from './write-guard';
 
 export { appendAudit, type AuditEvent, type AuditHead } from './audit-log';
 
@@ -159,7 +160,8 @@ ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS revoked_at timestamp
 ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS revoked_by text;
 ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS revocation text;
 ALTER TABLE safeshift.decider_keys ADD COLUMN IF NOT EXISTS revocation_signature text;
-`;
+-- The trigger function that keeps everybody but safeshift from writing a table only it may write (src/write-guard.ts).
+${WRITE_GUARD_DDL}`;
 
 /** Create or upgrade the ledger; safe to call concurrently and repeatedly. */
 export async function ensureLedger(client: pg.Client): Promise<void> {

@@ -13,6 +13,9 @@
  * `pg_write_all_data` bypass privileges but not row-level security, and the old table's policies did not follow
  * its rows into the new table, the backup or the change table. The owner (safeshift) is not subject to it. At
  * cutover the new table's flags are set to exactly the old table's (`rls.ts`).
+ *
+ * Privileges do not stop a superuser, the owner or a member of the owner role, nor BYPASSRLS with
+ * pg_write_all_data: the new table and the retired table also carry a write guard (src/write-guard.ts).
  */
 import type pg from 'pg';
 import { relationName } from './catalog';

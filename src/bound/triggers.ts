@@ -7,7 +7,7 @@ import { quoteIdent, quoteLiteral } from '../sql';
 import { withoutSemicolon, type CatalogQuery, type MoveTarget, type Mover } from './mover';
 
 const TRIGGER_STATES: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABLE REPLICA TRIGGER', A: 'ENABLE ALWAYS TRIGGER' };
-/** safeshift's own change-capture triggers: never carried to the new table. */
+/** safeshift's own triggers (change capture, the write guard of src/write-guard.ts): never carried to the new table. */
 const OWN_TRIGGER_PREFIX = 'safeshift_';
 
 export interface BoundTrigger {
