@@ -230,15 +230,24 @@ async function readAccessOfLive(client: pg.Client, input: SwapInput, home: Table
   return accessAs(await readAccess(client, home, objects), home, input.spec.source);
 }
 
-/** Compensation of swapTables. Idempotent: nothing to do when the source already has its name back. */
-export async function swapBack(input: SwapInput): Promise<string> {
-  if (input.spec.where !== undefined) return splitBack(input);
+/** What the swap back did: its message, and the SQL that carried what is bound to the table back (audit log). */
+export interface SwapBackResult {
+  message: string;
+  statements: string[];
+}
+
+/**
+ * Compensation of swapTables. Idempotent: nothing to do when the source already has its name back. (Runs started
+ * before it returned its statements got the message alone: workflows/carry.ts `undoOutcome` reads both.)
+ */
+export async function swapBack(input: SwapInput): Promise<SwapBackResult> {
+  if (input.spec.where !== undefined) return { message: await splitBack(input), statements: [] };
   const { spec, retired } = input;
   const home = newTableHome(spec, keepsOwnName(input));
   return withDatabase(input, async (client) => {
     const sourceAt = await relationName(client, input.sourceOid);
     const targetAt = await relationName(client, input.targetOid);
-    if (sameTableRef(sourceAt, spec.source)) return `${displayName(spec.source)} is the original table; nothing to swap back`;
+    if (sameTableRef(sourceAt, spec.source)) return { message: `${displayName(spec.source)} is the original table; nothing to swap back`, statements: [] };
     if (!sameTableRef(sourceAt, retired) || !sameTableRef(targetAt, home)) {
       throw fatal('NotOurs', `cannot swap back: the original table is at ${sourceAt ? displayName(sourceAt) : '(gone)'} and the new one at ${targetAt ? displayName(targetAt) : '(gone)'}`);
     }
@@ -296,32 +305,45 @@ export async function swapBack(input: SwapInput): Promise<string> {
       // With a compatibility view, what reads the new table moves last: the parked view reads it until dropped.
       const moved = await moveBoundObjects(client, bound, input.targetOid, { ref: spec.source, oid: input.sourceOid }, { readersLater: Boolean(input.compatView), columnRenames: columnRenames(input.reverse.columns), skipGrantsOnMissingColumns: true });
       if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);
+      // For the audit log, as the cutover's: what carried each bound object back.
+      const statements = [...moved.statements];
       if (parked) {
         const viewReaders = await moveReaders(client, parked.readers, parked.oid);
         if (viewReaders.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these read the compatibility view and cannot move to the original table: ${viewReaders.problems.join('; ')}`);
-        await client.query(`DROP VIEW ${qualified(parked.at)} RESTRICT`);
+        const drop = `DROP VIEW ${qualified(parked.at)} RESTRICT`;
+        await client.query(drop);
+        statements.push(...viewReaders.statements, drop);
       }
       for (const twin of twins) {
         const twinReaders = await moveReaders(client, twin.readers, twin.oid);
         if (twinReaders.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these read ${displayName(twin.at)} and cannot move to the original table: ${twinReaders.problems.join('; ')}`);
-        await client.query(`DROP VIEW ${qualified(twin.at)} RESTRICT`);
+        const drop = `DROP VIEW ${qualified(twin.at)} RESTRICT`;
+        await client.query(drop);
+        statements.push(...twinReaders.statements, drop);
       }
       if (input.compatView) {
         const readers = await moveReaders(client, bound, input.targetOid);
         if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${readers.problems.join('; ')}`);
+        statements.push(...readers.statements);
       }
-      if (!keepsOwnName(input)) await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`);
+      if (!keepsOwnName(input)) {
+        const renamed = await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`);
+        statements.push(...renamed.map((r) => `-- ${r.kind} ${r.to}: name given back to the original table`));
+      }
       await restoreTriggers(client, input.sourceOid, spec.source);
       for (const p of input.partitions ?? []) await restoreTriggers(client, (await tableOid(client, p.source))!, p.source);
       await dropGuardTree(client, input.sourceOid);
       await dropCaptureObjects(client, input.targetOid);
-      return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys };
+      return { message: `swapped back: ${displayName(spec.source)} is the original table again, with ${replayedBack} changes made after cutover carried back`, foreignKeys: moved.notValidForeignKeys, statements };
     }).catch(explain);
     await heartbeating(() => validateForeignKeys(client, result.foreignKeys));
     // A rollback is not refused for this (it must finish), but a changed access is said, in the audit log too.
     const accessAfter = await heartbeating(() => readAccess(client, spec.source, accessBefore.objects));
     const changed = accessDifferences(accessBefore, accessAfter, input.compatView ? {} : columnRenames(input.reverse.columns));
-    return changed.length ? `${result.message}; ACCESS CHANGED by the swap back, check: ${changed.join('; ')}` : `${result.message}; access through ${displayName(spec.source)} unchanged`;
+    return {
+      message: changed.length ? `${result.message}; ACCESS CHANGED by the swap back, check: ${changed.join('; ')}` : `${result.message}; access through ${displayName(spec.source)} unchanged`,
+      statements: result.statements,
+    };
   }, BULK_LIMITS);
 }
 

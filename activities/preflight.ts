@@ -548,6 +548,7 @@ async function rehearseOnce(
     const toNewTable = (at: TableRef) => moveToNewTable(client, captured, sourceOid, { oid: targetOid, home: at }, compatView, { dryRun: true, columnRenames: columnRenames(columns) });
     // As the cutover does it (activities/cutover.ts): with newTableName: target the new table visits the live name.
     const result = renamesAway(plan.cutover) ? await whileAt(client, targetOid, plan.target, plan.source, () => toNewTable(plan.source)) : await toNewTable(plan.target);
+    moves.push(...result.notes);
     if (partitions.length && result.problems.length === 0) {
       problems.push(...(await swapPartitions(client, partitions, 'forward', { dryRun: true })).problems.map((p) => `cutover: ${p}`));
     }

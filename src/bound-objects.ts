@@ -88,6 +88,8 @@ export interface MoveResult {
   problems: string[];
   /** What the new table already had (from its DDL), so it was left as it is. */
   skipped: string[];
+  /** How objects moved that the approver should know (a view dropped and created again): shown at the gate. */
+  notes: string[];
 }
 
 /** Run `fn` with search_path emptied (only pg_catalog visible): deparsed SQL then qualifies every other name. */
@@ -189,7 +191,7 @@ export async function moveBoundObjects(
     await moveReadersWith(m, captured);
     await m.proveDroppable(retired);
   }
-  return { statements: m.statements, notValidForeignKeys, problems: m.problems, skipped: m.skipped };
+  return { statements: m.statements, notValidForeignKeys, problems: m.problems, skipped: m.skipped, notes: m.notes };
 }
 
 /**
@@ -215,14 +217,14 @@ async function moveReadersWith(m: Mover, captured: BoundObjects): Promise<void> 
  * With the compatibility view there, they keep the old columns they were written against. Then the proof that
  * `fromOid` (the old table, or in swap back the view) holds nothing any more.
  */
-export async function moveReaders(client: pg.Client, captured: BoundObjects, fromOid: number, options: MoveOptions = {}): Promise<Pick<MoveResult, 'statements' | 'problems'>> {
+export async function moveReaders(client: pg.Client, captured: BoundObjects, fromOid: number, options: MoveOptions = {}): Promise<Pick<MoveResult, 'statements' | 'problems' | 'notes'>> {
   const m = new Mover(client, options.dryRun ?? false);
   await moveReadersWith(m, captured);
   const from = await relationName(client, fromOid);
   const [rel] = await m.rows<{ kind: string }>(`SELECT relkind AS kind FROM pg_class WHERE oid = $1`, [fromOid]);
   if (!from) m.problems.push(`relation ${fromOid} is gone`);
   else await m.proveDroppable(from, rel?.kind === 'v' ? 'VIEW' : 'TABLE');
-  return { statements: m.statements, problems: m.problems };
+  return { statements: m.statements, problems: m.problems, notes: m.notes };
 }
 
 interface CutoverMove extends MoveResult {
@@ -260,6 +262,7 @@ export async function moveToNewTable(
   return {
     ...moved,
     statements: [...moved.statements, ...twins.statements, ...view.statements, ...readers.statements],
+    notes: [...moved.notes, ...twins.notes, ...readers.notes],
     compatProblems: [...twins.problems, ...view.problems, ...readers.problems],
   };
 }

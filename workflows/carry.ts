@@ -42,14 +42,27 @@ export function historyIsLong(limit: number): boolean {
 type UndoName = 'dropTarget' | 'removeChangeCapture' | 'swapBack';
 export type UndoStep = { [K in UndoName]: { name: K; args: Parameters<typeof activities[K]>[0] } }[UndoName];
 
+/** What an undo returns: a message, or (swapBack) a message and the statements that carried objects back. */
+export type UndoResult = string | { message: string; statements: string[] };
+
 export function undoStep(
   s: UndoStep, run: { quick: Pick<typeof activities, 'dropTarget' | 'removeChangeCapture'>; long: Pick<typeof activities, 'swapBack'> },
-): Promise<string> {
+): Promise<UndoResult> {
   switch (s.name) {
     case 'dropTarget': return run.quick.dropTarget(s.args);
     case 'removeChangeCapture': return run.quick.removeChangeCapture(s.args);
     case 'swapBack': return run.long.swapBack(s.args);
   }
+}
+
+/**
+ * The audit details of an undo: its message, and its statements when it has them. A swapBack recorded in a
+ * history from before it returned its statements gives a plain string: read as the message alone.
+ */
+export function undoOutcome(result: UndoResult | void): { message: string | null; statements?: string[] } {
+  if (result === undefined) return { message: null };
+  if (typeof result === 'string') return { message: result };
+  return { message: result.message, statements: result.statements };
 }
 
 /** What one run of a migration hands to the next: everything the workflow keeps in locals. */

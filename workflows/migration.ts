@@ -19,7 +19,7 @@ import { formatDuration } from '../src/plan/duration';
 import { displayName } from '../src/sql';
 import { settleByFleet } from './fleet-delegation';
 import { migrationFrame } from './frame';
-import { CONTINUE_AS_NEW_EVENTS, historyIsLong, runsStep, runsSoFar, undoStep, type Carried, type MigrationRunInput, type ResumeAt, type UndoStep } from './carry';
+import { CONTINUE_AS_NEW_EVENTS, historyIsLong, runsStep, runsSoFar, undoOutcome, undoStep, type Carried, type MigrationRunInput, type ResumeAt, type UndoResult, type UndoStep } from './carry';
 import { ACTIVITY_RETRY, exportAndVerify, HEARTBEAT_TIMEOUT, SHORT_ACTIVITY, failureDetails, failureMessage, failureType, stampOf } from './shared';
 
 const COPY_SLICE_MS = 30_000;
@@ -164,7 +164,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
    * (SwapBackUnsafe). Nothing is lost meanwhile: the new table stays live and reverse capture records every
    * write. Any other failure is the compensation's failure, as before.
    */
-  async function untilSwappedBack(c: UndoStep): Promise<string | void> {
+  async function untilSwappedBack(c: UndoStep): Promise<UndoResult> {
     for (;;) {
       try {
         return await undoStep(c, { quick, long });
@@ -426,7 +426,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
         try {
           const message = c.name === 'swapBack' ? await untilSwappedBack(c) : await undoStep(c, { quick, long });
           state.compensations.push({ name: c.name, state: 'done' });
-          await audit('safeshift', `compensate:${c.name}`, { message: message ?? null });
+          await audit('safeshift', `compensate:${c.name}`, undoOutcome(message));
         } catch (cerr) {
           state.compensations.push({ name: c.name, state: 'failed', error: failureMessage(cerr) });
           await audit('safeshift', `compensate:${c.name}:failed`, { error: failureMessage(cerr) }).catch(() => undefined);

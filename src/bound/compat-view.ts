@@ -45,11 +45,11 @@ export async function bindViewsToTwins(
   over: TableRef,
   columns: CompatColumn[],
   options: { dryRun?: boolean } = {},
-): Promise<{ statements: string[]; problems: string[]; bound: Set<number> }> {
+): Promise<{ statements: string[]; problems: string[]; notes: string[]; bound: Set<number> }> {
   const m = new Mover(client, options.dryRun ?? false);
   const bound = new Set<number>();
   const candidates = compatViewRights(captured) === 'invoker' ? captured.views.filter((v) => !invokerRights(v)) : [];
-  if (candidates.length === 0) return { statements: [], problems: [], bound };
+  if (candidates.length === 0) return { statements: [], problems: [], notes: [], bound };
   const owners = await m.rows<{ oid: number; owner: string }>(
     `SELECT oid::int8::float8 AS oid, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = ANY ($1::oid[])`,
     [candidates.map((v) => String(v.oid))]);
@@ -76,7 +76,7 @@ export async function bindViewsToTwins(
     });
     if (m.problems.length === before) for (const v of views) bound.add(v.oid);
   }
-  return { statements: m.statements, problems: m.problems, bound };
+  return { statements: m.statements, problems: m.problems, notes: m.notes, bound };
 }
 
 /** Swap back: the twins bindViewsToTwins made over the new table (`overOid`), by their comment. */

@@ -81,6 +81,8 @@ export class Mover {
   readonly statements: string[] = [];
   readonly problems: string[] = [];
   readonly skipped: string[] = [];
+  /** What the approver should know about how an object moves (e.g. a view dropped and created again). */
+  readonly notes: string[] = [];
 
   constructor(readonly client: pg.Client, readonly dryRun: boolean) {}
 

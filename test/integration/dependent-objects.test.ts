@@ -2,20 +2,29 @@
  * Issue 12, finding 3: objects that used to refuse a cutover are carried through it. A materialized view over
  * the table (with an index, a grant and a comment) and a function returning `SETOF <table>` (with a grant, EXECUTE
  * revoked from PUBLIC) follow the live name to the new table at cutover, back to the original table on rollback,
- * and keep working once the retired table is dropped. Checked through the workflow and with our own catalog SQL.
+ * and keep working once the retired table is dropped. A view whose column type changes (`price` numeric(4,2) ->
+ * numeric(6,2)) cannot be replaced in place: it is dropped and created again, with its owner and grants, and a
+ * role that may read only the view still reads it. The swap back's statements are in the audit log too.
+ * Checked through the workflow and with our own catalog SQL.
  */
 import pg from 'pg';
 import { captureBoundObjects, describeBoundObjects, moveBoundObjects } from '../../src/bound-objects';
+import { asRole } from '../support/supabase';
 import { atPhase, basePlan, catalogSnapshot, relationOid, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
 
 const ROLE = 'safeshift_dep_reader';
+/** May read the view over `price` and nothing else. */
+const VIEW_ROLE = 'safeshift_dep_view_reader';
 
 async function seed(src: string): Promise<{ mv: string; fn: string }> {
   await sql(`DO $$ BEGIN CREATE ROLE ${ROLE} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+  await sql(`DO $$ BEGIN CREATE ROLE ${VIEW_ROLE} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
   const mv = `${src}_per_owner`;
   const fn = `${src}_of_owner`;
-  await sql(`CREATE TABLE public.${src} (id int PRIMARY KEY, owner_id int NOT NULL, title text NOT NULL)`);
-  await sql(`INSERT INTO public.${src} SELECT g, g % 4, 'row ' || g FROM generate_series(1, 200) g`);
+  await sql(`CREATE TABLE public.${src} (id int PRIMARY KEY, owner_id int NOT NULL, title text NOT NULL, price numeric(4,2))`);
+  await sql(`INSERT INTO public.${src} SELECT g, g % 4, 'row ' || g, g % 100 FROM generate_series(1, 200) g`);
+  await sql(`CREATE VIEW public.${src}_prices AS SELECT id, price FROM public.${src}`);
+  await sql(`GRANT SELECT ON public.${src}_prices TO ${VIEW_ROLE}`);
   await sql(`CREATE MATERIALIZED VIEW public.${mv} AS SELECT owner_id, count(*)::int AS n FROM public.${src} GROUP BY owner_id`);
   await sql(`CREATE UNIQUE INDEX ${mv}_key ON public.${mv} (owner_id)`);
   await sql(`GRANT SELECT ON public.${mv} TO ${ROLE}`);
@@ -26,10 +35,13 @@ async function seed(src: string): Promise<{ mv: string; fn: string }> {
   return { mv, fn };
 }
 
-/** The target adds a column: the function's result type (the live table's row type) gains it. */
+/**
+ * The target adds a column: the function's result type (the live table's row type) gains it. It widens `price`:
+ * the view over it changes its column's type.
+ */
 function plan(src: string): string {
   return writePlan(basePlan(src, `public.${src}`, `public.${src}_v2`, {
-    create: `CREATE TABLE public.${src}_v2 (id int PRIMARY KEY, owner_id int NOT NULL, title text NOT NULL, note text)`,
+    create: `CREATE TABLE public.${src}_v2 (id int PRIMARY KEY, owner_id int NOT NULL, title text NOT NULL, price numeric(6,2), note text)`,
   }));
 }
 
@@ -46,7 +58,18 @@ async function shape(src: string, mv: string, fn: string) {
   const [g] = await sql<{ mv: boolean; fn: boolean; pub: boolean }>(
     `SELECT has_table_privilege($1, $2, 'SELECT') AS mv, has_function_privilege($1, $3, 'EXECUTE') AS fn,
             has_function_privilege('public', $3, 'EXECUTE') AS pub`, [ROLE, `public.${mv}`, `public.${fn}(int)`]);
-  return { matview: m, fn: f, granted: g, live: await relationOid(`public.${src}`) };
+  return { matview: m, fn: f, granted: g, live: await relationOid(`public.${src}`), view: await priceView(src) };
+}
+
+/** The view over `price`: its column's type, what it reads, owner and grants, and what the view-only role reads. */
+async function priceView(src: string) {
+  const [v] = await sql<{ type: string; reads: number; owner: string; acl: string[] }>(
+    `SELECT format_type(a.atttypid, a.atttypmod) AS type, pg_get_userbyid(c.relowner) AS owner, c.relacl::text[] AS acl,
+            (SELECT d.refobjid::int FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid
+              WHERE r.ev_class = c.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid LIMIT 1) AS reads
+       FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'price' WHERE c.oid = $1::regclass`, [`public.${src}_prices`]);
+  const [read] = await asRole<{ n: number }>(VIEW_ROLE, `SELECT count(*)::int AS n FROM public.${src}_prices WHERE price >= 0`);
+  return { ...v!, readsAs: read!.n };
 }
 
 describe('a materialized view and a SETOF function are carried through cutover and rollback', () => {
@@ -65,6 +88,7 @@ describe('a materialized view and a SETOF function are carried through cutover a
     const shown = gate.warnings.join('\n');
     expect(shown).toMatch(new RegExp(`materialized view public\\.${mv}: recreated`));
     expect(shown).toMatch(new RegExp(`function public\\.${fn}\\(integer\\): recreated`));
+    expect(shown).toContain(`view public.${src}_prices: column types change (price numeric(4,2) → numeric(6,2)): dropped and created again`);
 
     expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
     await waitFor(planName, atPhase('awaiting_drop'));
@@ -80,6 +104,10 @@ describe('a materialized view and a SETOF function are carried through cutover a
     expect(statements).toContain(`GRANT SELECT ON TABLE "public"."${mv}" TO "${ROLE}"`);
     expect(statements).toMatch(new RegExp(`DROP ROUTINE (public\\.)?${fn}\\(integer\\) RESTRICT`));
     expect(statements).toContain(`RETURNS SETOF public.${src}`);
+    expect(statements).toContain(`DROP VIEW "public"."${src}_prices" RESTRICT`);
+    expect(statements).toContain(`GRANT SELECT ON TABLE "public"."${src}_prices" TO "${VIEW_ROLE}"`);
+    // The view reads the new table, with the new type; owner and grants as before; its reader still reads it.
+    expect(after.view).toEqual({ ...before.view, type: 'numeric(6,2)', reads: after.live });
     // Same name, same index, grant and comment; reads the new table (its rows equal a fresh query).
     expect(after.matview).toEqual({ ...before.matview, reads: `${src}` });
     expect(await sql(`SELECT d.refobjid::int AS oid FROM pg_rewrite r JOIN pg_depend d ON d.objid = r.oid
@@ -103,10 +131,18 @@ describe('a materialized view and a SETOF function are carried through cutover a
     const back = await shape(src, mv, fn);
     expect(back.live).toBe(original);
     expect(back).toEqual({ ...before, live: original });
+    // Recorded: the swap back's statements in the audit log, each object carried back named.
+    const [undone] = await sql<{ statements: string[] }>(
+      `SELECT details->'statements' AS statements FROM safeshift.audit_log WHERE workflow_id = $1 AND action = 'compensate:swapBack'`, [`migration-${planName}`]);
+    const back_ = (undone?.statements ?? []).join('\n');
+    expect(back_).toContain(`DROP MATERIALIZED VIEW "public"."${mv}" RESTRICT`);
+    expect(back_).toMatch(new RegExp(`DROP ROUTINE (public\\.)?${fn}\\(integer\\) RESTRICT`));
+    expect(back_).toContain(`DROP VIEW "public"."${src}_prices" RESTRICT`);
+    expect(back_).toContain(`CREATE VIEW "public"."${src}_prices"`);
     expect(await sql(`SELECT * FROM public.${mv} ORDER BY owner_id`))
       .toEqual(await sql(`SELECT owner_id, count(*)::int AS n FROM public.${src} GROUP BY owner_id ORDER BY owner_id`));
     const [row] = await sql<Record<string, unknown>>(`SELECT * FROM public.${fn}(9)`);
-    expect(row).toEqual({ id: 1001, owner_id: 9, title: 'after cutover' });
+    expect(row).toEqual({ id: 1001, owner_id: 9, title: 'after cutover', price: null });
   });
 
   test('approved to done, both work after the retired table is dropped', async () => {
