@@ -169,7 +169,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       partitioning.push(...pairs.statements);
       // The application knows the old index and constraint names (ON CONFLICT ON CONSTRAINT, error handlers). With a
       // compatibility view the new table keeps its own name, and its own names with it.
-      const renamed = keepsOwnName(input) ? [] : await clock.step('names', () => adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`));
+      const renamed = keepsOwnName(input) ? [] : await clock.step('names', () => adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`, columnRenames(spec.columns)));
       // The retired table is written only by a swap back, exactly: its triggers rest until it is live again. The
       // new table's own triggers (the plan's DDL), inert while it was filled, wake up with it.
       await clock.step('triggers', async () => {
@@ -327,7 +327,7 @@ export async function swapBack(input: SwapInput): Promise<SwapBackResult> {
         statements.push(...readers.statements);
       }
       if (!keepsOwnName(input)) {
-        const renamed = await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`);
+        const renamed = await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`, columnRenames(input.reverse.columns));
         statements.push(...renamed.map((r) => `-- ${r.kind} ${r.to}: name given back to the original table`));
       }
       await restoreTriggers(client, input.sourceOid, spec.source);

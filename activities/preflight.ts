@@ -15,6 +15,7 @@ import { pgErrorCode } from '../src/db';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
 import { columnRenames, mappedExpression, plainColumn, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
+import { adoptNames, namesNotCarried } from '../src/names';
 import { keyWidening } from '../src/key-widening';
 import { compatReaderWarning, riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
 import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
@@ -565,6 +566,8 @@ async function rehearseOnce(
     }
     problems.push(...result.problems.map((p) => `cutover: ${p}`));
     problems.push(...result.compatProblems.map((p) => `cutover.compatView: ${p}`));
+    // The old index and constraint names, taken over as the cutover takes them; those that cannot be go to the gate.
+    if (result.problems.length === 0 && !keepsOwnName(plan.cutover)) moves.push(...namesNotCarried((await adoptNames(client, sourceOid, targetOid, '_retired_rehearsal', columnRenames(columns))).unpaired, displayName(plan.source)));
     if (result.problems.length === 0 && result.compatProblems.length === 0) {
       // The cutover must leave every role's access through the live name as it is: asked of PostgreSQL, role by role.
       const after = renamesAway(plan.cutover)

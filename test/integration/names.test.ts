@@ -61,3 +61,47 @@ test('index and constraint names of the old table are the new table\'s after cut
 test('and the original table has them back after rollback', async () => {
   await migrate(true);
 });
+
+describe('names through a column rename (columns: { body: content })', () => {
+  /** Index names, and those of the CHECK, foreign-key and NOT NULL constraints. */
+  async function allNames(table: string): Promise<{ indexes: string[]; constraints: string[] }> {
+    const indexes = await sql<{ name: string }>(
+      `SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass ORDER BY 1`, [table]);
+    const constraints = await sql<{ name: string }>(
+      `SELECT conname AS name FROM pg_constraint WHERE conrelid = $1::regclass AND contype IN ('c', 'f', 'n') ORDER BY 1`, [table]);
+    return { indexes: indexes.map((r) => r.name), constraints: constraints.map((r) => r.name) };
+  }
+
+  test('the renamed column\'s UNIQUE, index and CHECK keep their names after cutover and back after rollback; the gate names the one not kept', async () => {
+    const t = uniqueName('posts');
+    await sql(`CREATE TABLE public.${t} (id int PRIMARY KEY, content text NOT NULL UNIQUE CHECK (length(content) < 1000), extra text)`);
+    await sql(`CREATE INDEX ${t}_by_content ON public.${t} (lower(content)) WHERE content <> ''`);
+    await sql(`CREATE INDEX ${t}_by_extra ON public.${t} (extra)`);
+    await sql(`INSERT INTO public.${t} SELECT g, 'post ' || g, 'x' FROM generate_series(1, 200) g`);
+    const before = await allNames(`public.${t}`);
+    const planName = t.replace(/_/g, '-');
+    const plan = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
+      create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, body text NOT NULL UNIQUE CHECK (length(body) < 1000), extra text);
+               CREATE INDEX ${t}_v2_by_body ON public.${t}_v2 (lower(body)) WHERE body <> ''`,
+      columns: { body: 'content' },
+      reverse: { content: 'body' },
+    }));
+    const started = await runCli(['start', plan]);
+    expect(started.stderr).toBe('');
+    const gate = await waitFor(planName, atPhase('awaiting_cutover'));
+    // The index the new table has no counterpart of: its name will not answer on the live table, and the gate says so.
+    const shown = gate.warnings.join('\n');
+    expect(shown).toMatch(new RegExp(`names: index ${t}_by_extra .*not`));
+    expect(shown).not.toMatch(new RegExp(`names: \\w+ ${t}_(content_key|by_content|content_check|pkey)\\b`));
+    expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+    await waitFor(planName, atPhase('awaiting_drop'));
+    const after = await allNames(`public.${t}`);
+    expect(after).toEqual({ indexes: before.indexes.filter((n) => n !== `${t}_by_extra`), constraints: before.constraints });
+    await sql(`INSERT INTO public.${t} (id, body) VALUES (9001, 'post 1') ON CONFLICT ON CONSTRAINT ${t}_content_key DO NOTHING`);
+    await expect(sql(`INSERT INTO public.${t} (id, body) VALUES (9002, repeat('x', 2000))`)).rejects.toThrow(`"${t}_content_check"`);
+    expect((await runCli(['rollback', planName, '--as', 'carol'])).code).toBe(0);
+    await waitFor(planName, atPhase('rolled_back'));
+    expect(await allNames(`public.${t}`)).toEqual(before);
+    await sql(`INSERT INTO public.${t} (id, content) VALUES (9001, 'post 1') ON CONFLICT ON CONSTRAINT ${t}_content_key DO NOTHING`);
+  });
+});
