@@ -3,17 +3,20 @@
  *
  * Row by row in seq order: a gap in seq is a missing row; a prev_hash that is not the previous row's hash is a broken
  * link (a row between removed, replaced or moved); a keyed row whose HMAC does not match its content is an edited
- * row; an unkeyed row after keyed rows began is a row written (or re-hashed) without the key. Rows before the first
- * keyed one belong to the old unkeyed chain: their SHA-256 is checked for consistency and they are reported as
- * unkeyed, not as findings, since anyone could have computed them. With a migration, its head anchored in the
- * workflow (MigrationStatus.auditHead) must still be in the table with the same MAC: a deleted tail, or a chain
- * re-hashed whole, even with the old unkeyed formula, shows there.
+ * row; an unkeyed row is a row written (or re-hashed) without the key. The one exception is the old unkeyed chain of
+ * a ledger from before the key, and only as far as the operator says it goes (`legacyUntil`, the last unkeyed seq,
+ * written down outside the database when the key was introduced): its rows' SHA-256 is checked for consistency and
+ * they are counted, not reported, and the first keyed row's MAC covers the last of them (its prev_hash), so the
+ * legacy part cannot be re-hashed either. Without it every unkeyed row is a finding: the table alone cannot tell
+ * an old ledger from a log whose every row was re-hashed with the old unkeyed formula (`safeshift dev` and a fresh
+ * install key their first row). With a migration, its head anchored in the workflow (MigrationStatus.auditHead)
+ * must still be in the table with the same MAC: a deleted tail shows there.
  */
 import type pg from 'pg';
 import { macEquals, rowMac, type AuditKey, type AuditRowContent } from './audit-key';
 import { AT_TEXT, type AuditHead } from './audit-log';
 
-export type FindingKind = 'missing' | 'broken-link' | 'edited' | 'unkeyed-after-keyed' | 'unknown-key' | 'anchor-missing' | 'anchor-mismatch';
+export type FindingKind = 'missing' | 'broken-link' | 'edited' | 'unkeyed' | 'unkeyed-after-keyed' | 'unknown-key' | 'anchor-missing' | 'anchor-mismatch';
 
 export interface Finding {
   seq: number;
@@ -33,8 +36,11 @@ export interface VerifyReport {
   ok: boolean;
   rows: number;
   keyedRows: number;
-  /** Rows of the old unkeyed chain (before the first keyed row): checked for consistency only. */
-  unkeyed: { rows: number; before: string | null };
+  /**
+   * Rows of the old unkeyed chain (up to `legacyUntil`, the seq the operator gave; 0: none allowed), checked for
+   * consistency only. Unkeyed rows past it are findings (kind `unkeyed`), not counted here.
+   */
+  unkeyed: { rows: number; before: string | null; legacyUntil: number };
   keyIds: string[];
   head: AuditHead | null;
   anchor?: { workflowId: string; head: AuditHead | null };
@@ -56,7 +62,10 @@ export class ChainVerifier {
   keyedRows = 0;
   unkeyedRows = 0;
 
-  constructor(private readonly keys: Map<string, AuditKey>, private readonly anchor?: AuditHead | null) {}
+  private legacyLastSeen = false;
+
+  /** `legacyUntil`: the last seq of the old unkeyed chain, as the operator recorded it; 0 (default): no row may be unkeyed. */
+  constructor(private readonly keys: Map<string, AuditKey>, private readonly anchor?: AuditHead | null, private readonly legacyUntil = 0) {}
 
   private find(seq: number, kind: FindingKind, message: string): void {
     this.findingCount += 1;
@@ -87,6 +96,12 @@ export class ChainVerifier {
         `row ${row.seq} (${row.action}) has no MAC, yet the chain is keyed since row ${this.firstKeyed.seq}: written or re-hashed without the key`);
       return;
     }
+    if (row.seq > this.legacyUntil) {
+      this.find(row.seq, 'unkeyed', `row ${row.seq} (${row.action}) has no MAC: written or re-hashed without the key` +
+        (this.legacyUntil ? ` (the old unkeyed chain ends at row ${this.legacyUntil}, --legacy-until)` : ' (a ledger from before the key: give the last unkeyed seq with --legacy-until)'));
+      return;
+    }
+    if (row.seq === this.legacyUntil) this.legacyLastSeen = true;
     this.unkeyedRows += 1;
     this.lastUnkeyed = row;
     if (row.legacyHash !== row.hash) this.find(row.seq, 'edited', `row ${row.seq} (${row.action}, unkeyed) does not match its hash: edited`);
@@ -107,6 +122,10 @@ export class ChainVerifier {
 
   finish(anchorWorkflowId?: string): VerifyReport {
     if (this.anchor) this.checkAnchor();
+    // The legacy part's last row (the one the first keyed row's MAC covers) must be there and still unkeyed.
+    if (this.legacyUntil > 0 && !this.legacyLastSeen && !this.findings.some((f) => f.seq === this.legacyUntil)) {
+      this.find(this.legacyUntil, 'missing', `row ${this.legacyUntil}, the last of the old unkeyed chain (--legacy-until), is not in the table as an unkeyed row`);
+    }
     const findings = [...this.findings].sort((a, b) => a.seq - b.seq);
     if (this.findingCount > findings.length) {
       findings.push({ seq: this.prev?.seq ?? 0, kind: findings[findings.length - 1]!.kind, message: `... ${this.findingCount - findings.length} more findings not listed` });
@@ -116,7 +135,7 @@ export class ChainVerifier {
       ok: this.findingCount === 0,
       rows: this.rows,
       keyedRows: this.keyedRows,
-      unkeyed: { rows: this.unkeyedRows, before: this.unkeyedRows ? before : null },
+      unkeyed: { rows: this.unkeyedRows, before: this.unkeyedRows ? before : null, legacyUntil: this.legacyUntil },
       keyIds: [...this.keyIds],
       head: this.prev ? { seq: this.prev.seq, hash: this.prev.hash } : null,
       ...(anchorWorkflowId !== undefined ? { anchor: { workflowId: anchorWorkflowId, head: this.anchor ?? null } } : {}),
@@ -165,9 +184,11 @@ export async function auditLogShape(client: pg.Client): Promise<'none' | 'unkeye
   return !r?.table ? 'none' : r.keyed ? 'keyed' : 'unkeyed';
 }
 
-export async function verifyAuditLog(client: pg.Client, keys: Map<string, AuditKey>, anchor?: { workflowId: string; head: AuditHead | null }): Promise<VerifyReport> {
+export async function verifyAuditLog(
+  client: pg.Client, keys: Map<string, AuditKey>, anchor?: { workflowId: string; head: AuditHead | null }, legacyUntil = 0,
+): Promise<VerifyReport> {
   const keyed = (await auditLogShape(client)) === 'keyed';
-  const verifier = new ChainVerifier(keys, anchor?.head);
+  const verifier = new ChainVerifier(keys, anchor?.head, legacyUntil);
   // One snapshot for every page: rows appended meanwhile are not half seen.
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {

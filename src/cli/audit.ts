@@ -1,6 +1,7 @@
 /**
- * `safeshift audit verify [--migration <id>] [--json]`: the audit chain recomputed with the key (src/audit.ts).
- * Exit 0 intact, 1 on any finding, 2 on bad input (no key, no audit log, no such migration).
+ * `safeshift audit verify [--migration <id>] [--legacy-until <seq>] [--json]`: the audit chain recomputed with the
+ * key (src/audit.ts). Exit 0 intact, 1 on any finding (an unkeyed row past --legacy-until included), 2 on bad input
+ * (no key, no audit log, no such migration, a --legacy-until that is not a row number).
  */
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { AUDIT_KEY_ENV, auditKeys, type AuditKey } from '../audit-key';
@@ -14,6 +15,8 @@ import { workflowIdOf } from './migrations';
 
 export interface AuditVerifyOptions {
   migration?: string;
+  /** The last seq of the old unkeyed chain, recorded outside the database when the audit key was introduced. */
+  legacyUntil?: string;
   json?: boolean;
   database: string;
 }
@@ -51,13 +54,21 @@ async function anchoredHead(idOrName: string): Promise<{ workflowId: string; hea
   }
 }
 
+/** A row number, or refused naming the option: never a guess that would let unkeyed rows pass. */
+function legacyUntilOf(value: string | undefined): number {
+  if (value === undefined) return 0;
+  if (!/^\d{1,15}$/.test(value.trim())) throw new CliError(`--legacy-until: ${JSON.stringify(value)} is not a row number (the seq of the last unkeyed row, recorded when the audit key was introduced)`);
+  return Number(value.trim());
+}
+
 export async function auditVerify(opts: AuditVerifyOptions, print: (line: string) => void): Promise<number> {
+  const legacyUntil = legacyUntilOf(opts.legacyUntil);
   const keys = keysOrRefuse();
   const url = connectionString(opts.database);
   const anchor = opts.migration !== undefined ? await anchoredHead(opts.migration) : undefined;
   const report = await withClient(url, async (c) => {
     if ((await auditLogShape(c)) === 'none') throw new CliError(`--database: ${opts.database} has no audit log (safeshift.audit_log)`);
-    return verifyAuditLog(c, keys, anchor);
+    return verifyAuditLog(c, keys, anchor, legacyUntil);
   }, 'safeshift audit verify');
   print(opts.json ? JSON.stringify(report, null, 2) : render(report).join('\n'));
   return report.ok ? EXIT_OK : EXIT_FAILED;
@@ -68,7 +79,9 @@ const short = (h: string) => h.slice(0, 12);
 function render(r: VerifyReport): string[] {
   const lines = [`audit log: ${r.rows} rows, ${r.keyedRows} keyed${r.keyIds.length ? ` (key ${r.keyIds.join(', ')})` : ''}` +
     (r.head ? `; head row ${r.head.seq} ${short(r.head.hash)}` : '')];
-  if (r.unkeyed.rows) lines.push(`  ${r.unkeyed.rows} rows unkeyed (before ${r.unkeyed.before}): the old unkeyed chain, checked for consistency only`);
+  if (r.unkeyed.rows) {
+    lines.push(`  ${r.unkeyed.rows} rows unkeyed up to row ${r.unkeyed.legacyUntil} (before ${r.unkeyed.before}, --legacy-until): the old unkeyed chain, checked for consistency only`);
+  }
   if (r.anchor) {
     lines.push(r.anchor.head
       ? `  ${r.anchor.workflowId} anchored row ${r.anchor.head.seq} ${short(r.anchor.head.hash)}`

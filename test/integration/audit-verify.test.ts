@@ -1,7 +1,8 @@
 /**
  * The audit chain is keyed and its head anchored outside the database (issue 14, item 4). The rewrite attack: the
  * table's owner disables the append-only trigger, edits a row, deletes a row, re-hashes the whole chain
- * consistently with the old unkeyed formula, cuts the tail; `safeshift audit verify` finds each. One migration,
+ * consistently with the old unkeyed formula (even as a whole "legacy" log), cuts the tail; `safeshift audit
+ * verify` finds each; a genuine legacy part passes only up to the --legacy-until the operator gives. One migration,
  * held at its cutover gate, writes the rows; each attack is undone before the next.
  */
 import pg from 'pg';
@@ -54,11 +55,12 @@ async function verifyCli(...args: string[]): Promise<{ code: number; report: Rep
 
 /** The same check in this process (what the CLI runs after reading the anchor), to keep the file quick. */
 async function verify(...args: string[]): Promise<{ code: number; report: Report }> {
-  const anchor = args[0] === '--migration' ? { workflowId: migrationWorkflowId(planName), head: (await statusOf(planName)).auditHead ?? null } : undefined;
+  const anchor = args.includes('--migration') ? { workflowId: migrationWorkflowId(planName), head: (await statusOf(planName)).auditHead ?? null } : undefined;
+  const legacyUntil = args.includes('--legacy-until') ? Number(args[args.indexOf('--legacy-until') + 1]) : 0;
   const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
   await c.connect();
   try {
-    const report = await verifyAuditLog(c, auditKeys(), anchor);
+    const report = await verifyAuditLog(c, auditKeys(), anchor, legacyUntil);
     return { code: report.ok ? 0 : 1, report };
   } finally {
     await c.end();
@@ -73,6 +75,11 @@ beforeAll(async () => {
   const started = await runCli(['start', writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`))]);
   expect(started.stderr).toBe('');
   await waitFor(planName, atPhase('awaiting_cutover'));
+  // The phase shows before its audit row commits: copy the log (and anchor) only once that row and head are there.
+  for (let i = 0; i < 80; i++, await new Promise((ok) => setTimeout(ok, 250))) {
+    const [gate] = await sql<{ seq: string }>(`SELECT seq::text FROM safeshift.audit_log WHERE workflow_id = $1 AND action = 'phase:awaiting_cutover'`, [migrationWorkflowId(planName)]);
+    if (gate && (await statusOf(planName)).auditHead?.seq === Number(gate.seq)) break;
+  }
   const [r] = await sql<{ seq: string }>(`SELECT min(seq)::text AS seq FROM safeshift.audit_log WHERE workflow_id = $1 AND action = 'phase:copy'`, [migrationWorkflowId(planName)]);
   rowOfMigration = Number(r!.seq);
   await sql(`CREATE TABLE ${COPY} AS SELECT * FROM safeshift.audit_log`);
@@ -128,15 +135,41 @@ test('a chain re-hashed consistently with the old unkeyed formula is found', asy
   expect(kept.code).toBe(1);
   expect(kept.report.findings[0]).toMatchObject({ seq: 1, kind: 'edited' });
 
-  // Made to look like a ledger from before the keyed chain (key ids cleared too): the table alone cannot tell,
-  // the head anchored in the workflow can.
+  // Made to look like a ledger from before the keyed chain (key ids cleared too): every row is unkeyed, and with
+  // an audit key configured an unkeyed row is a finding unless the operator says the legacy part reaches it.
   await asOwner(`${REHASH_UNKEYED(true)}`);
-  const alone = await verify();
-  expect(alone.report).toMatchObject({ ok: true, keyedRows: 0 });
-  expect(alone.report.unkeyed.rows).toBe(alone.report.rows);
-  const anchored = await verify('--migration', planName);
+  const alone = await verifyCli();
+  expect(alone.code).toBe(1);
+  expect(alone.report).toMatchObject({ ok: false, keyedRows: 0, unkeyed: { rows: 0, legacyUntil: 0 } });
+  expect(alone.report.findings[0]).toMatchObject({ seq: 1, kind: 'unkeyed', message: expect.stringMatching(/--legacy-until/) });
+  // Claiming the whole log is legacy does not pass it either: the head anchored in the workflow differs.
+  const anchored = await verify('--migration', planName, '--legacy-until', String(alone.report.rows));
   expect(anchored.code).toBe(1);
   expect(anchored.report.findings).toEqual([expect.objectContaining({ kind: 'anchor-mismatch' })]);
+});
+
+test('a ledger from before the key: its unkeyed part passes only as far as --legacy-until says', async () => {
+  // The log as an upgraded ledger has it: rows 1..L of the old unkeyed chain, then keyed rows chained onto them.
+  const [last] = await sql<{ seq: string }>(`SELECT max(seq)::text AS seq FROM safeshift.audit_log`);
+  const legacy = Math.min(Number(last!.seq), 20);
+  await asOwner(`DELETE FROM safeshift.audit_log WHERE seq > ${legacy}; ${REHASH_UNKEYED(true)}`);
+  const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await c.connect();
+  try {
+    for (const n of [1, 2]) await appendAudit(c, { eventKey: `${t}/after-upgrade/${n}`, workflowId: null, runId: null, actor: 'test', action: 'after-upgrade' });
+  } finally {
+    await c.end();
+  }
+  const unstated = await verifyCli();
+  expect(unstated.code).toBe(1);
+  expect(unstated.report.findings.map((f) => f.kind)).toEqual(Array(legacy).fill('unkeyed'));
+  const stated = await verifyCli('--legacy-until', String(legacy));
+  expect(stated.code).toBe(0);
+  expect(stated.report).toMatchObject({ ok: true, keyedRows: 2, unkeyed: { rows: legacy, legacyUntil: legacy }, findings: [] });
+  // Stated one short, the last legacy row is a finding; the legacy part re-hashed, the first keyed row's link breaks.
+  expect((await verify('--legacy-until', String(legacy - 1))).report.findings).toEqual([expect.objectContaining({ seq: legacy, kind: 'unkeyed' })]);
+  await asOwner(`UPDATE safeshift.audit_log SET actor = 'mallory' WHERE seq = 1; ${REHASH_UNKEYED(false).replace('ORDER BY seq', `WHERE seq <= ${legacy} ORDER BY seq`)}`);
+  expect((await verify('--legacy-until', String(legacy))).report.findings).toEqual([expect.objectContaining({ seq: legacy + 1, kind: 'broken-link' })]);
 });
 
 test('a deleted tail is found through the anchored head', async () => {
@@ -175,7 +208,10 @@ test('concurrent writers (migrations side by side) chain in commit order: every 
   expect(report.keyedRows).toBeGreaterThanOrEqual(30);
 });
 
-test('bad input exits 2: no such migration, no key', async () => {
+test('bad input exits 2: no such migration, no key, a --legacy-until that is not a row number', async () => {
+  const badLegacy = await runCli(['audit', 'verify', '--legacy-until', 'all']);
+  expect(badLegacy.code).toBe(2);
+  expect(badLegacy.stderr).toMatch(/--legacy-until: "all" is not a row number/);
   const none = await runCli(['audit', 'verify', '--migration', 'no-such-migration']);
   expect(none.code).toBe(2);
   expect(none.stderr).toMatch(/no migration migration-no-such-migration/);

@@ -27,8 +27,8 @@ function chain(n: number, opts: { unkeyed?: number; with?: AuditKey } = {}): Cha
   return rows;
 }
 
-function verify(rows: ChainRow[], anchor?: { seq: number; hash: string } | null, k = keys) {
-  const v = new ChainVerifier(k, anchor);
+function verify(rows: ChainRow[], anchor?: { seq: number; hash: string } | null, k = keys, legacyUntil = 0) {
+  const v = new ChainVerifier(k, anchor, legacyUntil);
   for (const r of rows) v.push(r);
   return v.finish(anchor === undefined ? undefined : 'migration-x');
 }
@@ -66,9 +66,22 @@ test('rows moved: the link to the previous row breaks', () => {
   expect(verify(rows).ok).toBe(false);
 });
 
-test('unkeyed rows before the keyed chain are reported, not findings; after it they are findings', () => {
+test('unkeyed rows are findings unless within the legacy part the operator names (--legacy-until)', () => {
   const rows = chain(5, { unkeyed: 2 });
-  expect(verify(rows)).toMatchObject({ ok: true, keyedRows: 3, unkeyed: { rows: 2, before: rows[2]!.at } });
+  // Without --legacy-until the table alone cannot tell an old ledger from a downgraded one: both are findings.
+  expect(verify(rows).findings).toEqual([expect.objectContaining({ seq: 1, kind: 'unkeyed' }), expect.objectContaining({ seq: 2, kind: 'unkeyed' })]);
+  expect(verify(rows, undefined, keys, 2)).toMatchObject({ ok: true, keyedRows: 3, unkeyed: { rows: 2, before: rows[2]!.at, legacyUntil: 2 } });
+  // Given too short: the rest of the unkeyed rows are findings.
+  expect(verify(rows, undefined, keys, 1).findings).toEqual([expect.objectContaining({ seq: 2, kind: 'unkeyed', message: expect.stringMatching(/ends at row 1/) })]);
+  // Given too long: the keyed rows are fine, the missing last legacy row is a finding (its unkeyed row is not there).
+  expect(verify(rows, undefined, keys, 3).findings).toEqual([expect.objectContaining({ seq: 3, kind: 'missing' })]);
+  // The legacy part re-hashed (its last row's hash changed): the first keyed row's MAC covers the old link.
+  const rehashed = chain(5, { unkeyed: 2 });
+  rehashed[0]!.actor = 'mallory';
+  rehashed[0]!.hash = rehashed[0]!.legacyHash = legacy(rehashed[0]!) + '0';
+  rehashed[1]!.prevHash = rehashed[0]!.hash;
+  rehashed[1]!.hash = rehashed[1]!.legacyHash = legacy(rehashed[1]!);
+  expect(verify(rehashed, undefined, keys, 2).findings).toEqual([expect.objectContaining({ seq: 3, kind: 'broken-link' })]);
   const downgraded = chain(5);
   const row = downgraded[3]!;
   row.keyId = null;
@@ -77,10 +90,10 @@ test('unkeyed rows before the keyed chain are reported, not findings; after it t
   expect(verify(downgraded).findings[0]).toMatchObject({ seq: 4, kind: 'unkeyed-after-keyed' });
 });
 
-test('an edited unkeyed row: its SHA-256 does not match', () => {
+test('an edited row of the legacy part: its SHA-256 does not match', () => {
   const rows = chain(3, { unkeyed: 3 });
   rows[1]!.legacyHash = 'recomputed-over-edited-content';
-  expect(verify(rows).findings).toEqual([expect.objectContaining({ seq: 2, kind: 'edited' })]);
+  expect(verify(rows, undefined, keys, 3).findings).toEqual([expect.objectContaining({ seq: 2, kind: 'edited' })]);
 });
 
 test('rows of a key not given cannot be checked: a finding, not a pass', () => {
@@ -92,9 +105,10 @@ test('the anchored head: a deleted tail and a rewritten chain show there', () =>
   const rows = chain(5);
   const anchor = { seq: 5, hash: rows[4]!.hash };
   expect(verify(rows.slice(0, 3), anchor).findings).toEqual([expect.objectContaining({ seq: 5, kind: 'anchor-missing', message: expect.stringMatching(/tail was deleted/) })]);
+  // A chain re-hashed whole with the old unkeyed formula: every row unkeyed, and the anchor no longer matches.
   const rewritten = chain(5, { unkeyed: 5 });
-  expect(verify(rewritten).ok).toBe(true);
-  expect(verify(rewritten, anchor).findings).toEqual([expect.objectContaining({ seq: 5, kind: 'anchor-mismatch' })]);
+  expect(verify(rewritten).findings.map((f) => f.kind)).toEqual(['unkeyed', 'unkeyed', 'unkeyed', 'unkeyed', 'unkeyed']);
+  expect(verify(rewritten, anchor, keys, 5).findings).toEqual([expect.objectContaining({ seq: 5, kind: 'anchor-mismatch' })]);
 });
 
 test('a key shorter than 32 bytes is refused without echoing it', () => {
