@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { displayName, qualified, sameTableRef, type TableRef } from './sql';
 import { parsedStatements } from './statements';
+import { ddlStatementCode, type DdlCall } from './plan/ddl-code';
 
 /**
  * Statements target DDL may contain: the target table and what belongs to it. Anything else (transaction
@@ -43,12 +44,18 @@ export async function targetDdlProblems(ddl: string, field: string, target?: Tab
       problems.push(`${at} is not allowed in target DDL: only CREATE TABLE of the target and its indexes, constraints, comments, grants, policies and triggers (create anything else before the migration)`);
       return;
     }
+    problems.push(...ddlStatementCode(stmt, at).problems); // src/plan/ddl-code.ts: what its expressions may call
     if (!target) return;
     const why = objectProblem(kind, stmt[kind] as Node, mine, indexes);
     if (why) problems.push(`${at} ${why}; target DDL may touch only ${displayName(target)} and what it creates`);
   });
   if (stmts.length === 0) problems.push(`${field}: the target DDL is empty`);
   return problems;
+}
+
+/** The functions and operators the DDL's row-evaluated expressions call, by name (for preflight's catalog check before it runs). */
+export async function targetDdlCalls(ddl: string, field: string): Promise<DdlCall[]> {
+  return (await parsedStatements(ddl)).flatMap((stmt, i) => ddlStatementCode(stmt, `${field}: statement ${i + 1} (${Object.keys(stmt)[0] ?? 'unknown'})`).calls);
 }
 
 const refOf = (r: RangeVar): TableRef | undefined => (r.schemaname ? { schema: r.schemaname, name: r.relname } : undefined);

@@ -6,6 +6,7 @@
  */
 import { pgErrorCode } from './db';
 import { parsedStatements } from './statements';
+import { neverFunction } from './plan/expressions';
 import type pg from 'pg';
 
 export interface ThrottleSettings {
@@ -28,8 +29,9 @@ async function canReadReplicationLag(client: pg.Client): Promise<boolean> {
 
 /**
  * What is wrong with the plan's throttle query as code: it must be exactly one plain SELECT (parsed by
- * PostgreSQL's parser): no DML, also not inside a WITH, no SELECT INTO, no FOR UPDATE / FOR SHARE. It also runs
- * in a READ ONLY transaction (runThrottleQuery), which refuses writes made by functions it calls.
+ * PostgreSQL's parser): no DML, also not inside a WITH, no SELECT INTO, no FOR UPDATE / FOR SHARE, no function of
+ * the never-list (src/plan/expressions.ts). It also runs in a READ ONLY transaction (runThrottleQuery), which
+ * refuses writes made in this session by functions it calls.
  */
 export async function throttleQueryProblems(sql: string, field = 'copy.throttleQuery'): Promise<string[]> {
   let stmts: Record<string, unknown>[];
@@ -42,22 +44,32 @@ export async function throttleQueryProblems(sql: string, field = 'copy.throttleQ
   const kind = Object.keys(stmts[0]!)[0] ?? 'unknown';
   if (kind !== 'SelectStmt') return [`${field}: must be a SELECT (found ${kind})`];
   const found = new Set<string>();
-  walk(stmts[0], (key) => {
+  const never = new Set<string>();
+  walk(stmts[0], (key, value) => {
     if (WRITING_NODES.has(key)) found.add(key);
     if (key === 'intoClause') found.add('SELECT INTO');
     if (key === 'lockingClause') found.add('FOR UPDATE / FOR SHARE');
+    // READ ONLY stops this session's writes, not those of a function that opens another (dblink_exec), runs SQL text
+    // the parser never sees (query_to_xml), writes files, or takes a session lock that outlives the rollback.
+    if (key === 'FuncCall') {
+      const names = ((value as { funcname?: { String?: { sval?: string } }[] }).funcname ?? []).map((n) => String(n.String?.sval));
+      if (neverFunction(names.at(-1) ?? '')) never.add(names.join('.'));
+    }
   });
-  return found.size ? [`${field}: must only read; it holds ${[...found].sort().join(', ')}`] : [];
+  return [
+    ...(found.size ? [`${field}: must only read; it holds ${[...found].sort().join(', ')}`] : []),
+    ...[...never].sort().map((f) => `${field}: function ${f} is never allowed (it runs SQL, reaches another session or database, files, or acts outside the transaction)`),
+  ];
 }
 
 const WRITING_NODES = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
 
-function walk(node: unknown, visit: (key: string) => void): void {
+function walk(node: unknown, visit: (key: string, value: unknown) => void): void {
   if (Array.isArray(node)) {
     for (const n of node) walk(n, visit);
   } else if (node && typeof node === 'object') {
     for (const [key, value] of Object.entries(node)) {
-      visit(key);
+      visit(key, value);
       walk(value, visit);
     }
   }

@@ -5,32 +5,52 @@
  * operators, casts, CASE / COALESCE / NULLIF / GREATEST / LEAST, arrays, rows, and function calls. No subquery,
  * no other relation, no `table.column`, no parameters, no window or aggregate. Which functions and operators it
  * may call is settled at preflight against the catalog (`expressionFunctionProblems`): built-ins of pg_catalog
- * that are immutable or stable, or functions the plan lists under `allowFunctions`; never one of DENIED_FUNCTIONS,
+ * that are immutable or stable, or functions the plan lists under `allowFunctions`; never a denied one (deniedFunction),
  * which run SQL, read files or relations, or depend on session settings.
  */
 import type pg from 'pg';
 import { loadModule, parse } from 'libpg-query';
+import { errorText } from '../redact';
 import { displayName, qualified, type TableRef } from '../sql';
 
 /**
- * Built-ins that are immutable or stable yet must never run on a row: they run SQL text, read relations, files
- * or large objects, reach other databases, or read session settings (a mapping that depends on a setting would
- * copy one value and replay another). Matched by name in any schema, even when listed under allowFunctions.
+ * Functions never allowed anywhere the plan puts SQL (row expressions, target DDL, the throttle query): they run
+ * SQL text the parser cannot check, reach other databases or sessions (dblink_exec writes through a session of its
+ * own, which READ ONLY and the rollback do not stop), read or write server files or large objects, change settings,
+ * signal backends, take session locks that outlive a rollback, or stall. Matched by name in any schema, even when
+ * listed under allowFunctions.
  */
-const DENIED_FUNCTIONS: readonly RegExp[] = [
+const NEVER_FUNCTIONS: readonly RegExp[] = [
   /^(query|table|cursor|schema|database)_to_xml/, // run a query / read a table
   /^query_to_xmlschema$/, /^ts_stat$/, /^ts_rewrite$/, // run SQL text
   /^dblink/, /^postgres_fdw/, // other databases
   /^pg_read_(binary_)?file$/, /^pg_ls_/, /^pg_stat_file$/, /^pg_file_/, // server files
   /^lo_/, /^loread$/, /^lowrite$/, // large objects
-  /^(set_config|current_setting|pg_settings_get_flags)$/, // session settings
-  /^pg_get_/, /^pg_stat_get_/, /^pg_catalog_/, // catalog definitions and statistics (not row data)
+  /^set_config$/, // session settings
   /^pg_(sleep|advisory|try_advisory|notify|terminate_backend|cancel_backend|reload_conf|rotate_logfile)/,
-  /^(nextval|setval|currval|lastval)$/, // sequences: not repeatable on replay
+  /^setval$/, // another sequence's state
 ];
 
+/**
+ * Also refused in a row expression (columns, reverse, where), though legitimate in DDL or a throttle query: a mapping
+ * that depends on a setting would copy one value and replay another, catalog definitions and statistics are not row
+ * data, and sequences are not repeatable on replay. (A target column's DEFAULT nextval(...) or current_setting(...),
+ * Supabase's auth.uid(), is normal DDL.)
+ */
+const ROW_ONLY_DENIED: readonly RegExp[] = [
+  /^(current_setting|pg_settings_get_flags)$/,
+  /^pg_get_/, /^pg_stat_get_/, /^pg_catalog_/,
+  /^(nextval|currval|lastval)$/,
+];
+
+/** A function never allowed in a row expression (columns, reverse, where). */
 export function deniedFunction(name: string): boolean {
-  return DENIED_FUNCTIONS.some((re) => re.test(name));
+  return neverFunction(name) || ROW_ONLY_DENIED.some((re) => re.test(name));
+}
+
+/** A function never allowed anywhere in a plan: target DDL and the throttle query included. */
+export function neverFunction(name: string): boolean {
+  return NEVER_FUNCTIONS.some((re) => re.test(name));
 }
 
 /** Node kinds an expression may contain (libpg-query's raw parse tree); anything else is refused by name. */
@@ -145,7 +165,7 @@ export async function expressionFunctionProblems(
     try {
       await client.query({ text: `CREATE TEMPORARY VIEW ${view.split('.')[1]} AS SELECT (\n${expr}\n) AS v FROM ${qualified(over)}`, queryMode: 'extended' } as pg.QueryConfig);
     } catch (err) {
-      return [`${field}: cannot check which functions it calls (a temporary view over it failed): ${(err as Error).message}`];
+      return [`${field}: ${expr} does not work over ${displayName(over)}: ${errorText(err)}`];
     }
     const { rows } = await client.query<{ kind: string; schema: string; name: string; volatile: string; via: string | null }>(
       `WITH deps AS (

@@ -8,10 +8,21 @@ import { targetDdlProblems } from '../target-ddl';
 import { classifyAlter } from '../in-place';
 import { rowFilterCodeProblems } from '../row-filter';
 import { expressionProblems, parserReady } from './expressions';
+import { alterCodeProblems } from './ddl-code';
 import { planSchema, type Plan } from './schema';
 
 /** Largest plan (and createFile) accepted: a plan is a page of YAML; a bigger file is refused before it is parsed. */
 export const MAX_PLAN_BYTES = 1024 * 1024;
+
+/**
+ * Deepest nesting a plan file may have. A plan is a handful of levels deep (approvals.cutover.approvers[0]); a file
+ * nested thousands deep would only exhaust the stack of the parser or of the checks that walk it (a crash, not a
+ * refusal). Checked on the text before parsing (brackets) and on the parsed value (block YAML nests by indent).
+ */
+export const MAX_PLAN_DEPTH = 32;
+
+/** YAML aliases expanded at most (the yaml library's own default, stated): a billion-laughs file is refused at once. */
+const MAX_YAML_ALIASES = 100;
 
 /**
  * Keys that JavaScript objects give a meaning of their own: `__proto__` would be dropped on parsing (it sets the
@@ -62,7 +73,8 @@ export function loadPlan(file: string, env: NodeJS.ProcessEnv | null = process.e
   let raw: unknown;
   try {
     const text = utf8Text(bytes, 'plan file');
-    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    if (bracketDepth(text) > MAX_PLAN_DEPTH) throw new PlanFileError(`plan file nests [ ] or { } more than ${MAX_PLAN_DEPTH} levels deep`);
+    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { maxAliasCount: MAX_YAML_ALIASES });
   } catch (err) {
     if (err instanceof PlanFileError) throw new PlanError(file, [err.message]);
     throw new PlanError(file, [`not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`]);
@@ -73,6 +85,7 @@ export function loadPlan(file: string, env: NodeJS.ProcessEnv | null = process.e
 /** The checks and normalisation of loadPlan on an already parsed file (a fleet's template, expanded per project). */
 export function planFromRaw(file: string, raw: unknown, bytes: Buffer, env: NodeJS.ProcessEnv | null = process.env): LoadedPlan {
   const path = resolve(file);
+  if (nestingDepth(raw) > MAX_PLAN_DEPTH) throw new PlanError(file, [`(plan): nested more than ${MAX_PLAN_DEPTH} levels deep`]);
   const reserved = reservedKeys(raw, []);
   if (reserved.length) throw new PlanError(file, reserved);
   const parsed = planSchema.safeParse(raw);
@@ -162,6 +175,32 @@ export function invalidUtf8Offset(b: Uint8Array): number | undefined {
   return undefined;
 }
 
+/** Deepest run of unclosed [ or { in the text (quotes not considered: a plan has no reason to nest either deeply). */
+function bracketDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
+    else if ((c === 0x5d || c === 0x7d) && depth > 0) depth -= 1;
+  }
+  return max;
+}
+
+/** How deep objects and arrays nest in a parsed value, without recursion (the check must not overflow itself). */
+function nestingDepth(value: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    max = Math.max(max, d + 1);
+    if (max > MAX_PLAN_DEPTH) return max;
+    for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return max;
+}
+
 /** Every key of the parsed file named in RESERVED_KEYS, with its path. */
 function reservedKeys(value: unknown, path: string[]): string[] {
   if (Array.isArray(value)) return value.flatMap((v, i) => reservedKeys(v, [...path.slice(0, -1), `${path.at(-1) ?? ''}[${i}]`]));
@@ -173,8 +212,9 @@ function reservedKeys(value: unknown, path: string[]): string[] {
 }
 
 /**
- * The plan's SQL checked as code, without a database: each columns and reverse expression (src/plan/expressions.ts)
- * and the target DDL's statements and the objects they touch (src/target-ddl.ts). Problems name the field.
+ * The plan's SQL checked as code, without a database: each columns and reverse expression (src/plan/expressions.ts),
+ * the target DDL's statements, the objects they touch (src/target-ddl.ts) and what their expressions call
+ * (src/plan/ddl-code.ts), and an in-place plan's alter. Problems name the field.
  */
 export async function planCodeProblems(plan: Plan): Promise<string[]> {
   await parserReady();
@@ -184,7 +224,7 @@ export async function planCodeProblems(plan: Plan): Promise<string[]> {
   }
   problems.push(...(await rowFilterCodeProblems(plan.where)));
   if (plan.createSql) problems.push(...(await targetDdlProblems(plan.createSql, plan.createFile ? 'createFile' : 'create', plan.target)));
-  if (plan.alter !== undefined) problems.push(...(await classifyAlter(plan.alter, plan.source)).problems);
+  if (plan.alter !== undefined) problems.push(...(await classifyAlter(plan.alter, plan.source)).problems, ...(await alterCodeProblems(plan.alter)));
   return problems;
 }
 

@@ -1,6 +1,7 @@
 /** The plan's SQL checked as code by PostgreSQL's parser, without a database (issue 13, finding 3). */
 import { expressionProblems, parserReady } from '../../src/plan/expressions';
-import { targetDdlProblems } from '../../src/target-ddl';
+import { targetDdlCalls, targetDdlProblems } from '../../src/target-ddl';
+import { throttleQueryProblems } from '../../src/throttle';
 
 beforeAll(() => parserReady());
 
@@ -91,5 +92,87 @@ describe('target DDL touches only the target', () => {
   ])('%s is refused, naming the statement', async (_label, stmt, expected) => {
     const found = await targetDdlProblems(`${ok};\n${stmt}`, 'create', target);
     expect(found.some((p) => p.startsWith(expected))).toBe(true);
+  });
+});
+
+describe('target DDL expressions are checked as code (what they may call)', () => {
+  const target = { schema: 'public', name: 'p_v2' };
+  const ok = 'CREATE TABLE public.p_v2 (id bigint PRIMARY KEY, n text)';
+
+  test('volatile built-in defaults, built-in CHECKs, generated columns, index expressions and membership policies are accepted', async () => {
+    const ddl = [
+      `CREATE TABLE public.p_v2 (id bigserial PRIMARY KEY, u uuid DEFAULT gen_random_uuid(), t timestamptz NOT NULL DEFAULT now(),
+         c timestamptz DEFAULT clock_timestamp(), s bigint DEFAULT nextval('public.p_v2_s_seq'),
+         sub uuid DEFAULT (nullif(current_setting('request.jwt.claim.sub', true), ''))::uuid, o uuid DEFAULT auth.uid(),
+         email text CHECK (email ~* '^[^@]+@[^@]+$' AND length(email) < 320), lower_email text GENERATED ALWAYS AS (lower(email)) STORED,
+         org bigint, CONSTRAINT t_after CHECK (t >= '2020-01-01'::timestamptz))`,
+      'CREATE UNIQUE INDEX p_v2_email ON public.p_v2 (lower(email)) WHERE email IS NOT NULL',
+      "ALTER TABLE public.p_v2 ADD COLUMN z text DEFAULT 'x', ALTER COLUMN n SET DEFAULT md5(random()::text), ADD CONSTRAINT n_len CHECK (char_length(n) < 100)",
+      'CREATE POLICY members ON public.p_v2 TO authenticated USING (org IN (SELECT m.org FROM public.members m WHERE m.user_id = auth.uid())) WITH CHECK (EXISTS (SELECT 1 FROM public.members m WHERE m.org = org))',
+    ].join(';\n');
+    expect(await targetDdlProblems(ddl, 'create', target)).toEqual([]);
+  });
+
+  test.each([
+    ['a default running a query', `ALTER TABLE public.p_v2 ADD COLUMN leak text DEFAULT query_to_xml('select rolpassword from pg_authid', true, true, '')::text`,
+      'create: statement 2 (AlterTableStmt), column leak DEFAULT: function query_to_xml is never allowed in target DDL'],
+    ['a column default in CREATE TABLE', "CREATE TABLE public.p_v2 (id bigint, leak text DEFAULT pg_catalog.table_to_xml('pg_authid', true, true, '')::text)",
+      'create: statement 2 (CreateStmt), column leak DEFAULT: function pg_catalog.table_to_xml is never allowed'],
+    ['SET DEFAULT', "ALTER TABLE public.p_v2 ALTER COLUMN n SET DEFAULT pg_read_file('/etc/passwd')",
+      'create: statement 2 (AlterTableStmt), column n DEFAULT: function pg_read_file is never allowed'],
+    ['a CHECK writing elsewhere', "ALTER TABLE public.p_v2 ADD CONSTRAINT c CHECK (dblink_exec('dbname=postgres', 'drop table public.victim') IS NOT NULL)",
+      'create: statement 2 (AlterTableStmt), CHECK c: function dblink_exec is never allowed'],
+    ['a generated column', "CREATE TABLE public.p_v2 (id bigint, g text GENERATED ALWAYS AS (set_config('role', 'postgres', false)) STORED)",
+      'create: statement 2 (CreateStmt), column g GENERATED: function set_config is never allowed'],
+    ['an index expression', "CREATE INDEX p_v2_x ON public.p_v2 ((lo_import('/etc/passwd')))",
+      'create: statement 2 (IndexStmt), index p_v2_x expression: function lo_import is never allowed'],
+    ['an index predicate', "CREATE INDEX p_v2_w ON public.p_v2 (id) WHERE pg_sleep(10) IS NOT NULL",
+      'create: statement 2 (IndexStmt), index p_v2_w WHERE: function pg_sleep is never allowed'],
+    ['a partition key', "CREATE TABLE public.p_v2 (id bigint) PARTITION BY RANGE ((setval('public.other_seq', 1)))",
+      'create: statement 2 (CreateStmt), PARTITION BY: function setval is never allowed'],
+    ['ALTER ... TYPE ... USING', "ALTER TABLE public.p_v2 ALTER COLUMN n TYPE text USING query_to_xml('select 1', true, true, '')::text",
+      'create: statement 2 (AlterTableStmt), column n TYPE ... USING: function query_to_xml is never allowed'],
+    ['a policy', "CREATE POLICY p ON public.p_v2 USING (dblink('dbname=postgres', 'select true') IS NOT NULL)",
+      'create: statement 2 (CreatePolicyStmt), policy p USING: function dblink is never allowed'],
+    ['a subquery in a policy calling a never-function', "CREATE POLICY p ON public.p_v2 USING (EXISTS (SELECT 1 FROM dblink('x', 'select 1') AS t(a int)))",
+      'create: statement 2 (CreatePolicyStmt), policy p USING: function dblink is never allowed'],
+    ['a trigger condition', 'CREATE TRIGGER t BEFORE INSERT ON public.p_v2 FOR EACH ROW WHEN (pg_notify(\'x\', \'y\') IS NULL) EXECUTE FUNCTION public.f()',
+      'create: statement 2 (CreateTrigStmt), trigger t WHEN: function pg_notify is never allowed'],
+    ['a subquery in a CHECK', 'ALTER TABLE public.p_v2 ADD CONSTRAINT c CHECK (id IN (SELECT id FROM public.victim))',
+      'create: statement 2 (AlterTableStmt), CHECK c: a subquery is not allowed in target DDL'],
+    ['a subquery in a default', "CREATE TABLE public.p_v2 (id bigint, s text DEFAULT (SELECT rolpassword FROM pg_authid LIMIT 1))",
+      'create: statement 2 (CreateStmt), column s DEFAULT: a subquery is not allowed in target DDL'],
+  ])('%s is refused, naming the statement and the function', async (_label, stmt, expected) => {
+    const found = await targetDdlProblems(`${ok};\n${stmt}`, 'create', target);
+    expect(found.some((p) => p.startsWith(expected))).toBe(true);
+  });
+
+  test('the functions a row-evaluated expression calls are listed for preflight, a policy\'s are not', async () => {
+    const calls = await targetDdlCalls(`${ok};
+      ALTER TABLE public.p_v2 ADD CONSTRAINT c CHECK (public.evil(id) AND n #%# 'x');
+      CREATE INDEX ON public.p_v2 ((evil2(id)));
+      CREATE POLICY p ON public.p_v2 USING (auth.uid() IS NOT NULL)`, 'create');
+    expect(calls.map((c) => `${c.schema ?? ''}.${c.name}${c.operator ? ' (op)' : ''} @ ${c.where}`)).toEqual([
+      'public.evil @ create: statement 2 (AlterTableStmt), CHECK c',
+      '.#%# (op) @ create: statement 2 (AlterTableStmt), CHECK c',
+      '.evil2 @ create: statement 3 (IndexStmt), index expression',
+    ]);
+  });
+});
+
+describe('the throttle query may not call a never-allowed function (READ ONLY does not stop another session)', () => {
+  test.each([
+    ["SELECT dblink_exec('dbname=postgres', 'DELETE FROM public.victim') IS NULL", 'copy.throttleQuery: function dblink_exec is never allowed'],
+    ["SELECT count(*) > 0 FROM dblink('dbname=postgres', 'select 1') AS t(a int)", 'copy.throttleQuery: function dblink is never allowed'],
+    ["SELECT query_to_xml('select 1', true, true, '') IS NULL", 'copy.throttleQuery: function query_to_xml is never allowed'],
+    ['SELECT pg_advisory_lock(1) IS NULL', 'copy.throttleQuery: function pg_advisory_lock is never allowed'],
+    ["SELECT 1 FROM pg_stat_activity WHERE EXISTS (SELECT public.x(pg_catalog.lo_import('/etc/passwd')))", 'copy.throttleQuery: function pg_catalog.lo_import is never allowed'],
+  ])('%s is refused, the function named', async (sql, expected) => {
+    expect(await throttleQueryProblems(sql)).toEqual([expect.stringMatching(new RegExp(`^${expected.replace(/[.()]/g, '\\$&')}`))]);
+  });
+
+  test('reads of load figures and settings stay allowed', async () => {
+    expect(await throttleQueryProblems("SELECT count(*) > current_setting('max_connections')::int / 2 FROM pg_stat_activity WHERE state = 'active'")).toEqual([]);
+    expect(await throttleQueryProblems('SELECT pg_stat_get_backend_idset() IS NULL')).toEqual([]);
   });
 });

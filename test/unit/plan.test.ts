@@ -147,6 +147,33 @@ describe('the plan file itself (issue 13, finding 10)', () => {
     expect(problems(json, 'plan.json')).toEqual([expect.stringContaining('columns.__proto__: the key __proto__ is reserved')]);
   });
 
+  test.each([
+    ['malformed JSON', '{"version": 1, "name": "x",', 'plan.json', /^not valid JSON: /],
+    ['JSON that is not an object', '[1, 2]', 'plan.json', /^\(plan\): Invalid input: expected object/],
+    ['a JSON plan nested 400,000 deep (the checks that walk it must not crash)', `{"version": ${'['.repeat(400_000)}${']'.repeat(400_000)}}`, 'plan.json', /^plan file nests \[ \] or \{ \} more than 32 levels deep$/],
+    ['a YAML plan nested deep by indentation', `version: 1\n${Array.from({ length: 40 }, (_, i) => `${'  '.repeat(i)}k${i}:`).join('\n')} 1\n`, 'plan.yaml', /^\(plan\): nested more than 32 levels deep$/],
+  ])('%s is refused quickly, named', (_label, text, name, expected) => {
+    const started = Date.now();
+    expect(problems(text, name)).toEqual([expect.stringMatching(expected)]);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  test('a YAML alias bomb (billion laughs) is refused at once, not expanded', () => {
+    let bomb = 'version: 1\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n';
+    for (let i = 1; i <= 9; i += 1) bomb += `a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]\n`;
+    const started = Date.now();
+    expect(problems(bomb)).toEqual(['not valid YAML: Excessive alias count indicates a resource exhaustion attack']);
+    expect(Date.now() - started).toBeLessThan(2000);
+    // An anchor used a few times (one approvers list for both gates) stays fine.
+    expect(problems(good.replace('approvers: [alice, bob]', 'approvers: &team [alice, bob]').replace('approvers: [alice]', 'approvers: *team'))).toEqual([]);
+  });
+
+  test.each([
+    ['a string', '"4"'], ['a fraction', '1.5'], ['a list', '[2]'], ['null', 'null'],
+  ])('copy.parallel as %s is refused, named', (_label, value) => {
+    expect(problems(good.replace('parallel: 2', `parallel: ${value}`))).toEqual([expect.stringMatching(/^copy\.parallel: /)]);
+  });
+
   test('bytes that are not UTF-8 are refused with their offset, never replaced', () => {
     const text = Buffer.concat([Buffer.from(good.replace('carol', 'car')), Buffer.from([0xff]), Buffer.from('\n')]);
     const offset = good.replace('carol', 'car').length;
@@ -211,6 +238,18 @@ describe('the plan checked as code, offline (issue 13, finding 3)', () => {
     ['a grant on a schema', good.replace('email text)', 'email text);\n  GRANT USAGE ON SCHEMA safeshift TO anon'), 'create: statement 2 (GrantStmt) grants or revokes on a schema'],
   ])('%s is refused, naming the field', async (_label, text, expected) => {
     expect(await codeProblems(text)).toEqual(expect.arrayContaining([expect.stringContaining(expected)]));
+  });
+
+  test.each([
+    ['a default running a query', 'ALTER TABLE public.profiles ADD COLUMN leak text DEFAULT query_to_xml(\'select 1\', true, true, \'\')::text',
+      'alter: statement 1 (AlterTableStmt), column leak DEFAULT: function query_to_xml is never allowed in an in-place change'],
+    ['a CHECK reaching another database', 'ALTER TABLE public.profiles ADD CONSTRAINT c CHECK (dblink_exec(\'x\', \'y\') IS NOT NULL) NOT VALID',
+      'alter: statement 1 (AlterTableStmt), CHECK c: function dblink_exec is never allowed in an in-place change'],
+    ['an index on a file read', 'CREATE INDEX CONCURRENTLY profiles_f ON public.profiles ((pg_read_file(\'/etc/passwd\')))',
+      'alter: statement 1 (IndexStmt), index profiles_f expression: function pg_read_file is never allowed in an in-place change'],
+  ])('an in-place plan whose alter holds %s is refused, named', async (_label, alter, expected) => {
+    const inPlace = good.replace('target: public.profiles_v2\n', '').replace('key: [id]\n', '').replace(/^create: \|\n.*\n/m, `alter: "${alter}"\n`).replace(/^columns:\n(  .*\n)+/m, '');
+    expect(await codeProblems(inPlace)).toEqual(expect.arrayContaining([expect.stringContaining(expected)]));
   });
 
   test('allowFunctions takes schema.name', async () => {
