@@ -14,7 +14,7 @@ import { errorText } from '../src/redact';
 import { pgErrorCode } from '../src/db';
 import { exportKey } from '../src/export';
 import { BACKUP_KEY_ENV } from '../src/messages';
-import { columnRenames, mappedExpression, plainColumn, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
+import { columnRenames, type CompatColumn, type CopySpec, type MappedColumn } from '../src/projection';
 import { adoptNames, namesNotCarried } from '../src/names';
 import { keyWidening } from '../src/key-widening';
 import { compatReaderWarning, riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
@@ -27,7 +27,7 @@ import {
 } from '../src/partition';
 import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems } from '../src/target-ddl';
 import { catalogChanges, takeCatalogSnapshot } from '../src/catalog-snapshot';
-import { expressionFunctionProblems } from '../src/plan/expressions';
+import { checkMappedExpressions, ddlCallProblems, targetCodeProblems } from '../src/target-code';
 import { rowFilterProblems } from '../src/row-filter';
 import { splitNote, withSplitSource } from '../src/split-view';
 import { planCodeProblems } from '../src/plan/load';
@@ -299,6 +299,13 @@ async function tryTargetDdl(
     if (!shape.rehearse) await setLockTimeout(client, VALIDATE_LOCK_TIMEOUT_MS);
     const existed = await relationOids(client);
     const catalogBefore = await takeCatalogSnapshot(client);
+    // What the target's defaults, CHECKs and indexes call (src/target-code.ts): by name before the DDL runs (running it can evaluate them), from pg_depend after.
+    const codeField = plan.createFile ? 'createFile' : plan.createSql ? 'create' : 'target';
+    const calls = await ddlCallProblems(client, shape.createSql, codeField, source.oid, plan.allowFunctions ?? []);
+    if (calls.length) {
+      problems.push(...calls);
+      return none;
+    }
     try {
       await client.query(shape.createSql);
     } catch (err) {
@@ -312,6 +319,7 @@ async function tryTargetDdl(
       return none;
     }
     await sealTree(client, target.oid); // as createTarget does
+    problems.push(...(await targetCodeProblems(client, target.oid, source.oid, plan.allowFunctions ?? [], codeField)));
     for (const other of await relationsCreatedBesides(client, target.oid, existed)) {
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL also creates ${other}; only the target and what belongs to it may be created`);
     }
@@ -351,11 +359,11 @@ async function tryTargetDdl(
         else if (widening.kind === 'widening') reverseKey.set(k.name, tcol.type);
       }
     }
-    await checkExpressions(client, columns, plan.source, 'columns', problems, plan.allowFunctions ?? []);
+    await checkMappedExpressions(client, columns, plan.source, 'columns', problems, plan.allowFunctions ?? []);
     problems.push(...(await rowFilterProblems(client, plan, source.oid, target.oid)));
     if (columns.length === 0) problems.push(`columns: nothing would be copied into ${displayName(plan.target)}`);
     const reverse = inverseMapping(plan, source, columns, problems);
-    await checkExpressions(client, reverse.columns, plan.target, 'reverse', problems, plan.allowFunctions ?? []);
+    await checkMappedExpressions(client, reverse.columns, plan.target, 'reverse', problems, plan.allowFunctions ?? []);
     const compatView = plan.cutover.compatView ? compatViewColumns(source, target, reverse.columns, problems) : null;
     // The default target (LIKE) has no foreign keys: it gets the source's. A DDL target gets its own.
     const foreignKeys = await outboundForeignKeys(client, plan.createSql ? target.oid : source.oid);
@@ -395,24 +403,6 @@ async function partitionPairs(client: pg.Client, target: TableInfo, shape: Targe
   for (const p of pairs) if (await tableOid(client, p.retired)) problems.push(`cutover: the retired name ${displayName(p.retired)} of partition ${displayName(p.source)} is taken`);
   moves.push(...unpaired, ...(pairs.length ? [`${pairs.length} partitions of the new table take the names of the old ones with the same bounds`] : []));
   return pairs;
-}
-
-/**
- * Each expression on its own, so the problem names the column that is wrong. Extended protocol: the text must be
- * exactly one statement, so an expression cannot smuggle in a second.
- */
-async function checkExpressions(client: pg.Client, columns: MappedColumn[], over: TableRef, field: string, problems: string[], allowed: TableRef[]): Promise<void> {
-  for (const c of columns) {
-    await client.query('SAVEPOINT expr');
-    try {
-      await client.query({ text: `SELECT ${mappedExpression(c)} FROM ${qualified(over)} LIMIT 0`, queryMode: 'extended' } as pg.QueryConfig);
-      if (!plainColumn(c.expr)) problems.push(...(await expressionFunctionProblems(client, c.expr, over, `${field}.${c.target}`, allowed)));
-      await client.query('RELEASE SAVEPOINT expr');
-    } catch (err) {
-      await client.query('ROLLBACK TO SAVEPOINT expr');
-      problems.push(`${field}.${c.target}: ${c.expr} does not work over ${displayName(over)}: ${errorText(err)}`);
-    }
-  }
 }
 
 /**

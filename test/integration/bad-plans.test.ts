@@ -19,6 +19,15 @@ beforeAll(async () => {
   await sql(`CREATE FUNCTION public.${src}_cat(a text, b text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT a || b'`);
   await sql(`CREATE OPERATOR public.#%# (LEFTARG = text, RIGHTARG = text, FUNCTION = public.${src}_cat)`);
   await sql(`CREATE FUNCTION public.${src}_trg() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'`);
+  // A cast through a user function (the catalog, not the parser, sees that a CHECK calls it), and a function
+  // labelled IMMUTABLE that is not: it advances a sequence (never rolled back) whenever PostgreSQL evaluates it.
+  await sql(`CREATE TYPE public.${src}_mood AS ENUM ('ok')`);
+  await sql(`CREATE FUNCTION public.${src}_tomood(text) RETURNS public.${src}_mood LANGUAGE sql IMMUTABLE AS $$SELECT 'ok'::public.${src}_mood$$`);
+  await sql(`CREATE CAST (text AS public.${src}_mood) WITH FUNCTION public.${src}_tomood(text)`);
+  await sql(`CREATE SEQUENCE public.${src}_ran`);
+  await sql(`CREATE FUNCTION public.${src}_mislabelled(int) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM nextval('public.${src}_ran'); RETURN 'x'; END$$`);
+  // The source's own CHECK calls a user function: it runs on every write already, so its LIKE target keeps it.
+  await sql(`CREATE TABLE public.${src}_chk (id int PRIMARY KEY, e text CHECK (public.${src}_cat(e, 'x') <> ''))`);
 });
 
 /** Target DDL of the plan: the target, then `extra` (issue 13, finding 3: each ran at prepare and outlived rollback). */
@@ -62,6 +71,15 @@ const attacks: typeof cases = [
   ['a comment on another table', () => basePlan('bad-ad', `public.${src}`, `public.${src}_v2`, { create: ddl(`COMMENT ON TABLE public.${src} IS 'owned'`) }), /create: statement 2 \(CommentStmt\) comments on public\.\S+, which is not the target/],
   // What the parse tree cannot tell (an index PostgreSQL named) the catalog comparison finds.
   ['a comment on another table\'s index', () => basePlan('bad-ae', `public.${src}`, `public.${src}_v2`, { create: ddl(`COMMENT ON INDEX public.${src}_pkey IS 'owned'`) }), /create: comment on index \S+_pkey was created outside the target/],
+  // Target DDL expressions (the default of a column the mapping leaves out runs on every copied row; a CHECK or index on every write).
+  ['a default running a query', () => basePlan('bad-ag', `public.${src}`, `public.${src}_v2`, { create: ddl(`ALTER TABLE public.${src}_v2 ADD COLUMN leak text DEFAULT query_to_xml('select rolpassword from pg_authid', true, true, '')::text`) }),
+    /create: statement 2 \(AlterTableStmt\), column leak DEFAULT: function query_to_xml is never allowed in target DDL/],
+  ['a CHECK calling a function that is not a built-in', () => basePlan('bad-ah', `public.${src}`, `public.${src}_v2`, { create: ddl(`ALTER TABLE public.${src}_v2 ADD CONSTRAINT evil CHECK (public.${src}_leak(email) IS NOT NULL)`) }),
+    /create: statement 2 \(AlterTableStmt\), CHECK evil: calls public\.\S+_leak, which is not a built-in and the source does not call it/],
+  ['an index on an operator over such a function', () => basePlan('bad-ai', `public.${src}`, `public.${src}_v2`, { create: ddl(`CREATE INDEX ON public.${src}_v2 ((email #%# 'x'))`) }),
+    /create: statement 2 \(IndexStmt\), index expression: calls public\.\S+_cat \(operator #%#\(text,text\)\), which is not a built-in/],
+  ['a CHECK through a cast the catalog resolves to a user function', () => basePlan('bad-aj', `public.${src}`, `public.${src}_v2`, { create: ddl(`ALTER TABLE public.${src}_v2 ADD CONSTRAINT moody CHECK (email::public.${src}_mood IS NOT NULL)`) }),
+    /create: constraint moody calls public\.\S+_tomood, which is not a built-in and the source's constraints do not call it/],
   ['a reserved key', () => basePlan('bad-af', `public.${src}`, `public.${src}_v2`, { columns: JSON.parse('{"__proto__": "email"}') }), /columns\.__proto__: the key __proto__ is reserved/],
 ];
 /** `start` runs the same checks as validate (and rehearses): a few attacks show it, so the suite stays lean. */
@@ -99,13 +117,22 @@ test('a plan that is not YAML at all is refused with exit 2', async () => {
 
 describe('the plan file itself (issue 13, finding 10): exit 2, named, nothing changed', () => {
   const { writeFileSync } = require('node:fs') as typeof import('node:fs');
+  /** A .json plan next to the YAML one (JSON.parse reads it). */
+  const json = (file: string, text: string) => { const path = file.replace(/\.yaml$/, '.json'); writeFileSync(path, text); return path; };
   test.each([
     ['bytes that are not UTF-8', (file: string) => writeFileSync(file, Buffer.concat([Buffer.from('version: 1\nname: caf'), Buffer.from([0xe9]), Buffer.from('\n')])), /plan file is not UTF-8: invalid byte 0xe9 at byte offset 20/],
     ['a 28 MB plan', (file: string) => writeFileSync(file, `version: 1\n# ${'x'.repeat(28_000_000)}\n`), /plan file is 26\.7 MiB; the limit is 1 MiB/],
-  ])('%s', async (_label, write, message) => {
+    ['malformed JSON', (file: string) => json(file, '{"version": 1, "name": "x",'), /not valid JSON: /],
+    ['JSON nested 400,000 deep (crashed the checks that walk it: exit 1 and a stack trace)', (file: string) => json(file, `{"version": ${'['.repeat(400_000)}${']'.repeat(400_000)}}`), /plan file nests \[ \] or \{ \} more than 32 levels deep/],
+    ['a YAML alias bomb (billion laughs)', (file: string) => {
+      let bomb = 'version: 1\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n';
+      for (let i = 1; i <= 9; i += 1) bomb += `a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]\n`;
+      writeFileSync(file, bomb);
+    }, /not valid YAML: Excessive alias count indicates a resource exhaustion attack/],
+  ] as [string, (file: string) => string | void, RegExp][])('%s', async (_label, write, message) => {
     const before = await catalogSnapshot();
-    const file = writePlan({});
-    write(file);
+    const planned = writePlan({});
+    const file = write(planned) ?? planned;
     const started = Date.now();
     const result = await runCli(['plan', 'validate', file]);
     expect(result.stderr).toMatch(message);
@@ -136,6 +163,29 @@ test('a function listed under allowFunctions may be called; the plan validates a
 test('a column named like an Object.prototype member (constructor, "toString") is copied by name, not mistaken for a mapping', async () => {
   await sql(`CREATE TABLE public.${src}_js (id int PRIMARY KEY, constructor text, "toString" text)`);
   const result = await runCli(['plan', 'validate', writePlan(basePlan('ok-js-names', `public.${src}_js`, `public.${src}_js_v2`))]);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+});
+
+describe('a function labelled IMMUTABLE that is not never runs before it is refused (the planner folds constants)', () => {
+  test.each([
+    ['a mapping expression', () => basePlan('bad-imm-a', `public.${src}`, `public.${src}_v2`, { columns: { email: `public.${src}_mislabelled(1)` } }),
+      /columns\.email: calls public\.\S+_mislabelled, which is not a built-in/],
+    ['an index expression of the target DDL', () => basePlan('bad-imm-b', `public.${src}`, `public.${src}_v2`, { create: ddl(`CREATE INDEX ON public.${src}_v2 ((public.${src}_mislabelled(1)))`) }),
+      /create: statement 2 \(IndexStmt\), index expression: calls public\.\S+_mislabelled, which is not a built-in/],
+  ])('%s: refused, exit 2, and the function did not run', async (_label, make, message) => {
+    const before = await catalogSnapshot();
+    const result = await runCli(['plan', 'validate', writePlan(make())]);
+    expect(result.stderr).toMatch(message);
+    expect(result.code).toBe(2);
+    expect(await catalogSnapshot()).toBe(before);
+    const [ran] = await sql<{ is_called: boolean }>(`SELECT is_called FROM public.${src}_ran`);
+    expect(ran!.is_called).toBe(false);
+  });
+});
+
+test('the source\'s own CHECK calling a user function stays accepted in its LIKE target', async () => {
+  const result = await runCli(['plan', 'validate', writePlan(basePlan('ok-source-check', `public.${src}_chk`, `public.${src}_chk_v2`))]);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
 });
