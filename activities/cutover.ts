@@ -26,8 +26,9 @@ import {
 } from '../src/partition';
 import { fatal } from '../src/errors';
 import { columnRenames, type CompatColumn, type CopySpec } from '../src/projection';
-import { displayName, nameWithSuffix, qualified, sameTableRef, type TableRef } from '../src/sql';
-import { captureBoundObjects, isCompatViewOver, moveBoundObjects, moveReaders, moveToNewTable, twinsOver, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
+import { displayName, sameTableRef, type TableRef } from '../src/sql';
+import { captureBoundObjects, moveBoundObjects, moveReaders, moveToNewTable, validateForeignKeys, type BoundObjects } from '../src/bound-objects';
+import { dropParked, parkCompatView, parkTwins, type ParkedView, type ReaderMoves } from '../src/bound/compat-view';
 import { accessAs, describeLockSteps, keepsOwnName, lockExclusive, moveTable, newTableHome, renamesAway, whileAt, type LockStep } from '../src/swap';
 import { forgetAhead, readAhead, sameAsAhead } from '../src/read-ahead';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
@@ -283,11 +284,16 @@ export async function swapBack(input: SwapInput): Promise<SwapBackResult> {
       // newTableName: target without a view: the new table goes back to the live name (free) and leaves it as in a plain swap back.
       if (renamesAway(input)) await moveTable(client, home, spec.source);
       let bound: BoundObjects;
+      // The compatibility view's swap back (src/bound/compat-view.ts) captures and moves its readers with these.
+      const moves: ReaderMoves = {
+        capture: (oid, live) => captureBoundObjects(client, oid, live),
+        moveReaders: (captured, fromOid) => moveReaders(client, captured, fromOid),
+      };
       let parked: ParkedView | undefined;
       let twins: ParkedView[] = [];
       if (input.compatView) {
-        parked = await parkCompatView(client, spec.source, input.targetOid, home);
-        twins = await parkTwins(client, input.targetOid, spec.source);
+        parked = await parkCompatView(client, spec.source, input.targetOid, home, moves);
+        twins = await parkTwins(client, input.targetOid, spec.source, moves);
         // Captured definitions must name the live name, where the original table is about to be again.
         bound = await whileAt(client, input.targetOid, home, spec.source, () => captureBoundObjects(client, input.targetOid, spec.source));
         // The parked view and the twins read the new table too; they are dropped below, not moved.
@@ -307,20 +313,8 @@ export async function swapBack(input: SwapInput): Promise<SwapBackResult> {
       if (moved.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${moved.problems.join('; ')}`);
       // For the audit log, as the cutover's: what carried each bound object back.
       const statements = [...moved.statements];
-      if (parked) {
-        const viewReaders = await moveReaders(client, parked.readers, parked.oid);
-        if (viewReaders.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these read the compatibility view and cannot move to the original table: ${viewReaders.problems.join('; ')}`);
-        const drop = `DROP VIEW ${qualified(parked.at)} RESTRICT`;
-        await client.query(drop);
-        statements.push(...viewReaders.statements, drop);
-      }
-      for (const twin of twins) {
-        const twinReaders = await moveReaders(client, twin.readers, twin.oid);
-        if (twinReaders.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these read ${displayName(twin.at)} and cannot move to the original table: ${twinReaders.problems.join('; ')}`);
-        const drop = `DROP VIEW ${qualified(twin.at)} RESTRICT`;
-        await client.query(drop);
-        statements.push(...twinReaders.statements, drop);
-      }
+      if (parked) statements.push(...(await dropParked(client, parked, 'the compatibility view', moves)));
+      for (const twin of twins) statements.push(...(await dropParked(client, twin, displayName(twin.at), moves)));
       if (input.compatView) {
         const readers = await moveReaders(client, bound, input.targetOid);
         if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${readers.problems.join('; ')}`);
@@ -360,43 +354,4 @@ async function refusedBack(client: pg.Client, input: SwapInput, err: unknown): P
   const findRows = first ? findRowsSql(live, input.reverse.key, first) : undefined;
   const { message, details } = describeRefusal(err, found, { retired: displayName(input.retired), live: displayName(live) }, findRows);
   throw fatal('SwapBackUnsafe', message, details);
-}
-
-/**
- * Swap back, compat mode: the twins of the compatibility view (views with their owner's rights read through them,
- * `bindViewsToTwins`). Each visits the live name (free once the compatibility view is parked) while what reads it
- * is captured, so the definitions name the live name, where the original table is about to be again.
- */
-async function parkTwins(client: pg.Client, newTableOid: number, live: TableRef): Promise<ParkedView[]> {
-  const parked: ParkedView[] = [];
-  for (const twin of await twinsOver(client, newTableOid)) {
-    await moveTable(client, twin.ref, live);
-    const readers = await captureBoundObjects(client, twin.oid, live);
-    await moveTable(client, live, twin.ref);
-    parked.push({ oid: twin.oid, at: twin.ref, readers });
-  }
-  return parked;
-}
-
-interface ParkedView {
-  oid: number;
-  /** Where it waits until what reads it has moved to the original table. */
-  at: TableRef;
-  readers: BoundObjects;
-}
-
-/**
- * Swap back, compat mode: the compatibility view leaves the live name (the original table needs it) but is kept
- * until what reads it has moved back; it must still be just a view of the new table. A view already gone is fine.
- */
-async function parkCompatView(client: pg.Client, view: TableRef, newTableOid: number, home: TableRef): Promise<ParkedView | undefined> {
-  const oid = await tableOid(client, view);
-  if (oid === undefined) return undefined;
-  if (!(await isCompatViewOver(client, view, newTableOid))) {
-    throw fatal('NotOurs', `cannot swap back: ${displayName(view)} is no longer the compatibility view over ${displayName(home)}; it was replaced after cutover`);
-  }
-  const readers = await captureBoundObjects(client, oid, view);
-  const at = { schema: view.schema, name: nameWithSuffix(view.name, '_safeshift_compat') };
-  await moveTable(client, view, at);
-  return { oid, at, readers };
 }

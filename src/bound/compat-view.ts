@@ -1,11 +1,17 @@
 /**
  * `cutover.compatView`: the old name as a view over the new table, carrying the old table's grants. Made after
  * the move (the objects followed the new table home by OID); recognised on swap back, which drops it when it is
- * the one cutover made (or one just like it).
+ * the one cutover made (or one just like it). Its swap back is here too: the view and its twins are parked while
+ * the original table takes the live name again (`parkCompatView`, `parkTwins`), and dropped once what read them
+ * has moved back (`dropParked`).
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import type { BoundObjects } from '../bound-objects';
+import { tableOid } from '../catalog';
+import { fatal } from '../errors';
 import { compatViewSql, type CompatColumn } from '../projection';
+import { moveTable } from '../swap';
 import { sealRelation } from '../seal';
 import { displayName, nameWithSuffix, qualified, quoteIdent, quoteLiteral, type TableRef } from '../sql';
 import { grantAsOnOldTable, type CapturedGrants } from './grants';
@@ -187,4 +193,69 @@ export async function isCompatViewOver(client: pg.Client, view: TableRef, overOi
     [view.schema, view.name]);
   const reads = rows[0]?.reads ?? [];
   return reads.length === 1 && Number(reads[0]) === overOid;
+}
+
+/**
+ * What the swap back of the view needs from src/bound-objects.ts, passed in by the caller: that module imports
+ * this one (the cutover's side), so importing it back would be a cycle.
+ */
+export interface ReaderMoves {
+  /** captureBoundObjects: what is bound to `oid`, at `live`, as SQL naming the live name. */
+  capture: (oid: number, live: TableRef) => Promise<BoundObjects>;
+  /** moveReaders: recreate the captured readers on what has the live name; then prove `fromOid` holds nothing. */
+  moveReaders: (captured: BoundObjects, fromOid: number) => Promise<{ statements: string[]; problems: string[] }>;
+}
+
+export interface ParkedView {
+  oid: number;
+  /** Where it waits until what reads it has moved to the original table. */
+  at: TableRef;
+  readers: BoundObjects;
+}
+
+/**
+ * Swap back: the compatibility view leaves the live name (the original table needs it) but is kept until what
+ * reads it has moved back; it must still be just a view of the new table. A view already gone is fine.
+ */
+export async function parkCompatView(
+  client: pg.Client, view: TableRef, newTableOid: number, home: TableRef, moves: ReaderMoves,
+): Promise<ParkedView | undefined> {
+  const oid = await tableOid(client, view);
+  if (oid === undefined) return undefined;
+  if (!(await isCompatViewOver(client, view, newTableOid))) {
+    throw fatal('NotOurs', `cannot swap back: ${displayName(view)} is no longer the compatibility view over ${displayName(home)}; it was replaced after cutover`);
+  }
+  const readers = await moves.capture(oid, view);
+  const at = { schema: view.schema, name: nameWithSuffix(view.name, '_safeshift_compat') };
+  await moveTable(client, view, at);
+  return { oid, at, readers };
+}
+
+/**
+ * Swap back: the twins of the compatibility view (views with their owner's rights read through them,
+ * `bindViewsToTwins`). Each visits the live name (free once the compatibility view is parked) while what reads it
+ * is captured, so the definitions name the live name, where the original table is about to be again.
+ */
+export async function parkTwins(client: pg.Client, newTableOid: number, live: TableRef, moves: ReaderMoves): Promise<ParkedView[]> {
+  const parked: ParkedView[] = [];
+  for (const twin of await twinsOver(client, newTableOid)) {
+    await moveTable(client, twin.ref, live);
+    const readers = await moves.capture(twin.oid, live);
+    await moveTable(client, live, twin.ref);
+    parked.push({ oid: twin.oid, at: twin.ref, readers });
+  }
+  return parked;
+}
+
+/**
+ * Swap back, once the original table has the live name: what read a parked view (the compatibility view, or a
+ * twin) is recreated there, then the view is dropped (RESTRICT). `what` names the view in a refusal. Returns the
+ * statements, for the audit log.
+ */
+export async function dropParked(client: pg.Client, parked: ParkedView, what: string, moves: ReaderMoves): Promise<string[]> {
+  const readers = await moves.moveReaders(parked.readers, parked.oid);
+  if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these read ${what} and cannot move to the original table: ${readers.problems.join('; ')}`);
+  const drop = `DROP VIEW ${qualified(parked.at)} RESTRICT`;
+  await client.query(drop);
+  return [...readers.statements, drop];
 }
