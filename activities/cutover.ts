@@ -35,7 +35,7 @@ import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../
 import { accessDifferences, readAccess } from '../src/access-matrix';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 import { splitBack, splitCutover } from './split-cutover';
-import { dropGuardTree, guardTree, openWriteGuard } from '../src/write-guard';
+import { dropGuardTree, openWriteGuard } from '../src/write-guard';
 
 const REPLAY_BATCH = 5000;
 /**
@@ -143,7 +143,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       const bound = await clock.step('read bound objects', async () => ((await sameAsAhead(client, ahead))
         ? ahead.value : captureBoundObjects(client, input.sourceOid, spec.source)));
       // Nobody went around the new table's write guard (src/write-guard.ts), or the cutover fails closed; then it goes.
-      await clock.step('write guard', () => openWriteGuard(client, input.targetOid, spec.target));
+      // The old table takes it: a swap back makes the retired table live again, so until then only safeshift writes it.
+      await clock.step('write guard', () => openWriteGuard(client, input.targetOid, spec.target, input.sourceOid));
       await clock.step('capture triggers', () => dropCaptureTriggers(client, spec.source));
       const partitioning: string[] = [];
       await clock.step('rename', async () => {
@@ -177,8 +178,6 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
         await makeTriggersInert(client, input.sourceOid, retired);
         for (const p of input.partitions ?? []) await makeTriggersInert(client, (await tableOid(client, p.retired))!, p.retired);
         await restoreTriggers(client, input.targetOid, home);
-        // A swap back makes the retired table live again: until then only safeshift writes it (src/write-guard.ts).
-        await guardTree(client, input.sourceOid);
       });
       // Reverse capture: every write to the new table from now on is recorded, so a swap back knows exactly
       // whether it would lose something.

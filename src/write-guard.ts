@@ -72,28 +72,40 @@ export async function guardTree(client: pg.Client, oid: number): Promise<void> {
   const { tables, functionPresent } = await treeOf(client, oid);
   // The ledger installs the function; a ledger from before this version gets it here.
   if (!functionPresent) await client.query(WRITE_GUARD_DDL);
-  for (const t of tables) {
-    await client.query(`CREATE OR REPLACE TRIGGER ${quoteIdent(WRITE_GUARD_TRIGGER)} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${qualified(t)}
-        FOR EACH STATEMENT EXECUTE FUNCTION safeshift.write_guard()`);
-    await client.query(`ALTER TABLE ${qualified(t)} ENABLE ALWAYS TRIGGER ${quoteIdent(WRITE_GUARD_TRIGGER)}`);
-  }
+  await guardTables(client, tables);
+}
+
+/** DDL only: under a batching LockClock these go with the step's next round trip. */
+async function guardTables(client: pg.Client, tables: TableRef[]): Promise<string[]> {
+  const statements = tables.flatMap((t) => [
+    `CREATE OR REPLACE TRIGGER ${quoteIdent(WRITE_GUARD_TRIGGER)} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${qualified(t)} FOR EACH STATEMENT EXECUTE FUNCTION safeshift.write_guard()`,
+    `ALTER TABLE ${qualified(t)} ENABLE ALWAYS TRIGGER ${quoteIdent(WRITE_GUARD_TRIGGER)}`,
+  ]);
+  for (const s of statements) await client.query(s);
+  return statements;
 }
 
 interface GuardState {
-  /** The table and its partitions. */
+  /** The guarded table and its partitions. */
   tables: TableRef[];
-  /** One line per table whose guard is missing, not enabled ALWAYS, or altered (none if the ledger records no guard). */
+  /** The ledger records that the table was guarded when created (runs started before the guard have no record). */
+  expected: boolean;
+  /** One line per table whose guard is missing, not enabled ALWAYS, or altered (none if not expected). */
   problems: string[];
+  /** The tree of `retiring` (the table that retires in this transaction), if one was given. */
+  retiring: TableRef[];
 }
 
 /**
  * The guard of table `oid` and its partitions, in one query: missing, not enabled ALWAYS, or altered (its events,
- * a WHEN condition, its function or that function's body or settings).
+ * a WHEN condition, its function or that function's body or settings). With `retiring`, that table's tree too,
+ * in the same round trip (the cutover asks under its lock).
  */
-export async function guardState(client: pg.Client, oid: number): Promise<GuardState> {
-  const { rows } = await client.query<{ schema: string; name: string; expected: boolean; problem: string | null }>(
-    `${TREE}
-     SELECT n.nspname AS schema, c.relname AS name,
+export async function guardState(client: pg.Client, oid: number, retiring?: number): Promise<GuardState> {
+  const { rows } = await client.query<{ root: number; schema: string; name: string; expected: boolean; problem: string | null }>(
+    `WITH RECURSIVE tree(oid, root) AS (
+       SELECT r, r FROM unnest($6::oid[]) r UNION SELECT i.inhrelid, t.root FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+     SELECT tree.root::int8::float8 AS root, n.nspname AS schema, c.relname AS name,
             EXISTS (SELECT 1 FROM safeshift.objects o WHERE o.kind = $5 AND o.oid = $1) AS expected,
             CASE WHEN g.oid IS NULL THEN 'its write guard was dropped'
                  WHEN g.tgenabled <> 'A' THEN 'its write guard is not enabled ALWAYS (state ' || g.tgenabled::text || ')'
@@ -104,11 +116,15 @@ export async function guardState(client: pg.Client, oid: number): Promise<GuardS
        FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_trigger g ON g.tgrelid = c.oid AND g.tgname = $4
        LEFT JOIN pg_proc p ON p.oid = g.tgfoid
-      WHERE c.relkind IN ('r', 'p') ORDER BY 1, 2`,
-    [oid, GUARD_TGTYPE, GUARD_BODY, WRITE_GUARD_TRIGGER, GUARD_RECORD]);
+      WHERE c.relkind IN ('r', 'p') ORDER BY 2, 3`,
+    [oid, GUARD_TGTYPE, GUARD_BODY, WRITE_GUARD_TRIGGER, GUARD_RECORD, retiring === undefined ? [oid] : [oid, retiring]]);
+  const guarded = rows.filter((r) => r.root === oid);
+  const expected = guarded.some((r) => r.expected);
   return {
-    tables: rows.map((r) => ({ schema: r.schema, name: r.name })),
-    problems: rows.filter((r) => r.expected && r.problem !== null).map((r) => `${displayName(r)}: ${r.problem}`),
+    tables: guarded.map((r) => ({ schema: r.schema, name: r.name })),
+    expected,
+    problems: expected ? guarded.filter((r) => r.problem !== null).map((r) => `${displayName(r)}: ${r.problem}`) : [],
+    retiring: rows.filter((r) => r.root !== oid).map((r) => ({ schema: r.schema, name: r.name })),
   };
 }
 
@@ -116,14 +132,17 @@ export async function guardState(client: pg.Client, oid: number): Promise<GuardS
  * Under the cutover lock, before the new table's grants and policies are applied: its guard must be intact on
  * the table and every partition, or somebody went around it and may have written rows that would go live; the
  * cutover is refused (GuardBroken, non-retryable: the migration rolls back). Then the guard is dropped in the same
- * transaction. One query; the DROPs are DDL, sent with the step's next round trip under a batching LockClock.
+ * transaction, and `retiring` (the old table, about to be the retired one: a swap back would make it live again)
+ * and its partitions are guarded; a trigger follows its table through the renames. One query; the rest is DDL, sent
+ * with the step's next round trip under a batching LockClock.
  */
-export async function openWriteGuard(client: pg.Client, oid: number, shown: TableRef): Promise<string[]> {
-  const { tables, problems } = await guardState(client, oid);
-  if (problems.length) {
-    throw fatal('GuardBroken', `cutover refused: ${displayName(shown)} may hold writes safeshift did not make (${problems.join('; ')}); the migration rolls back, start it again`);
+export async function openWriteGuard(client: pg.Client, oid: number, shown: TableRef, retiring?: number): Promise<string[]> {
+  const state = await guardState(client, oid, retiring);
+  if (state.problems.length) {
+    throw fatal('GuardBroken', `cutover refused: ${displayName(shown)} may hold writes safeshift did not make (${state.problems.join('; ')}); the migration rolls back, start it again`);
   }
-  return dropGuards(client, tables);
+  // A run started before the guard existed: the function may be missing too, so nothing is guarded.
+  return [...(await dropGuards(client, state.tables)), ...(state.expected ? await guardTables(client, state.retiring) : [])];
 }
 
 /** Drop the guard of table `oid` and its partitions (a swap back: the retired table goes live again). Idempotent. */

@@ -145,7 +145,8 @@ describe('migrationWorkflow on a real database and Temporal server', () => {
     const s = await waitFor(planName, atPhase('awaiting_drop'));
     expect(s.retiredTable).toBeDefined();
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
-    expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [s.retiredTable])).toEqual([]);
+    // Capture is gone from the retired table; only the write guard is there until the drop (src/write-guard.ts).
+    expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass`, [s.retiredTable])).toEqual([{ tgname: 'safeshift_write_guard' }]);
     expect((await runCli(['approve', planName, '--as', 'alice', '--gate', 'drop'])).code).toBe(0);
     await waitFor(planName, atPhase('done'));
     expect(await fingerprint(`SELECT * FROM public.${src}`, 'id')).toEqual(before);
