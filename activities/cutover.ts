@@ -33,6 +33,7 @@ import { accessAs, describeLockSteps, keepsOwnName, lockExclusive, moveTable, ne
 import { forgetAhead, readAhead, sameAsAhead } from '../src/read-ahead';
 import { describeRefusal, findRowsSql, RefusedWrite, refusingColumns } from '../src/rollback-feasibility';
 import { accessDifferences, readAccess } from '../src/access-matrix';
+import { recordAccessBefore } from '../src/access-record';
 import { heartbeating, underLock, withDatabase, type MigrationRef } from './support';
 import { splitBack, splitCutover } from './split-cutover';
 import { dropGuardTree, openWriteGuard } from '../src/write-guard';
@@ -82,7 +83,8 @@ export interface SwapResult {
   statements: string[];
   /**
    * Access through the live name that the swap changed (`src/access-matrix.ts`), one line each; the verify phase
-   * fails on any. Absent on a retry past the commit, which has no "before" to compare with.
+   * fails on any. Absent on a retry past the commit, which has no "before" in memory: verify then compares the live
+   * access with the matrix recorded before the swap (src/access-record.ts).
    */
   accessChanged?: string[];
 }
@@ -120,6 +122,8 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     const { partition } = input;
     // Who can do what through the live name, asked of PostgreSQL role by role; outside the lock (it takes a while).
     const accessBefore = await heartbeating(() => readAccess(client, spec.source));
+    // Kept until verify: a retry past the commit has no "before" of its own (src/access-record.ts).
+    await recordAccessBefore(client, spec.source, input.targetOid, accessBefore);
     // What is bound to the table, read before the lock (src/read-ahead.ts): some twenty catalog queries.
     const ahead = await readAhead(client, () => captureBoundObjects(client, input.sourceOid, spec.source));
     let outside = 0;

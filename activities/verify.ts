@@ -7,9 +7,11 @@
 import { isCompatViewOver } from '../src/bound-objects';
 import { relationName, tableOid } from '../src/catalog';
 import { fatal } from '../src/errors';
-import type { CopySpec } from '../src/projection';
+import { columnRenames, type CopySpec } from '../src/projection';
+import { readAccess } from '../src/access-matrix';
+import { accessChangedSinceRecord } from '../src/access-record';
 import { displayName, qualified } from '../src/sql';
-import { keepsOwnName, newTableHome, renamesAway } from '../src/swap';
+import { accessAs, keepsOwnName, newTableHome, renamesAway } from '../src/swap';
 import { withDatabase } from './support';
 import { verifySplit } from './split-cutover';
 
@@ -20,7 +22,10 @@ export interface VerifyInput {
   compatView?: boolean;
   /** `cutover.newTableName` (absent in runs started before it). */
   newTableName?: 'source' | 'target';
-  /** From the cutover (SwapResult.accessChanged): access through the live name the swap changed. */
+  /**
+   * From the cutover (SwapResult.accessChanged): access through the live name the swap changed. Absent after a retry
+   * past the commit: then the live access is compared here with the matrix the cutover recorded before the swap.
+   */
   accessChanged?: string[];
 }
 
@@ -40,8 +45,10 @@ export async function verifyCutover(input: VerifyInput): Promise<string> {
       throw fatal('ValidationMismatch', `after cutover ${displayName(spec.source)} still exists; with cutover.newTableName: target it is gone`);
     }
     // Everyone's access through the live name is what it was: anything else rolls the migration back.
-    if (input.accessChanged?.length) {
-      throw fatal('ValidationMismatch', `after cutover access through ${displayName(spec.source)} is not what it was: ${input.accessChanged.join('; ')}`);
+    const accessChanged = input.accessChanged ?? await accessChangedSinceRecord(client, spec.source, input.targetOid, async (objects) => (renamesAway(input)
+      ? accessAs(await readAccess(client, home, objects), home, spec.source) : readAccess(client, spec.source, objects)), input.compatView ? {} : columnRenames(spec.columns));
+    if (accessChanged.length) {
+      throw fatal('ValidationMismatch', `after cutover access through ${displayName(spec.source)} is not what it was: ${accessChanged.join('; ')}`);
     }
     // Through the live name: with a compatibility view this reads the view, which is what old code will do.
     const { rows } = await client.query<{ estimate: number }>(

@@ -3,7 +3,8 @@
  * does twice (before the lock, after the commit) and preflight's rehearsal twice (the second while it holds its
  * locks).
  *
- * Creates BENCH_ROLES roles (default 50) and a table of BENCH_COLUMNS columns (default 40) with a view over it:
+ * Creates BENCH_ROLES roles (default 50) and a table of BENCH_COLUMNS columns (default 40) with views over it
+ * (both can be written through: INSERT, UPDATE per column and DELETE are asked too) and a function returning SETOF it:
  * every 3rd role has SELECT on the table, every 5th SELECT on three columns and UPDATE on one (the per-column
  * case). Then reads the matrix BENCH_RUNS times (default 5) for the table (ACL functions) and for a
  * `security_invoker` view over it (probed as each role with EXPLAIN), and reports each run's time. Everything it
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
     await client.query(`CREATE TABLE public.${tag} (id int PRIMARY KEY, ${cols})`);
     await client.query(`CREATE VIEW public.${tag}_v AS SELECT id, c1, c2 FROM public.${tag}`);
     await client.query(`CREATE VIEW public.${tag}_inv WITH (security_invoker = true) AS SELECT * FROM public.${tag}`);
+    await client.query(`CREATE FUNCTION public.${tag}_all() RETURNS SETOF public.${tag} LANGUAGE sql STABLE AS 'SELECT * FROM public.${tag}'`);
     for (const [i, role] of roles.entries()) {
       await client.query(`CREATE ROLE ${role} NOLOGIN`);
       if ((i + 1) % 3 === 0) await client.query(`GRANT SELECT ON public.${tag}, public.${tag}_inv TO ${role}`);

@@ -1,8 +1,9 @@
 /**
  * Who can do what through the live name: every role (but superusers and PostgreSQL's own `pg_*`) × the relation
  * at the live name and each of its columns (SELECT, INSERT, UPDATE; DELETE, TRUNCATE, REFERENCES, TRIGGER), the
- * views and materialized views that read it (SELECT per column), the sequences its defaults use, and its
- * row-level security (flags, and policies with their expressions, of the table that enforces them). Taken before
+ * views and materialized views that read it (SELECT per column; INSERT, UPDATE per column and DELETE too on a view
+ * PostgreSQL can write through), the sequences its defaults use, the functions bound to it (EXECUTE: those taking
+ * or returning its row type, or whose SQL-standard body reads it), and its row-level security (flags, and policies with their expressions, of the table that enforces them). Taken before
  * and after a swap and compared: a cutover or a swap back must leave everyone's access as it was.
  *
  * How each privilege is asked:
@@ -29,6 +30,11 @@ export interface AccessObjects {
   /** Views and materialized views reading the live relation, qualified as `regclass::text` prints them. */
   readers: string[];
   sequences: string[];
+  /**
+   * Functions bound to the table as `schema.name(identity arguments)`: asked again by that text after the swap (a
+   * function recreated over the new table has a new OID and the same signature). Absent in matrices taken before.
+   */
+  functions?: string[];
 }
 
 export interface AccessMatrix {
@@ -66,7 +72,7 @@ class Prober {
 }
 
 async function discover(client: pg.Client, live: TableRef): Promise<AccessObjects> {
-  const { rows } = await client.query<{ readers: string[]; sequences: string[] }>(
+  const { rows } = await client.query<{ readers: string[]; sequences: string[]; functions: string[] }>(
     `WITH rel AS (SELECT $1::regclass::oid AS oid)
      SELECT coalesce((SELECT array_agg(DISTINCT format('%I.%I', vn.nspname, v.relname) ORDER BY format('%I.%I', vn.nspname, v.relname))
                         FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
@@ -79,23 +85,45 @@ async function discover(client: pg.Client, live: TableRef): Promise<AccessObject
                              (d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT ad.oid FROM pg_attrdef ad WHERE ad.adrelid = (SELECT oid FROM rel)))
                           OR (d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.refobjid = (SELECT oid FROM rel))
                           OR EXISTS (SELECT 1 FROM pg_depend o WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid
-                                      AND o.refobjid = (SELECT oid FROM rel) AND o.deptype IN ('a', 'i')))), '{}') AS sequences`,
+                                      AND o.refobjid = (SELECT oid FROM rel) AND o.deptype IN ('a', 'i')))), '{}') AS sequences,
+            coalesce((SELECT array_agg(f.sig ORDER BY f.sig) FROM (
+                        SELECT DISTINCT format('%I.%I(%s)', pn.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS sig
+                          FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace, pg_class t JOIN pg_type rt ON rt.oid = t.reltype
+                         WHERE t.oid = (SELECT oid FROM rel) AND (
+                               p.prorettype IN (rt.oid, rt.typarray)
+                            OR p.proargtypes::oid[] && ARRAY[rt.oid, rt.typarray]
+                            OR coalesce(p.proallargtypes, '{}') && ARRAY[rt.oid, rt.typarray]
+                            OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                                          AND d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid))) f), '{}') AS functions`,
     [qualified(live)]);
-  return { live, readers: rows[0]!.readers, sequences: rows[0]!.sequences };
+  return { live, readers: rows[0]!.readers, sequences: rows[0]!.sequences, functions: rows[0]!.functions };
 }
 
-interface Relation { oid: number; label: string; sql: string; columns: string[]; invoker: boolean }
+interface Relation {
+  oid: number; label: string; sql: string; columns: string[]; invoker: boolean;
+  /** pg_relation_is_updatable: bit 4 UPDATE, 8 INSERT, 16 DELETE (a view PostgreSQL writes through, or with INSTEAD OF triggers). */
+  updatable: number;
+}
 
 async function relation(client: pg.Client, regclass: string, label: string): Promise<Relation | undefined> {
-  const { rows } = await client.query<{ oid: number; columns: string[]; invoker: boolean }>(
-    `SELECT c.oid::int AS oid,
+  const { rows } = await client.query<{ oid: number; columns: string[]; invoker: boolean; updatable: number }>(
+    `SELECT c.oid::int AS oid, CASE WHEN c.relkind = 'v' THEN pg_relation_is_updatable(c.oid, true) ELSE 0 END AS updatable,
             coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}') AS columns,
             c.relkind = 'v' AND coalesce((SELECT option_value FROM pg_options_to_table(c.reloptions) WHERE option_name = 'security_invoker'), 'false')
               IN ('true', 'on', '1', 'yes') AS invoker
        FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       WHERE c.oid = to_regclass($1) GROUP BY c.oid, c.relkind, c.reloptions`, [regclass]);
   const r = rows[0];
-  return r && { oid: r.oid, columns: r.columns, invoker: r.invoker, label, sql: regclass };
+  return r && { oid: r.oid, columns: r.columns, invoker: r.invoker, updatable: r.updatable, label, sql: regclass };
+}
+
+/** What is asked of a relation: all of it for the live one; SELECT, and what PostgreSQL can write through, for a reader. */
+function privilegesOf(rel: Relation, live: Relation | undefined): { columns: ('SELECT' | 'INSERT' | 'UPDATE')[]; delete: boolean } {
+  if (rel === live) return { columns: ['SELECT', 'INSERT', 'UPDATE'], delete: true };
+  const columns: ('SELECT' | 'INSERT' | 'UPDATE')[] = ['SELECT'];
+  if (rel.updatable & 8) columns.push('INSERT');
+  if (rel.updatable & 4) columns.push('UPDATE');
+  return { columns, delete: (rel.updatable & 16) !== 0 };
 }
 
 /**
@@ -156,7 +184,7 @@ export async function readAccess(client: pg.Client, live: TableRef, objects?: Ac
       `SELECT rolname AS role FROM pg_roles WHERE rolname !~ '^pg_' AND NOT rolsuper ORDER BY 1`);
     const tableLike = [liveRel, ...readers].filter((r): r is Relation => r !== undefined && !r.invoker);
     const invokerViews = [liveRel, ...readers].filter((r): r is Relation => r !== undefined && r.invoker);
-    for (const r of tableLike) await aclEntries(client, r, r === liveRel ? ['SELECT', 'INSERT', 'UPDATE'] : ['SELECT'], r === liveRel, null, entries);
+    for (const r of tableLike) await aclEntries(client, r, privilegesOf(r, liveRel).columns, privilegesOf(r, liveRel).delete, null, entries);
     if (invokerViews.length) {
       const p = new Prober(client);
       for (const { role } of roles) {
@@ -171,9 +199,9 @@ export async function readAccess(client: pg.Client, live: TableRef, objects?: Ac
           // Nothing a probe plans (a function folded in a view or a policy) may write, as this role or any.
           await client.query(`SET LOCAL transaction_read_only = on`);
           for (const r of invokerViews) {
-            const privileges = r === liveRel ? (['SELECT', 'INSERT', 'UPDATE'] as const) : (['SELECT'] as const);
-            for (const privilege of privileges) await columnProbes(p, client, role, r, privilege, entries);
-            if (r === liveRel) {
+            const privileges = privilegesOf(r, liveRel);
+            for (const privilege of privileges.columns) await columnProbes(p, client, role, r, privilege, entries);
+            if (privileges.delete) {
               const deleted = await p.allowed(`DELETE FROM ${r.sql} WHERE false`);
               if (deleted !== undefined) entries[`${role}: DELETE on ${r.label}`] = deleted;
             }
@@ -185,7 +213,7 @@ export async function readAccess(client: pg.Client, live: TableRef, objects?: Ac
       }
       // Roles we may not switch to: what their grants on the view say (the base columns are not checked for them).
       for (const r of invokerViews) {
-        if (unprobed.length) await aclEntries(client, r, r === liveRel ? ['SELECT', 'INSERT', 'UPDATE'] : ['SELECT'], r === liveRel, unprobed, entries);
+        if (unprobed.length) await aclEntries(client, r, privilegesOf(r, liveRel).columns, privilegesOf(r, liveRel).delete, unprobed, entries);
       }
     }
     // ACL-only privileges (no statement to EXPLAIN), asked as ourselves about each role.
@@ -196,8 +224,12 @@ export async function readAccess(client: pg.Client, live: TableRef, objects?: Ac
        UNION ALL
        SELECT format('%s: %s on sequence %s', r.rolname, p.priv, s.name), has_sequence_privilege(r.oid, to_regclass(s.name), p.priv)
          FROM pg_roles r CROSS JOIN unnest($3::text[]) s(name) CROSS JOIN unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) p(priv)
-        WHERE r.rolname !~ '^pg_' AND NOT r.rolsuper AND to_regclass(s.name) IS NOT NULL`,
-      [qualified(live), displayName(live), what.sequences]);
+        WHERE r.rolname !~ '^pg_' AND NOT r.rolsuper AND to_regclass(s.name) IS NOT NULL
+       UNION ALL
+       SELECT format('%s: EXECUTE on function %s', r.rolname, f.sig), has_function_privilege(r.oid, to_regprocedure(f.sig), 'EXECUTE')
+         FROM pg_roles r CROSS JOIN unnest($4::text[]) f(sig)
+        WHERE r.rolname !~ '^pg_' AND NOT r.rolsuper AND to_regprocedure(f.sig) IS NOT NULL`,
+      [qualified(live), displayName(live), what.sequences, what.functions ?? []]);
     for (const a of acl) entries[a.key] = a.granted;
     return { objects: what, entries, rowSecurity: await rowSecurityBehind(client, live), unprobed };
   } finally {
@@ -251,7 +283,7 @@ async function rowSecurityBehind(client: pg.Client, live: TableRef): Promise<str
  * differences; `renames` maps an old column name to the one it has after (`columnRenames`).
  */
 export function accessDifferences(before: AccessMatrix, after: AccessMatrix, renames: Record<string, string> = {}): string[] {
-  const renamed = (key: string) => key.replace(/ \(([^()]*)\)$/, (whole, column: string) => (Object.hasOwn(renames, column) ? ` (${renames[column]})` : whole));
+  const renamed = (key: string) => (key.includes(' on function ') ? key : key.replace(/ \(([^()]*)\)$/, (whole, column: string) => (Object.hasOwn(renames, column) ? ` (${renames[column]})` : whole)));
   const lines: string[] = [];
   for (const [key, was] of Object.entries(before.entries)) {
     const afterKey = renamed(key);
