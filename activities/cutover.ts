@@ -174,8 +174,9 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
       if (pairs.problems.length) throw fatal('BadPlan', `cutover refused, these cannot move to the new partitions: ${pairs.problems.join('; ')}`);
       partitioning.push(...pairs.statements);
       // The application knows the old index and constraint names (ON CONFLICT ON CONSTRAINT, error handlers). With a
-      // compatibility view the new table keeps its own name, and its own names with it.
-      const renamed = keepsOwnName(input) ? [] : await clock.step('names', () => adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`, columnRenames(spec.columns)));
+      // compatibility view too: it writes through the view, and a violation names the new table's constraint. Only
+      // with newTableName: target (no view) does the new table keep its own: the application uses its name now.
+      const renamed = renamesAway(input) ? [] : await clock.step('names', () => adoptNames(client, input.sourceOid, input.targetOid, `_retired_${input.stamp ?? 'cutover'}`, columnRenames(spec.columns)));
       // The retired table is written only by a swap back, exactly: its triggers rest until it is live again. The
       // new table's own triggers (the plan's DDL), inert while it was filled, wake up with it.
       await clock.step('triggers', async () => {
@@ -323,7 +324,7 @@ export async function swapBack(input: SwapInput): Promise<SwapBackResult> {
         if (readers.problems.length) throw fatal('SwapBackUnsafe', `cannot swap back, these cannot move to the original table: ${readers.problems.join('; ')}`);
         statements.push(...readers.statements);
       }
-      if (!keepsOwnName(input)) {
+      if (!renamesAway(input)) {
         const renamed = await adoptNames(client, input.targetOid, input.sourceOid, `_rolledback_${input.stamp ?? 'cutover'}`, columnRenames(input.reverse.columns));
         statements.push(...renamed.map((r) => `-- ${r.kind} ${r.to}: name given back to the original table`));
       }

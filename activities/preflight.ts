@@ -557,7 +557,7 @@ async function rehearseOnce(
     problems.push(...result.problems.map((p) => `cutover: ${p}`));
     problems.push(...result.compatProblems.map((p) => `cutover.compatView: ${p}`));
     // The old index and constraint names, taken over as the cutover takes them; those that cannot be go to the gate.
-    if (result.problems.length === 0 && !keepsOwnName(plan.cutover)) moves.push(...namesNotCarried((await adoptNames(client, sourceOid, targetOid, '_retired_rehearsal', columnRenames(columns))).unpaired, displayName(plan.source)));
+    if (result.problems.length === 0 && !renamesAway(plan.cutover)) moves.push(...namesNotCarried((await adoptNames(client, sourceOid, targetOid, '_retired_rehearsal', columnRenames(columns))).unpaired, displayName(plan.source)));
     if (result.problems.length === 0 && result.compatProblems.length === 0) {
       // The cutover must leave every role's access through the live name as it is: asked of PostgreSQL, role by role.
       const after = renamesAway(plan.cutover)

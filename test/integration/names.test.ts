@@ -105,3 +105,39 @@ describe('names through a column rename (columns: { body: content })', () => {
     await sql(`INSERT INTO public.${t} (id, content) VALUES (9001, 'post 1') ON CONFLICT ON CONSTRAINT ${t}_content_key DO NOTHING`);
   });
 });
+
+describe('names with a compatibility view (cutover.compatView)', () => {
+  // The new table keeps its own name, but the application still writes through the old one: a unique, CHECK or
+  // foreign-key violation raised through the view names the new table's constraint, which error handlers match.
+  // (ON CONFLICT ON CONSTRAINT through the view is refused by PostgreSQL whatever the names: it looks the
+  // constraint up on the view. ON CONFLICT (columns) works through it.)
+  test('the new table answers to the old index and constraint names after cutover; the original has them back after rollback', async () => {
+    const t = uniqueName('citems');
+    await itemsWithNamedConstraints(t);
+    const before = await names(`public.${t}`);
+    const planName = t.replace(/_/g, '-');
+    const plan = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
+      create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(8,2) CHECK (price >= 0),
+                 cat int REFERENCES public.${t}_cat, note text);
+               CREATE INDEX ${t}_v2_by_price ON public.${t}_v2 (price)`,
+      cutover: { compatView: true },
+    }));
+    expect((await runCli(['start', plan])).code).toBe(0);
+    await waitFor(planName, atPhase('awaiting_cutover'));
+    expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
+    await waitFor(planName, atPhase('awaiting_drop'));
+    expect(await sql(`SELECT relkind::text AS kind FROM pg_class WHERE oid = $1::regclass`, [`public.${t}`])).toEqual([{ kind: 'v' }]);
+    expect(await names(`public.${t}_v2`)).toEqual(before);
+    // Through the old name, the violations name the constraints the application knew.
+    await expect(sql(`INSERT INTO public.${t} (id, sku, price) VALUES (1, 'dup', 1)`)).rejects.toThrow(`"${t}_pkey"`);
+    await expect(sql(`INSERT INTO public.${t} (id, sku, price) VALUES (9000, 'sku-2', 1)`)).rejects.toThrow(`"${t}_sku_key"`);
+    await expect(sql(`INSERT INTO public.${t} (id, sku, price) VALUES (9001, 'x', -1)`)).rejects.toThrow(`"${t}_price_check"`);
+    await sql(`INSERT INTO public.${t} (id, sku, price) VALUES (1, 'dup', 1) ON CONFLICT (id) DO NOTHING`);
+    const retired = await names((await statusOf(planName)).retiredTable!);
+    expect(retired.indexes.every((n) => /_retired_\d{14}$/.test(n))).toBe(true);
+    expect((await runCli(['rollback', planName, '--as', 'carol'])).code).toBe(0);
+    await waitFor(planName, atPhase('rolled_back'));
+    expect(await names(`public.${t}`)).toEqual(before);
+    await sql(`INSERT INTO public.${t} (id, sku, price) VALUES (1, 'dup', 1) ON CONFLICT ON CONSTRAINT ${t}_pkey DO NOTHING`);
+  });
+});
