@@ -40,7 +40,7 @@ export async function keysInit(options: { name?: string; force?: boolean; json?:
  * checked against the administrators this process knows (SAFESHIFT_ADMIN_KEYS / _FILE; in dev mode, the dev
  * stack's list). The workers' list is what counts: without one here, the CLI says so and signs anyway.
  */
-function adminSigner(as: string | undefined, print: Print): { admin: KeyFile; admins: AdminKey[] | undefined } {
+function adminSigner(as: string | undefined): { admin: KeyFile; admins: AdminKey[] | undefined } {
   const name = as ?? defaultName();
   let admin: KeyFile | undefined;
   let admins: AdminKey[] | undefined;
@@ -65,7 +65,7 @@ export async function keysAdd(name: string, publicKey: string, options: { as?: s
   } catch (err) {
     throw new CliError(`keys add: ${(err as Error).message}; nothing was registered`);
   }
-  const { admin, admins } = adminSigner(options.as, print);
+  const { admin, admins } = adminSigner(options.as);
   const result = await withClient(url, (client) => registerKey(client, name, key, admin, { admins }), 'safeshift keys')
     .catch((err: unknown) => { throw new CliError(`keys add: ${(err as Error).message}`); });
   print(result === 'added'
@@ -81,7 +81,7 @@ export async function keysRevoke(name: string, keyOrFingerprint: string, options
   } catch (err) {
     throw new CliError(`keys revoke: ${(err as Error).message}; nothing was revoked`);
   }
-  const { admin, admins } = adminSigner(options.as, print);
+  const { admin, admins } = adminSigner(options.as);
   const { result, publicKey } = await withClient(url, (client) => revokeKey(client, name, keyOrFingerprint, admin, { admins }), 'safeshift keys')
     .catch((err: unknown) => { throw new CliError(`keys revoke: ${(err as Error).message}`); });
   print(result === 'revoked'
