@@ -43,6 +43,7 @@ export interface VerifyReport {
   unkeyed: { rows: number; before: string | null; legacyUntil: number };
   keyIds: string[];
   head: AuditHead | null;
+  /** The head compared with: `workflowId` is the migration's, or `export <id>` / `--anchor` for one given with --anchor. */
   anchor?: { workflowId: string; head: AuditHead | null };
   findings: Finding[];
 }
@@ -120,7 +121,11 @@ export class ChainVerifier {
     if (!macEquals(mac, row.hash)) this.find(row.seq, 'edited', `row ${row.seq} (${row.action}) does not match its MAC: edited, or its MAC replaced`);
   }
 
+  private anchorName = 'the workflow';
+
+  /** `anchorWorkflowId`: whose head the anchor is (a migration's workflow id, `export <id>`, `--anchor`). */
   finish(anchorWorkflowId?: string): VerifyReport {
+    if (anchorWorkflowId !== undefined) this.anchorName = anchorWorkflowId;
     if (this.anchor) this.checkAnchor();
     // The legacy part's last row (the one the first keyed row's MAC covers) must be there and still unkeyed.
     if (this.legacyUntil > 0 && !this.legacyLastSeen && !this.findings.some((f) => f.seq === this.legacyUntil)) {
@@ -148,9 +153,9 @@ export class ChainVerifier {
     const row = this.anchorRow;
     if (!row) {
       const last = this.prev?.seq ?? 0;
-      this.find(a.seq, 'anchor-missing', `row ${a.seq}, the last one the workflow wrote (its anchored head), is not in the table${a.seq > last ? ` (the log ends at row ${last}: its tail was deleted)` : ''}`);
+      this.find(a.seq, 'anchor-missing', `row ${a.seq}, the anchored head (the last row when ${this.anchorName} took it), is not in the table${a.seq > last ? ` (the log ends at row ${last}: its tail was deleted)` : ''}`);
     } else if (!macEquals(row.hash, a.hash)) {
-      this.find(a.seq, 'anchor-mismatch', `row ${a.seq} is not the row the workflow wrote: its hash differs from the anchored head (the chain was rewritten${row.keyId === null ? ' with the unkeyed formula' : ''})`);
+      this.find(a.seq, 'anchor-mismatch', `row ${a.seq} is not the row ${this.anchorName} anchored: its hash differs from the anchored head (the chain was rewritten${row.keyId === null ? ' with the unkeyed formula' : ''})`);
     }
   }
 }

@@ -101,6 +101,15 @@ function createPrivateFile(path: string, data: string | Buffer): void {
   chmodSync(path, FILE_MODE);
 }
 
+/** The audit chain's head as this snapshot sees it (null without an audit log): anchored in the manifest. */
+async function auditHeadInSnapshot(client: pg.Client): Promise<{ seq: number; hash: string } | null> {
+  const { rows: [log] } = await client.query<{ readable: boolean }>(
+    `SELECT coalesce(has_table_privilege(to_regclass('safeshift.audit_log'), 'SELECT'), false) AS readable`);
+  if (!log!.readable) return null;
+  const { rows: [head] } = await client.query<{ seq: string; hash: string }>(`SELECT a.seq::text AS seq, a.hash FROM safeshift.audit_log a ORDER BY a.seq DESC LIMIT 1`);
+  return head ? { seq: Number(head.seq), hash: head.hash } : null;
+}
+
 /**
  * Export `tables` into `dir` (created; must be empty) in one REPEATABLE READ snapshot on `client`.
  * `onTable` is called after each table (progress, heartbeats).
@@ -115,6 +124,7 @@ export async function exportTables(
     const [meta] = (await client.query<{ server: string; database: string; at: string }>(
       `SELECT 'PostgreSQL ' || current_setting('server_version') AS server, current_database() AS database,
               to_char(transaction_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`)).rows;
+    const auditHead = await auditHeadInSnapshot(client);
     const exported: ExportedTable[] = [];
     for (const t of tables) {
       const columns = await storedColumns(client, t);
@@ -151,11 +161,11 @@ export async function exportTables(
       exported.push(entry);
       options.onTable?.(entry);
     }
-    return { meta: meta!, exported };
+    return { meta: { ...meta!, auditHead }, exported };
   }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   const manifest: Manifest = {
     format: 'safeshift-export/1', id: options.id, server: meta.server, database: meta.database, snapshotAt: meta.at,
-    encryption: key ? { algorithm: 'aes-256-gcm', keyId: key.keyId } : null, tables: exported,
+    encryption: key ? { algorithm: 'aes-256-gcm', keyId: key.keyId } : null, tables: exported, auditHead: meta.auditHead,
   };
   if (key) manifest.mac = manifestMac(manifest, key.key);
   createPrivateFile(join(dir, MANIFEST), manifestText(manifest));

@@ -54,6 +54,12 @@ const manifestSchema = z.strictObject({
   snapshotAt: z.string().max(100),
   encryption: z.strictObject({ algorithm: z.literal('aes-256-gcm'), keyId: hex(16) }).nullable(),
   tables: z.array(tableSchema),
+  /**
+   * The audit log's last row (seq and MAC) in the export's snapshot: a copy of the chain's head outside the
+   * database, covered by the manifest's MAC, for `safeshift audit verify --anchor <export>` (issue 14, item 4).
+   * Absent in manifests from before it; null when the database had no audit log.
+   */
+  auditHead: z.strictObject({ seq: z.number().int().positive(), hash: z.string().min(1).max(200) }).nullable().optional(),
   /** Encrypted exports: HMAC-SHA256 of the rest of the manifest (canonical JSON), under a key derived from the export key. */
   mac: hex(64).optional(),
 });

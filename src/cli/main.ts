@@ -231,6 +231,8 @@ export function buildProgram(): Command {
   program.command('audit').description('the audit log in the ledger').command('verify')
     .description('recompute the keyed audit chain (SAFESHIFT_AUDIT_KEY); report the first edited, missing or reordered row; exit 1 on any finding')
     .option('--migration <id>', 'also compare with the head this migration anchored in its workflow (finds a deleted tail)')
+    .option('--anchor <export-dir|seq:mac>', 'also compare with a head recorded outside the database: a backup export\'s manifest (its audit head at export time) or <seq>:<mac> as written down')
+    .option('--key-env <env>', 'with --anchor of an encrypted export: environment variable holding its key, to authenticate the manifest (default SAFESHIFT_BACKUP_KEY)')
     .option('--legacy-until <seq>', 'the last row of the unkeyed chain of a ledger from before the audit key (recorded when the key was introduced); any other unkeyed row is a finding')
     .option('--json', 'machine output')
     .option('--database <env>', 'environment variable holding the connection string', 'DATABASE_URL')

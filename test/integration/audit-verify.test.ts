@@ -5,11 +5,17 @@
  * verify` finds each; a genuine legacy part passes only up to the --legacy-until the operator gives. One migration,
  * held at its cutover gate, writes the rows; each attack is undone before the next.
  */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { verifyAuditLog } from '../../src/audit';
 import { auditKeys } from '../../src/audit-key';
 import { appendAudit } from '../../src/audit-log';
 import { connectClient } from '../../src/config';
+import { exportTables } from '../../src/export';
+import { MANIFEST, manifestText, type Manifest } from '../../src/manifest';
 import { migrationWorkflowId } from '../../src/messages';
 import { atPhase, basePlan, runCli, sql, statusOf, uniqueName, waitFor, writePlan } from '../support/helpers';
 
@@ -181,6 +187,41 @@ test('a deleted tail is found through the anchored head', async () => {
   expect(report.findings[0]!.message).toMatch(/tail was deleted/);
 });
 
+test('a backup export anchors the head outside the database: a tail deleted after it shows; its manifest cannot be edited', async () => {
+  const keyEnv = 'SAFESHIFT_TEST_ANCHOR_EXPORT_KEY';
+  process.env[keyEnv] = randomBytes(32).toString('hex');
+  const dir = join(mkdtempSync(join(tmpdir(), 'safeshift-anchor-')), 'export');
+  const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await c.connect();
+  let manifest: Manifest;
+  try {
+    manifest = await exportTables(c, [{ schema: 'public', name: t }], dir, { id: uniqueName('anchor'), keyEnv });
+  } finally {
+    await c.end();
+  }
+  const [last] = await sql<{ seq: string; hash: string }>(`SELECT a.seq::text AS seq, a.hash FROM safeshift.audit_log a ORDER BY a.seq DESC LIMIT 1`);
+  expect(manifest.auditHead).toEqual({ seq: Number(last!.seq), hash: last!.hash });
+  const withAnchor = (anchor: string) => runCli(['audit', 'verify', '--json', '--anchor', anchor, '--key-env', keyEnv]);
+  const intact = await withAnchor(dir);
+  expect(intact.code).toBe(0);
+  expect(JSON.parse(intact.stdout).anchor).toMatchObject({ workflowId: `export ${manifest.id}`, head: manifest.auditHead });
+
+  // The owner cuts the tail: the table alone is consistent; the head in the export is not in it any more.
+  await asOwner(`DELETE FROM safeshift.audit_log WHERE seq > ${rowOfMigration}`);
+  expect((await verify()).code).toBe(0);
+  const cut = await withAnchor(dir);
+  expect(cut.code).toBe(1);
+  expect(JSON.parse(cut.stdout).findings).toEqual([expect.objectContaining({ seq: Number(last!.seq), kind: 'anchor-missing' })]);
+  // Written down as <seq>:<mac>, the same.
+  expect((await withAnchor(`${last!.seq}:${last!.hash}`)).code).toBe(1);
+  // Whoever also reaches the backup storage cannot move the head in the manifest: its MAC (the export key) refuses it.
+  const [kept] = await sql<{ hash: string }>(`SELECT hash FROM safeshift.audit_log WHERE seq = $1`, [rowOfMigration]);
+  writeFileSync(join(dir, MANIFEST), manifestText({ ...manifest, auditHead: { seq: rowOfMigration, hash: kept!.hash } }));
+  const forged = await withAnchor(dir);
+  expect(forged.code).toBe(2);
+  expect(forged.stderr).toMatch(/--anchor: .*MAC does not match/);
+});
+
 test('concurrent writers (migrations side by side) chain in commit order: every row follows the one before', async () => {
   const clients = await Promise.all(Array.from({ length: 6 }, async () => {
     const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
@@ -208,7 +249,10 @@ test('concurrent writers (migrations side by side) chain in commit order: every 
   expect(report.keyedRows).toBeGreaterThanOrEqual(30);
 });
 
-test('bad input exits 2: no such migration, no key, a --legacy-until that is not a row number', async () => {
+test('bad input exits 2: no such migration, no key, a --legacy-until that is not a row number, a bad --anchor', async () => {
+  const badAnchor = await runCli(['audit', 'verify', '--anchor', '12:abc']);
+  expect(badAnchor.code).toBe(2);
+  expect(badAnchor.stderr).toMatch(/--anchor: 12:abc is neither <seq>:<64 hex digits> nor an export directory/);
   const badLegacy = await runCli(['audit', 'verify', '--legacy-until', 'all']);
   expect(badLegacy.code).toBe(2);
   expect(badLegacy.stderr).toMatch(/--legacy-until: "all" is not a row number/);
