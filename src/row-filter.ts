@@ -68,22 +68,25 @@ export async function rowFilterCodeProblems(where: string | undefined): Promise<
 export async function rowFilterProblems(client: pg.Client, plan: Pick<Plan, 'where' | 'source' | 'target' | 'allowFunctions' | 'cutover'>, sourceOid: number, targetOid: number): Promise<string[]> {
   const { where } = plan;
   if (where === undefined) return [];
-  const problems: string[] = [];
-  await client.query('SAVEPOINT row_filter');
-  try {
-    const scratch = `safeshift_row_filter_${process.pid}`;
-    await client.query(`CREATE TEMPORARY TABLE ${quoteIdent(scratch)} (safeshift_probe int, LIKE ${qualified(plan.source)})`);
-    await client.query(`SELECT set_config('search_path', '', true)`);
-    // An index predicate must be boolean, immutable and free of subqueries: PostgreSQL says which it is not.
-    await client.query({ text: `CREATE INDEX ON pg_temp.${quoteIdent(scratch)} (safeshift_probe) WHERE (\n${where}\n)`, queryMode: 'extended' } as pg.QueryConfig);
-  } catch (err) {
-    problems.push(`where: ${where.trim()} does not work as a row filter over ${displayName(plan.source)} (it must be a boolean over the row's columns, immutable, ` +
-      `with functions a bare search_path finds): ${(err as Error).message}`);
-  } finally {
-    await client.query('ROLLBACK TO SAVEPOINT row_filter');
-    await client.query('RELEASE SAVEPOINT row_filter');
+  // The functions it calls first, from a view that is never planned: CREATE INDEX plans the predicate, folding an
+  // IMMUTABLE function with constant arguments (running it), so a mislabelled one would run before it is refused.
+  const problems = await expressionFunctionProblems(client, where, plan.source, 'where', plan.allowFunctions ?? []);
+  if (problems.length === 0) {
+    await client.query('SAVEPOINT row_filter');
+    try {
+      const scratch = `safeshift_row_filter_${process.pid}`;
+      await client.query(`CREATE TEMPORARY TABLE ${quoteIdent(scratch)} (safeshift_probe int, LIKE ${qualified(plan.source)})`);
+      await client.query(`SELECT set_config('search_path', '', true)`);
+      // An index predicate must be boolean, immutable and free of subqueries: PostgreSQL says which it is not.
+      await client.query({ text: `CREATE INDEX ON pg_temp.${quoteIdent(scratch)} (safeshift_probe) WHERE (\n${where}\n)`, queryMode: 'extended' } as pg.QueryConfig);
+    } catch (err) {
+      problems.push(`where: ${where.trim()} does not work as a row filter over ${displayName(plan.source)} (it must be a boolean over the row's columns, immutable, ` +
+        `with functions a bare search_path finds): ${(err as Error).message}`);
+    } finally {
+      await client.query('ROLLBACK TO SAVEPOINT row_filter');
+      await client.query('RELEASE SAVEPOINT row_filter');
+    }
   }
-  if (problems.length === 0) problems.push(...(await expressionFunctionProblems(client, where, plan.source, 'where', plan.allowFunctions ?? [])));
   problems.push(...(await captureConflicts(client, plan.source, sourceOid)), ...(await splitProblems(client, plan, sourceOid, targetOid)));
   return problems;
 }

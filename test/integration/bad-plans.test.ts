@@ -173,6 +173,8 @@ describe('a function labelled IMMUTABLE that is not never runs before it is refu
       /columns\.email: calls public\.\S+_mislabelled, which is not a built-in/],
     ['an index expression of the target DDL', () => basePlan('bad-imm-b', `public.${src}`, `public.${src}_v2`, { create: ddl(`CREATE INDEX ON public.${src}_v2 ((public.${src}_mislabelled(1)))`) }),
       /create: statement 2 \(IndexStmt\), index expression: calls public\.\S+_mislabelled, which is not a built-in/],
+    ['a row filter (where:)', () => basePlan('bad-imm-c', `public.${src}`, `public.${src}_v2`, { where: `public.${src}_mislabelled(1) = 'x' AND id IS NOT NULL` }),
+      /where: calls public\.\S+_mislabelled, which is not a built-in/],
   ])('%s: refused, exit 2, and the function did not run', async (_label, make, message) => {
     const before = await catalogSnapshot();
     const result = await runCli(['plan', 'validate', writePlan(make())]);
