@@ -155,7 +155,9 @@ export function decisionDesk(ctx: DeskContext) {
     const known = ctx.people().some((p) => sameName(p, d.by));
     if (!known) {
       const gated = action === 'approve' || action === 'reject';
-      throw new Refusal(gated ? 'NotAnApprover' : 'NotAnOperator', `${d.by} is not an approver${gated ? '' : ' or the requester'} of this ${ctx.what} (who may decide: ${ctx.people().join(', ')})`);
+      // An approve or reject names the approvers only: the requester is among the people, but never decides a gate.
+      const who = gated ? ctx.people().filter((p) => !sameName(p, ctx.requestedBy)) : ctx.people();
+      throw new Refusal(gated ? 'NotAnApprover' : 'NotAnOperator', `${d.by} is not an approver${gated ? '' : ' or the requester'} of this ${ctx.what} (${gated ? 'approvers' : 'who may act'}: ${who.join(', ')})`);
     }
     const registered = keys[d.by.toLowerCase()] ?? [];
     if (registered.length === 0) throw new Refusal('UnknownSigner', `${d.by} had no key registered when this ${ctx.what} started (safeshift keys add)`);
