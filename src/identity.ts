@@ -98,16 +98,21 @@ export function sameName(a: string, b: string): boolean {
   return a.toLowerCase() === b.toLowerCase();
 }
 
-/** The decision inside a signed text, if it has the shape of one (the signature is checked separately). */
-export function parseDecisionPayload(text: string): DecisionPayload | undefined {
+/** A signed text read as one JSON object; anything else (not JSON, an array, a scalar) is no statement at all. */
+function jsonObject(text: string): Record<string, unknown> | undefined {
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch {
     return undefined;
   }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
-  const d = v as Record<string, unknown>;
+  return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+}
+
+/** The decision inside a signed text, if it has the shape of one (the signature is checked separately). */
+export function parseDecisionPayload(text: string): DecisionPayload | undefined {
+  const d = jsonObject(text);
+  if (!d) return undefined;
   const str = (k: string) => typeof d[k] === 'string' && (d[k] as string).length > 0;
   const strOrNull = (k: string) => d[k] === null || typeof d[k] === 'string';
   if (!str('by') || !str('workflowId') || !str('runId') || !str('planHash') || !str('time')) return undefined;
@@ -148,14 +153,8 @@ export function signKeyStatement(s: KeyStatement, privateKey: string): { stateme
 
 /** The statement in a signed text, only if the text is exactly its canonical form (no extra member, no other spelling). */
 export function parseKeyStatement(text: string): KeyStatement | undefined {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
-  const s = v as Record<string, unknown>;
+  const s = jsonObject(text);
+  if (!s) return undefined;
   if (Object.keys(s).sort().join(',') !== KEY_STATEMENT_MEMBERS.join(',')) return undefined;
   if (s.action !== 'keys:add' && s.action !== 'keys:revoke') return undefined;
   if (typeof s.name !== 'string' || !s.name || typeof s.admin !== 'string' || !s.admin || typeof s.time !== 'string') return undefined;
