@@ -31,7 +31,7 @@ export interface AccessObjects {
   readers: string[];
   sequences: string[];
   /**
-   * Functions bound to the table as `schema.name(identity arguments)`: asked again by that text after the swap (a
+   * Functions bound to the table as `schema.name(argument types)` (no argument names: to_regprocedure refuses them): asked again by that text after the swap (a
    * function recreated over the new table has a new OID and the same signature). Absent in matrices taken before.
    */
   functions?: string[];
@@ -87,7 +87,7 @@ async function discover(client: pg.Client, live: TableRef): Promise<AccessObject
                           OR EXISTS (SELECT 1 FROM pg_depend o WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid
                                       AND o.refobjid = (SELECT oid FROM rel) AND o.deptype IN ('a', 'i')))), '{}') AS sequences,
             coalesce((SELECT array_agg(f.sig ORDER BY f.sig) FROM (
-                        SELECT DISTINCT format('%I.%I(%s)', pn.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS sig
+                        SELECT DISTINCT format('%I.%I(%s)', pn.nspname, p.proname, oidvectortypes(p.proargtypes)) AS sig
                           FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace, pg_class t JOIN pg_type rt ON rt.oid = t.reltype
                          WHERE t.oid = (SELECT oid FROM rel) AND (
                                p.prorettype IN (rt.oid, rt.typarray)

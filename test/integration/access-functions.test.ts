@@ -29,6 +29,9 @@ async function notes(t: string): Promise<string> {
   await sql(`CREATE FUNCTION public.${t}_all() RETURNS SETOF public.${t} LANGUAGE sql STABLE AS 'SELECT * FROM public.${t}'`);
   await sql(`REVOKE ALL ON FUNCTION public.${t}_all() FROM PUBLIC, anon, authenticated`);
   await sql(`GRANT EXECUTE ON FUNCTION public.${t}_all() TO service_role`);
+  // Named arguments: pg_get_function_identity_arguments says "n integer", which to_regprocedure refuses (a syntax error).
+  await sql(`CREATE FUNCTION public.${t}_from(n integer) RETURNS SETOF public.${t} LANGUAGE sql STABLE AS 'SELECT * FROM public.${t} WHERE id >= n'`);
+  await sql(`REVOKE ALL ON FUNCTION public.${t}_from(integer) FROM PUBLIC, anon, authenticated`);
   await sql(`CREATE VIEW public.${t}_titles AS SELECT id, title FROM public.${t}`);
   await sql(`REVOKE ALL ON public.${t}_titles FROM anon, authenticated, service_role`);
   await sql(`CREATE ROLE ${writer} NOLOGIN`);
@@ -41,7 +44,10 @@ test('functions bound to the table and writes through a view over it are in the 
   const writer = await notes(t);
   const before = await matrix(t);
   const fn = `public.${t}_all()`;
-  expect(before.objects.functions).toEqual([fn]);
+  const named = `public.${t}_from(integer)`;
+  expect(before.objects.functions).toEqual([fn, named]);
+  expect(before.entries[`anon: EXECUTE on function ${named}`]).toBe(false);
+  expect(before.entries[`service_role: EXECUTE on function ${named}`]).toBe(true);
   expect(before.entries[`service_role: EXECUTE on function ${fn}`]).toBe(true);
   expect(before.entries[`anon: EXECUTE on function ${fn}`]).toBe(false);
   expect(before.entries[`${writer}: INSERT on public.${t}_titles (title)`]).toBe(true);
