@@ -25,7 +25,7 @@ import type { Plan } from '../src/plan/schema';
 import { displayName } from '../src/sql';
 import { fleetDetails, FleetBook } from './fleet-status';
 import { migrationWorkflow } from './migration';
-import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, Refusal } from './shared';
+import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, readKeysAtStart, Refusal } from './shared';
 
 const DEFAULT_CAN_EVERY = 500;
 const DEFAULT_PLAN_BATCH = 50;
@@ -260,7 +260,7 @@ export async function fleetMigrationWorkflow(input: FleetInput): Promise<FleetSt
   }
 
   if (!keys) {
-    keys = await act.readDeciderKeys({ db, names: people });
+    keys = (await readKeysAtStart(act.readDeciderKeys, { db, names: people }, audit)).keys;
     await audit('safeshift', 'fleet:start', { name: spec.name, planHash, projects: spec.projects.length, waves: spec.waves.map((w) => w.name) });
   }
   details();

@@ -16,7 +16,7 @@ import type { GateName, MigrationInput, MigrationStatus } from '../src/messages'
 import { formatDuration } from '../src/plan/duration';
 import { displayIdent, displayName } from '../src/sql';
 import { migrationFrame } from './frame';
-import { ACTIVITY_RETRY, failureMessage, stampOf } from './shared';
+import { ACTIVITY_RETRY, failureMessage, ignoredKeysWarning, readKeysAtStart, stampOf } from './shared';
 
 export async function inPlaceWorkflow(input: MigrationInput): Promise<MigrationStatus> {
   const { plan } = input;
@@ -91,13 +91,15 @@ export async function inPlaceWorkflow(input: MigrationInput): Promise<MigrationS
   let revertRegistered = false;
   try {
     await enter('preflight', { path: 'in place' });
-    const deciderKeys = frame.deciderKeys = await quick.readDeciderKeys({ db: plan.database, names: people });
+    const read = await readKeysAtStart(quick.readDeciderKeys, { db: plan.database, names: people }, audit);
+    const deciderKeys = frame.deciderKeys = read.keys;
     const keyless = people.filter((p) => !sameName(p, plan.requestedBy) && !deciderKeys[p.toLowerCase()]?.length);
     if (keyless.length) await audit('safeshift', 'keys:missing', { names: keyless });
     report = await quick.preflightInPlace({ db: plan.database, plan, stamp: stampOf(info.startTime) });
     state.target = displayName(report.finalName);
     state.warnings = [...report.warnings,
-      ...(keyless.length ? [`no key registered for ${keyless.join(', ')} when the migration started: their decisions will be refused (safeshift keys add)`] : [])];
+      ...(keyless.length ? [`no key registered for ${keyless.join(', ')} when the migration started: their decisions will be refused (safeshift keys add)`] : []),
+      ...ignoredKeysWarning(read.ignored)];
     await audit('safeshift', 'inplace:planned', { relfilenode: report.relfilenode, ops: report.warnings.slice(1) });
 
     await checkpoint();

@@ -17,7 +17,7 @@ import { planHashOf, type DecisionPayload } from '../src/identity';
 import type { Plan } from '../src/plan/schema';
 import { approve, decisionOutcome, planQuery, reject, type ApproveArgs, type ApproverKeys, type RejectArgs } from '../src/messages';
 import { layoutStatus, SCOPES_PER_ACTIVITY, type LayoutInput, type LayoutPhase, type LayoutStatus } from '../src/layout/messages';
-import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType } from './shared';
+import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType, readKeysAtStart } from './shared';
 
 export async function layoutWorkflow(input: LayoutInput): Promise<LayoutStatus> {
   const info = wf.workflowInfo();
@@ -49,7 +49,7 @@ export async function layoutWorkflow(input: LayoutInput): Promise<LayoutStatus> 
   enter('plan');
   await audit(layout.requestedBy, 'layout:requested', { name: layout.name, planHash, fileHash: input.fileHash ?? null, projects: layout.projects.length });
   try {
-    deciderKeys = await quick.readDeciderKeys({ db: layout.database, names: people });
+    deciderKeys = (await readKeysAtStart(quick.readDeciderKeys, { db: layout.database, names: people }, audit)).keys;
     const plan = await quick.planLayoutChanges({ ...ref, layout });
     if (plan.problems.length) throw fatal('BadPlan', plan.problems.join('; '));
     Object.assign(state, { changes: plan.changes, changeCount: plan.changeCount, scopes: plan.scopes });

@@ -20,7 +20,7 @@ import { displayName } from '../src/sql';
 import { settleByFleet } from './fleet-delegation';
 import { migrationFrame } from './frame';
 import { CONTINUE_AS_NEW_EVENTS, historyIsLong, runsStep, runsSoFar, undoOutcome, undoStep, type Carried, type MigrationRunInput, type ResumeAt, type UndoResult, type UndoStep } from './carry';
-import { ACTIVITY_RETRY, exportAndVerify, HEARTBEAT_TIMEOUT, SHORT_ACTIVITY, failureDetails, failureMessage, failureType, stampOf } from './shared';
+import { ACTIVITY_RETRY, exportAndVerify, HEARTBEAT_TIMEOUT, ignoredKeysWarning, readKeysAtStart, SHORT_ACTIVITY, failureDetails, failureMessage, failureType, stampOf } from './shared';
 
 const COPY_SLICE_MS = 30_000;
 /** How long one follow-the-source activity runs while a gate waits; each adds a few history events. */
@@ -239,7 +239,8 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
   try {
     if (!carried) {
       await enter('preflight');
-      const deciderKeys = frame.deciderKeys = await quick.readDeciderKeys({ db: plan.database, names: people });
+      const read = await readKeysAtStart(quick.readDeciderKeys, { db: plan.database, names: people }, audit);
+      const deciderKeys = frame.deciderKeys = read.keys;
       // The approvers without a key (a requester without one only cannot pause, resume, abort or roll back by signature).
       const keyless = people.filter((p) => !sameName(p, plan.requestedBy) && !deciderKeys[p.toLowerCase()]?.length);
       if (keyless.length) await audit('safeshift', 'keys:missing', { names: keyless });
@@ -250,6 +251,7 @@ export async function migrationWorkflow(input: MigrationRunInput): Promise<Migra
       state.copy.rowsTotal = report.rowsEstimate;
       state.warnings = [...report.warnings,
         ...(keyless.length ? [`no key registered for ${keyless.join(', ')} when the migration started: their decisions will be refused (safeshift keys add)`] : []),
+        ...ignoredKeysWarning(read.ignored),
         ...(input.planHash && input.planHash !== planHash ? [`the client said the plan hash was ${input.planHash.slice(0, 12)}; the plan this migration runs hashes to ${planHash.slice(0, 12)}, and only that one can be approved`] : [])];
       state.rollbackRisks = report.reverse.risks;
     } else {

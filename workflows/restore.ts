@@ -15,7 +15,7 @@ import { planHashOf, type DecisionPayload } from '../src/identity';
 import type { Plan } from '../src/plan/schema';
 import { approve, decisionOutcome, planQuery, reject, restoreGateProblem, restoreStatus, type ApproveArgs, type ApproverKeys, type RejectArgs, type RestoreInput, type RestorePhase, type RestoreStatus } from '../src/messages';
 import { displayName } from '../src/sql';
-import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType, HEARTBEAT_TIMEOUT, SHORT_ACTIVITY, stampOf } from './shared';
+import { ACTIVITY_RETRY, checkDecision, decisionDesk, failureMessage, failureType, HEARTBEAT_TIMEOUT, readKeysAtStart, SHORT_ACTIVITY, stampOf } from './shared';
 
 export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatus> {
   const info = wf.workflowInfo();
@@ -78,7 +78,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreStatu
   let plan: RestorePlan | undefined;
   let loaded = false;
   try {
-    if (input.overLive) deciderKeys = await quick.readDeciderKeys({ db: input.db, names: people });
+    if (input.overLive) deciderKeys = (await readKeysAtStart(quick.readDeciderKeys, { db: input.db, names: people }, audit)).keys;
     plan = await quick.checkRestore(request);
     Object.assign(state, { backupId: plan.backupId, into: displayName(plan.into), rows: plan.rows });
     if (plan.live) Object.assign(state, { staged: displayName(plan.live.staged), retired: displayName(plan.live.retired), liveRows: plan.live.rows, moves: plan.live.moves });

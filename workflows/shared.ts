@@ -5,6 +5,7 @@
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import type { ExportSummary, ExportInput } from '../activities/export';
+import type { DeciderKeys } from '../activities/identity';
 import { fatal, NON_RETRYABLE_TYPES } from '../src/errors';
 import {
   DECISION_MAX_AGE_MS, DECISION_MAX_SKEW_MS, parseDecisionPayload, sameName, verifySignature,
@@ -211,6 +212,28 @@ export function decisionDesk(ctx: DeskContext) {
       }
     },
   };
+}
+
+/**
+ * The deciders' keys, read once when a workflow starts. Rows the activity ignored (not signed by an administrator,
+ * revoked) are audited here, in the workflow's own numbered record (`keys:ignored`), never by the activity. A
+ * worker from before this answered the keys alone: read as such on replay.
+ */
+export async function readKeysAtStart(
+  read: (input: { db: string; names: string[] }) => Promise<DeciderKeys | ApproverKeys>, input: { db: string; names: string[] },
+  audit: (actor: string, action: string, details: Record<string, unknown>) => Promise<unknown>,
+): Promise<DeciderKeys> {
+  const r = await read(input);
+  const answered = (typeof r.keys === 'object' && !Array.isArray(r.keys) && Array.isArray(r.ignored)) ? r as DeciderKeys : { keys: r as ApproverKeys, ignored: [] };
+  for (const k of answered.ignored) await audit('safeshift', 'keys:ignored', { name: k.name, fingerprint: k.fingerprint, reason: k.reason });
+  return answered;
+}
+
+/** What a start-up warning says of the ignored keys (person, fingerprint, why; never the key). */
+export function ignoredKeysWarning(ignored: DeciderKeys['ignored']): string[] {
+  return ignored.length
+    ? [`decider keys ignored (their decisions will be refused): ${ignored.map((k) => `${k.name} ${k.fingerprint} (${k.reason})`).join('; ')}`]
+    : [];
 }
 
 /** The first detail of the failure inside Temporal's wrappers (what `fatal` was given), if there is one. */
