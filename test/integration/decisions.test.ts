@@ -85,9 +85,11 @@ test('signed, plan-bound decisions: forgeries, self-approval, replays and wrong 
     expect(audit.find((a) => a.type === 'BadSignature')).toMatchObject({ actor: 'unverified', action: 'refused:approve' });
     expect(audit.find((a) => a.type === 'SelfApproval')).toMatchObject({ actor: 'CAROL' });
     // The key nobody signed was reported when the migration read its keys: bob and a fingerprint, never the key.
-    const ignored = await sql<{ details: Record<string, string> }>(`SELECT details FROM safeshift.audit_log WHERE workflow_id = $1 AND action = 'keys:ignored'`, [handle.workflowId]);
+    const ignored = await sql<{ details: Record<string, string>; event_key: string }>(`SELECT details, event_key FROM safeshift.audit_log WHERE workflow_id = $1 AND action = 'keys:ignored'`, [handle.workflowId]);
     expect(ignored.map((r) => r.details)).toEqual([{ name: 'bob', fingerprint: keyFingerprint(mallory.publicKey), reason: expect.stringMatching(/not signed by an administrator/) }]);
     expect(JSON.stringify(ignored)).not.toContain(mallory.publicKey);
+    // Written by the workflow, in its own numbered record (`<run>/<n>`), so the migration's audit stays one sequence.
+    expect(ignored.map((r) => r.event_key)).toEqual([expect.stringMatching(/^[0-9a-f-]+\/\d+$/)]);
 
     // The correctly signed approval opens the gate; its audit row carries the workflow's hash. Sent again, it is a replay.
     expect(await handle.executeUpdate(approve, { args: [good] })).toBe('bob approved the cutover gate (1/1)');
