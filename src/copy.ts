@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { BULK_LIMITS, connect, inTransaction, pgErrorCode } from './db';
 import { chunkUpperBoundSql, copyInSql, copyOutSql, deleteRangeSql, type CopySpec, type KeyValue } from './projection';
-import { MAX_STALE_ROUNDS, REPLAY_BEGIN, replayKeys, staleChain } from './replay';
+import { MAX_STALE_ROUNDS, REPLAY_BEGIN, replayRange } from './replay';
 
 /** The key `rows` rows after `lo`, or null when the rest of the table fits in one chunk. */
 export async function nextChunkBound(src: pg.Client, spec: CopySpec, lo: KeyValue, rows: number): Promise<KeyValue> {
@@ -61,27 +61,28 @@ export async function openSourceReader(url: string, applicationName: string): Pr
 
 /**
  * `copyChunk`, and when a unique index of the target refuses a row because a stale copy of another row still holds
- * the value (a writer moved it, or changed a key, after that row was copied), bring the stale rows up to date in
- * their own transaction and copy the chunk again. A real violation (the source's rows themselves collide under
- * the target's index) is raised as it came.
+ * the value (a writer moved it, or changed a key, after that row was copied), the chunk is brought in through
+ * replay instead: in one target transaction with one snapshot (REPLAY_BEGIN), the range is deleted, its rows read
+ * from the source, and the stale rows in their way brought up to date with them (`replayRange`). One snapshot is
+ * what makes it converge: copying the chunk again after a separate fix-up raced the writer, which kept moving
+ * values in between until the rounds ran out, attempt after attempt (CI: `unique-under-writes`). A real violation
+ * (the source's rows themselves collide under the target's index) is raised as it came.
  */
 export async function copyChunkResolvingStale(
   reader: SourceReader, dst: pg.Client, spec: CopySpec, lo: KeyValue, hi: KeyValue,
   beforeCommit?: (rows: number) => Promise<void>,
 ): Promise<number> {
-  const budget = { rounds: MAX_STALE_ROUNDS };
-  for (;;) {
-    try {
-      return await copyChunk(reader.client, dst, spec, lo, hi, beforeCommit);
-    } catch (err) {
-      if (pgErrorCode(err) !== '23505') throw err;
-      await reader.reopen();
-      await inTransaction(dst, async () => {
-        // The chunk's own rows are replaced by the retry anyway; gone now, an older copy of them cannot be in the way.
-        await dst.query(deleteRangeSql(spec, lo, hi));
-        await replayKeys(dst, spec, await staleChain(dst, spec, { range: [lo, hi] }, err, budget), 'replace', budget);
-      }, REPLAY_BEGIN);
-    }
+  try {
+    return await copyChunk(reader.client, dst, spec, lo, hi, beforeCommit);
+  } catch (err) {
+    if (pgErrorCode(err) !== '23505') throw err;
+    await reader.reopen();
+    return inTransaction(dst, async () => {
+      await dst.query(deleteRangeSql(spec, lo, hi));
+      const rows = await replayRange(dst, spec, lo, hi, { rounds: MAX_STALE_ROUNDS });
+      await beforeCommit?.(rows);
+      return rows;
+    }, REPLAY_BEGIN);
   }
 }
 

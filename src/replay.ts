@@ -106,6 +106,19 @@ export async function replayKeys(client: pg.Client, spec: CopySpec, keys: string
   }
 }
 
+/**
+ * A copy chunk (lo, hi] brought in through replay, in the caller's transaction (begun with REPLAY_BEGIN): its keys
+ * are read from the source and replayed with the stale rows in their way, all in that one snapshot, so the chunk's
+ * rows and the stale rows agree and the chain closes, however fast writers move values meanwhile (their changes
+ * are captured and replayed later). The caller deletes the range first. Returns how many rows arrived.
+ */
+export async function replayRange(client: pg.Client, spec: CopySpec, lo: KeyValue, hi: KeyValue, budget = { rounds: MAX_STALE_ROUNDS }): Promise<number> {
+  const { rows } = await client.query<{ key: string[] }>(
+    `SELECT ${keyText(spec.key)} AS key FROM ${qualified(spec.source)} s WHERE ${keyRange(spec.key, lo, hi)}${andRowFilter(spec.where)}`);
+  await replayKeys(client, spec, rows.map((r) => r.key), 'replace', budget);
+  return rows.length;
+}
+
 /** Delete the keys ($1...), insert their current source rows: the target row becomes exactly the mapped source row. */
 function replaceSql(spec: CopySpec): string[] {
   const target = qualified(spec.target);
