@@ -62,8 +62,11 @@ test('a drop gate that times out ends done, nothing dropped, nothing rolled back
     const rows = await asRole(role, `SELECT * FROM ${retired}`).catch((err: Error) => { expect(err.message).toMatch(/permission denied/); return []; });
     expect(rows).toHaveLength(0);
   }
-  // No capture left: no trigger of safeshift's on either table, no change table of either.
-  expect(await sql(`SELECT tgname FROM pg_trigger WHERE tgrelid IN ($1, $2) AND tgname LIKE 'safeshift%'`, [sourceOid, targetOid])).toEqual([]);
+  // No capture left: no capture trigger on either table, no change table of either. The kept retired table keeps
+  // its write guard (sealed the same way as while the gate waited); the live table has none.
+  expect(await sql(`SELECT tgrelid::int AS rel, tgname FROM pg_trigger WHERE tgrelid IN ($1, $2) AND tgname LIKE 'safeshift%' ORDER BY 1, 2`, [sourceOid, targetOid]))
+    .toEqual([{ rel: sourceOid, tgname: 'safeshift_write_guard' }]);
+  await expect(sql(`UPDATE ${retired} SET id = id`)).rejects.toThrow(/sealed by safeshift/);
   expect(await sql(`SELECT to_regclass($1) AS a, to_regclass($2) AS b`, [`safeshift.changes_${sourceOid}`, `safeshift.changes_${targetOid}`])).toEqual([{ a: null, b: null }]);
   // Rollback is refused now (the migration is over); the audit log says the gate timed out and the drop was
   // skipped, with what was kept.
