@@ -40,7 +40,10 @@ const GUARD_TGTYPE = 62;
 
 const GUARD_BODY = `
 BEGIN
-  IF pg_catalog.current_setting('${WRITER_SETTING}', true) IS DISTINCT FROM 'on' THEN
+  -- A retired table's guard ('cascades') lets through what a trigger does (depth > 1): a foreign key's ON DELETE /
+  -- ON UPDATE action from a parent the application changes must still reach it, as it did before cutover.
+  IF pg_catalog.current_setting('${WRITER_SETTING}', true) IS DISTINCT FROM 'on'
+     AND NOT (TG_NARGS > 0 AND TG_ARGV[0] = 'cascades' AND pg_catalog.pg_trigger_depth() > 1) THEN
     RAISE EXCEPTION USING ERRCODE = '42501',
       MESSAGE = pg_catalog.format('%s on %I.%I refused: the table is sealed by safeshift (a migration''s new table before cutover, or its retired table), only safeshift writes it', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME),
       HINT = 'A write here would not be kept, or would go live unchecked with the migration. Write to the live table; see safeshift status.';
@@ -72,13 +75,19 @@ export async function guardTree(client: pg.Client, oid: number): Promise<void> {
   const { tables, functionPresent } = await treeOf(client, oid);
   // The ledger installs the function; a ledger from before this version gets it here.
   if (!functionPresent) await client.query(WRITE_GUARD_DDL);
-  await guardTables(client, tables);
+  await guardTables(client, tables, 'strict');
 }
 
-/** DDL only: under a batching LockClock these go with the step's next round trip. */
-async function guardTables(client: pg.Client, tables: TableRef[]): Promise<string[]> {
+/**
+ * DDL only: under a batching LockClock these go with the step's next round trip. `strict` (a new table before
+ * cutover: it has no foreign keys yet, nothing cascades into it): only safeshift writes. `cascades` (a retired
+ * table, which keeps its foreign keys for a swap back): also what a trigger does, so an application's delete of a
+ * parent row still cascades into it, as it did before cutover.
+ */
+async function guardTables(client: pg.Client, tables: TableRef[], mode: 'strict' | 'cascades'): Promise<string[]> {
+  const args = mode === 'cascades' ? `'cascades'` : '';
   const statements = tables.flatMap((t) => [
-    `CREATE OR REPLACE TRIGGER ${quoteIdent(WRITE_GUARD_TRIGGER)} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${qualified(t)} FOR EACH STATEMENT EXECUTE FUNCTION safeshift.write_guard()`,
+    `CREATE OR REPLACE TRIGGER ${quoteIdent(WRITE_GUARD_TRIGGER)} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${qualified(t)} FOR EACH STATEMENT EXECUTE FUNCTION safeshift.write_guard(${args})`,
     `ALTER TABLE ${qualified(t)} ENABLE ALWAYS TRIGGER ${quoteIdent(WRITE_GUARD_TRIGGER)}`,
   ]);
   for (const s of statements) await client.query(s);
@@ -109,7 +118,7 @@ export async function guardState(client: pg.Client, oid: number, retiring?: numb
             EXISTS (SELECT 1 FROM safeshift.objects o WHERE o.kind = $5 AND o.oid = $1) AS expected,
             CASE WHEN g.oid IS NULL THEN 'its write guard was dropped'
                  WHEN g.tgenabled <> 'A' THEN 'its write guard is not enabled ALWAYS (state ' || g.tgenabled::text || ')'
-                 WHEN g.tgtype <> $2 OR g.tgqual IS NOT NULL OR g.tgfoid <> coalesce(to_regprocedure('safeshift.write_guard()'), 0)
+                 WHEN g.tgtype <> $2 OR g.tgqual IS NOT NULL OR g.tgnargs <> 0 OR g.tgfoid <> coalesce(to_regprocedure('safeshift.write_guard()'), 0)
                    THEN 'its write guard was altered'
                  WHEN p.prosrc IS DISTINCT FROM $3 OR p.prosecdef OR p.proconfig IS DISTINCT FROM ARRAY['search_path=""']
                    THEN 'the write guard function safeshift.write_guard() was replaced' END AS problem
@@ -142,7 +151,7 @@ export async function openWriteGuard(client: pg.Client, oid: number, shown: Tabl
     throw fatal('GuardBroken', `cutover refused: ${displayName(shown)} may hold writes safeshift did not make (${state.problems.join('; ')}); the migration rolls back, start it again`);
   }
   // A run started before the guard existed: the function may be missing too, so nothing is guarded.
-  return [...(await dropGuards(client, state.tables)), ...(state.expected ? await guardTables(client, state.retiring) : [])];
+  return [...(await dropGuards(client, state.tables)), ...(state.expected ? await guardTables(client, state.retiring, 'cascades') : [])];
 }
 
 /** Drop the guard of table `oid` and its partitions (a swap back: the retired table goes live again). Idempotent. */
