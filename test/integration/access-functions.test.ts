@@ -5,21 +5,11 @@
  * `accessChanged` from the cutover), compares the live access with the matrix recorded before the swap
  * (src/access-record.ts): a difference fails it closed.
  */
-import pg from 'pg';
-import { accessDifferences, readAccess, type AccessMatrix, type AccessObjects } from '../../src/access-matrix';
+import { accessDifferences } from '../../src/access-matrix';
+import { accessOf } from '../support/access';
 import type { CopySpec } from '../../src/projection';
 import { verifyCutover } from '../../activities/verify';
 import { atPhase, basePlan, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
-
-async function matrix(table: string, objects?: AccessObjects): Promise<AccessMatrix> {
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
-  await client.connect();
-  try {
-    return await readAccess(client, { schema: 'public', name: table }, objects);
-  } finally {
-    await client.end();
-  }
-}
 
 /** A table with a SETOF function only service_role may run, and a view a writer role writes through. */
 async function notes(t: string): Promise<string> {
@@ -42,7 +32,7 @@ async function notes(t: string): Promise<string> {
 test('functions bound to the table and writes through a view over it are in the matrix; a cutover leaves them, verify after a retry compares with the record', async () => {
   const t = uniqueName('notes');
   const writer = await notes(t);
-  const before = await matrix(t);
+  const before = await accessOf(t);
   const fn = `public.${t}_all()`;
   const named = `public.${t}_from(integer)`;
   expect(before.objects.functions).toEqual([fn, named]);
@@ -64,7 +54,7 @@ test('functions bound to the table and writes through a view over it are in the 
   expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
   // Verify passed in the run: the function (recreated over the new table) and the view's writes are as they were.
   await waitFor(planName, atPhase('awaiting_drop'));
-  const after = await matrix(t, before.objects);
+  const after = await accessOf(t, before.objects);
   expect(accessDifferences(before, after)).toEqual([]);
   expect(after.entries[`service_role: EXECUTE on function ${fn}`]).toBe(true);
 
@@ -85,5 +75,5 @@ test('functions bound to the table and writes through a view over it are in the 
   }
   expect((await runCli(['rollback', planName, '--as', 'carol'])).code).toBe(0);
   await waitFor(planName, atPhase('rolled_back'));
-  expect(accessDifferences(before, await matrix(t, before.objects))).toEqual([]);
+  expect(accessDifferences(before, await accessOf(t, before.objects))).toEqual([]);
 });

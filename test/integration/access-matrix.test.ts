@@ -14,22 +14,12 @@
  *   pg_write_all_data, a session_replication_role = replica session); none of them reaches the live table;
  * - a write guard dropped before cutover makes the cutover fail closed: rolled back, the live table untouched.
  */
-import { accessDifferences, readAccess, type AccessMatrix, type AccessObjects } from '../../src/access-matrix';
+import { accessDifferences } from '../../src/access-matrix';
+import { accessOf } from '../support/access';
 import { atPhase, basePlan, fingerprint, runCli, sql, uniqueName, waitFor, writePlan } from '../support/helpers';
 import { asRole } from '../support/supabase';
 import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
-
-/** The same objects are asked about after as before (`objects`), as the cutover does. */
-async function matrix(table: string, objects?: AccessObjects): Promise<AccessMatrix> {
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
-  await client.connect();
-  try {
-    return await readAccess(client, { schema: 'public', name: table }, objects);
-  } finally {
-    await client.end();
-  }
-}
 
 /** What a role can do, said the way a person would check it by hand. */
 async function can(role: string, query: string): Promise<boolean> {
@@ -153,7 +143,7 @@ for (const compatView of [false, true]) {
   test(`access is exactly as before after cutover and after rollback (${compatView ? 'compatibility view' : 'plain swap'})`, async () => {
     const { t, colRole, viewer, writer, member, plan, planName } = await setup(compatView);
     await expectAccessAsBefore(t, colRole, viewer).catch((err) => { throw new Error(`fixture: ${(err as Error).message}`); });
-    const before = await matrix(t);
+    const before = await accessOf(t);
     expect(Object.values(before.entries).filter(Boolean).length).toBeGreaterThan(10);
 
     expect(await runCli(['start', writePlan(plan)])).toMatchObject({ code: 0, stderr: '' });
@@ -196,7 +186,7 @@ for (const compatView of [false, true]) {
     expect(await write(`UPDATE public.${t} SET title = title WHERE id = 1`)).toBe('written');
     await expectAccessAsBefore(t, colRole, viewer);
     // Every privilege asked before is asked again; body is called content in the new shape (plain swap).
-    const afterCutover = await matrix(t, before.objects);
+    const afterCutover = await accessOf(t, before.objects);
     expect(accessDifferences(before, afterCutover, compatView ? {} : { body: 'content' })).toEqual([]);
     const renamed = (k: string) => (compatView ? k : k.replace(' (body)', ' (content)'));
     expect(Object.keys(before.entries).map(renamed).filter((k) => !Object.hasOwn(afterCutover.entries, k))).toEqual([]);
@@ -216,7 +206,7 @@ for (const compatView of [false, true]) {
     const end = await waitFor(planName, atPhase('rolled_back'));
     expect(end.compensations[0]).toEqual({ name: 'swapBack', state: 'done' });
     await expectAccessAsBefore(t, colRole, viewer);
-    const afterRollback = await matrix(t, before.objects);
+    const afterRollback = await accessOf(t, before.objects);
     expect(afterRollback.entries).toEqual(before.entries);
     expect(afterRollback.rowSecurity).toEqual(before.rowSecurity);
     // No write guard is left behind: the original table is written as before.

@@ -23,17 +23,22 @@ async function itemsWithNamedConstraints(t: string): Promise<void> {
   await sql(`INSERT INTO public.${t} SELECT g, 'sku-' || g, g, 1 + g % 5 FROM generate_series(1, 500) g`);
 }
 
+/** The plan's own DDL: PostgreSQL names everything after the new table (<t>_v2_pkey, <t>_v2_sku_key, ...). */
+function itemsV2Plan(t: string, extra: Record<string, unknown> = {}): string {
+  return writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
+    create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(8,2) CHECK (price >= 0),
+               cat int REFERENCES public.${t}_cat, note text);
+             CREATE INDEX ${t}_v2_by_price ON public.${t}_v2 (price)`,
+    ...extra,
+  }));
+}
+
 async function migrate(rollback: boolean): Promise<void> {
   const t = uniqueName('items');
   await itemsWithNamedConstraints(t);
   const before = await names(`public.${t}`);
   const planName = t.replace(/_/g, '-');
-  // The plan's own DDL: PostgreSQL names everything after the new table (<t>_v2_pkey, <t>_v2_sku_key, ...).
-  const plan = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
-    create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(8,2) CHECK (price >= 0),
-               cat int REFERENCES public.${t}_cat, note text);
-             CREATE INDEX ${t}_v2_by_price ON public.${t}_v2 (price)`,
-  }));
+  const plan = itemsV2Plan(t);
   expect((await runCli(['start', plan])).code).toBe(0);
   await waitFor(planName, atPhase('awaiting_cutover'));
   expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
@@ -116,12 +121,7 @@ describe('names with a compatibility view (cutover.compatView)', () => {
     await itemsWithNamedConstraints(t);
     const before = await names(`public.${t}`);
     const planName = t.replace(/_/g, '-');
-    const plan = writePlan(basePlan(t, `public.${t}`, `public.${t}_v2`, {
-      create: `CREATE TABLE public.${t}_v2 (id int PRIMARY KEY, sku text NOT NULL UNIQUE, price numeric(8,2) CHECK (price >= 0),
-                 cat int REFERENCES public.${t}_cat, note text);
-               CREATE INDEX ${t}_v2_by_price ON public.${t}_v2 (price)`,
-      cutover: { compatView: true },
-    }));
+    const plan = itemsV2Plan(t, { cutover: { compatView: true } });
     expect((await runCli(['start', plan])).code).toBe(0);
     await waitFor(planName, atPhase('awaiting_cutover'));
     expect((await runCli(['approve', planName, '--as', 'alice'])).code).toBe(0);
