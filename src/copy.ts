@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { BULK_LIMITS, connect, inTransaction, pgErrorCode } from './db';
 import { chunkUpperBoundSql, copyInSql, copyOutSql, deleteRangeSql, type CopySpec, type KeyValue } from './projection';
-import { MAX_STALE_ROUNDS, REPLAY_BEGIN, replayRange } from './replay';
+import { REPLAY_BEGIN, replayRange } from './replay';
 
 /** The key `rows` rows after `lo`, or null when the rest of the table fits in one chunk. */
 export async function nextChunkBound(src: pg.Client, spec: CopySpec, lo: KeyValue, rows: number): Promise<KeyValue> {
@@ -79,7 +79,7 @@ export async function copyChunkResolvingStale(
     await reader.reopen();
     return inTransaction(dst, async () => {
       await dst.query(deleteRangeSql(spec, lo, hi));
-      const rows = await replayRange(dst, spec, lo, hi, { rounds: MAX_STALE_ROUNDS });
+      const rows = await replayRange(dst, spec, lo, hi);
       await beforeCommit?.(rows);
       return rows;
     }, REPLAY_BEGIN);

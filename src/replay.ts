@@ -21,8 +21,8 @@ import { andRowFilter } from './row-filter';
  * columns the mapping cannot give back keep their values, so only rows gone from the source are deleted. */
 export type ReplayMode = 'replace' | 'upsert';
 
-/** Source rows arriving in the target: a set of keys (replay), or a key range (a copy chunk). */
-export type Arriving = { keys: string[][] } | { range: [KeyValue, KeyValue] };
+/** Source rows arriving in the target, by key (a copy chunk arrives by its keys too: `replayRange`). */
+type Arriving = { keys: string[][] };
 
 /**
  * How a replay transaction outside the cutover lock begins: one snapshot for all its statements, so the stale rows
@@ -68,7 +68,6 @@ function sourceKeysIn(spec: Pick<CopySpec, 'key' | 'where'>, offset = 0): string
 
 /** A predicate over the source (alias s) choosing the arriving rows, with its parameters numbered after `offset`. */
 function arrivingWhere(spec: CopySpec, arriving: Arriving, offset = 0): { text: string; values: unknown[] } {
-  if ('range' in arriving) return { text: keyRange(spec.key, arriving.range[0], arriving.range[1]) + andRowFilter(spec.where), values: [] };
   return { text: sourceKeysIn(spec, offset), values: keyParams(spec.key, arriving.keys) };
 }
 
@@ -165,7 +164,7 @@ async function unmappedColumns(client: pg.Client, spec: CopySpec): Promise<strin
  * and so on (a writer passing values along). The chain is followed with lookups, so one round settles it however
  * long it is; the arriving rows are never part of it.
  */
-export async function staleChain(client: pg.Client, spec: CopySpec, arriving: Arriving, err: unknown, budget: { rounds: number }): Promise<string[][]> {
+async function staleChain(client: pg.Client, spec: CopySpec, arriving: Arriving, err: unknown, budget: { rounds: number }): Promise<string[][]> {
   const index = await collidedIndex(client, spec, err);
   if (!index) throw err;
   const first = await staleCollisions(client, spec, arriving, index);
@@ -173,7 +172,7 @@ export async function staleChain(client: pg.Client, spec: CopySpec, arriving: Ar
   if (--budget.rounds < 0) {
     throw new Error(`unique index ${index.name}: writers kept moving values onto rows being copied faster than stale copies were brought up to date; retrying`);
   }
-  const seen = new Set(('keys' in arriving ? arriving.keys : []).map((k) => JSON.stringify(k)));
+  const seen = new Set(arriving.keys.map((k) => JSON.stringify(k)));
   const chain: string[][] = [];
   let next = first;
   for (let link = 0; next.length > 0 && link < MAX_CHAIN_LINKS; link++) {
@@ -233,13 +232,12 @@ function collidesWith(index: UniqueIndex, rows: string): string {
 /** Keys of target rows, other than the arriving ones, whose index values an arriving row also has. */
 async function staleCollisions(client: pg.Client, spec: CopySpec, arriving: Arriving, index: UniqueIndex): Promise<string[][]> {
   const where = arrivingWhere(spec, arriving);
-  const outsideRange = 'range' in arriving ? ` AND NOT (${keyRange(spec.key, arriving.range[0], arriving.range[1])})` : '';
   const { rows } = await client.query<{ key: string[] }>({
-    text: `SELECT ${keyText(spec.key)} AS key FROM ${qualified(spec.target)} WHERE ${collidesWith(index, arrivingRows(spec, where.text))}${outsideRange}`,
+    text: `SELECT ${keyText(spec.key)} AS key FROM ${qualified(spec.target)} WHERE ${collidesWith(index, arrivingRows(spec, where.text))}`,
     values: where.values,
   });
-  const arrivingKeys = 'keys' in arriving ? new Set(arriving.keys.map((k) => JSON.stringify(k))) : undefined;
-  return rows.map((r) => r.key).filter((k) => !arrivingKeys?.has(JSON.stringify(k)));
+  const arrivingKeys = new Set(arriving.keys.map((k) => JSON.stringify(k)));
+  return rows.map((r) => r.key).filter((k) => !arrivingKeys.has(JSON.stringify(k)));
 }
 
 /** Whether the current source rows of `stale` collide with the arriving ones too: then the violation is real. */
