@@ -18,7 +18,7 @@ import { columnRenames, type CompatColumn, type CopySpec, type MappedColumn } fr
 import { adoptNames, namesNotCarried } from '../src/names';
 import { keyWidening } from '../src/key-widening';
 import { compatReaderWarning, riskWarning, rollbackRisks, type ReverseColumn, type RollbackRisk } from '../src/rollback-feasibility';
-import { displayName, nameWithSuffix, qualified, quoteIdent, type TableRef } from '../src/sql';
+import { displayName, nameWithSuffix, quoteIdent, type TableRef } from '../src/sql';
 import { addForeignKeys, describeForeignKeys, outboundForeignKeys, type OutboundForeignKey } from '../src/foreign-keys';
 import { checkConstraints } from '../src/constraints';
 import {
@@ -27,7 +27,7 @@ import {
 } from '../src/partition';
 import { createLikeSql, relationOids, relationsCreatedBesides, targetDdlProblems } from '../src/target-ddl';
 import { catalogChanges, takeCatalogSnapshot } from '../src/catalog-snapshot';
-import { checkMappedExpressions, ddlCallProblems, targetCodeProblems } from '../src/target-code';
+import { checkMappedExpressions, codeUses, ddlCallProblems, targetCodeProblems } from '../src/target-code';
 import { rowFilterProblems } from '../src/row-filter';
 import { splitNote, withSplitSource } from '../src/split-view';
 import { planCodeProblems } from '../src/plan/load';
@@ -301,7 +301,8 @@ async function tryTargetDdl(
     const catalogBefore = await takeCatalogSnapshot(client);
     // What the target's defaults, CHECKs and indexes call (src/target-code.ts): by name before the DDL runs (running it can evaluate them), from pg_depend after.
     const codeField = plan.createFile ? 'createFile' : plan.createSql ? 'create' : 'target';
-    const calls = await ddlCallProblems(client, shape.createSql, codeField, source.oid, plan.allowFunctions ?? []);
+    const sourceUses = await codeUses(client, source.oid);
+    const calls = await ddlCallProblems(client, shape.createSql, codeField, sourceUses, plan.allowFunctions ?? []);
     if (calls.length) {
       problems.push(...calls);
       return none;
@@ -319,7 +320,7 @@ async function tryTargetDdl(
       return none;
     }
     await sealTree(client, target.oid); // as createTarget does
-    problems.push(...(await targetCodeProblems(client, target.oid, source.oid, plan.allowFunctions ?? [], codeField)));
+    problems.push(...(await targetCodeProblems(client, target.oid, sourceUses, plan.allowFunctions ?? [], codeField)));
     for (const other of await relationsCreatedBesides(client, target.oid, existed)) {
       problems.push(`${plan.createFile ? 'createFile' : 'create'}: the DDL also creates ${other}; only the target and what belongs to it may be created`);
     }

@@ -18,16 +18,19 @@
  * functions named in those expressions are looked up by name first, before the DDL runs, with the same rule.
  */
 import type pg from 'pg';
-import { expressionFunctionProblems, neverFunction } from './plan/expressions';
+import { expressionFunctionProblems, functionKey, neverFunction } from './plan/expressions';
 import { mappedExpression, plainColumn, type MappedColumn } from './projection';
 import { errorText } from './redact';
 import { displayName, qualified, type TableRef } from './sql';
 import { targetDdlCalls } from './target-ddl';
 
-interface CodeUse { kind: string; label: string; what: 'function' | 'relation'; oid: string; schema: string; name: string; via: string | null; owned: boolean }
+export interface CodeUse { kind: string; label: string; what: 'function' | 'relation'; oid: string; schema: string; name: string; via: string | null; owned: boolean }
 
-/** What the defaults, constraints, indexes and partition keys of `root` and its partitions call or read. */
-async function codeUses(client: pg.Client, root: number): Promise<CodeUse[]> {
+/**
+ * What the defaults, constraints, indexes and partition keys of `root` and its partitions call or read. Read once
+ * for the source in preflight's transaction and given to both checks below (the DDL may not change the source).
+ */
+export async function codeUses(client: pg.Client, root: number): Promise<CodeUse[]> {
   const { rows } = await client.query<CodeUse>(
     `WITH RECURSIVE tree(oid) AS (SELECT $1::oid UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid),
      objs(kind, label, classid, objid, subid) AS (
@@ -66,16 +69,16 @@ async function codeUses(client: pg.Client, root: number): Promise<CodeUse[]> {
 }
 
 const key = (u: Pick<CodeUse, 'kind' | 'what' | 'oid'>) => `${u.kind}:${u.what}:${u.oid}`;
-const allowKeys = (allowed: readonly TableRef[]) => new Set(allowed.map((f) => `${f.schema}.${f.name}`));
+const allowKeys = (allowed: readonly TableRef[]) => new Set(allowed.map(functionKey));
 
 /**
  * After the DDL ran (preflight's transaction): what the target's defaults, generated columns, constraints, indexes
  * and partition keys call, by the rule at the top. `field`: create / createFile / target (the default LIKE target).
  */
 export async function targetCodeProblems(
-  client: pg.Client, targetOid: number, sourceOid: number, allowed: readonly TableRef[], field: string,
+  client: pg.Client, targetOid: number, sourceUses: readonly CodeUse[], allowed: readonly TableRef[], field: string,
 ): Promise<string[]> {
-  const source = new Set((await codeUses(client, sourceOid)).map(key));
+  const source = new Set(sourceUses.map(key));
   const allow = allowKeys(allowed);
   const problems = new Set<string>();
   for (const u of await codeUses(client, targetOid)) {
@@ -99,22 +102,26 @@ export async function targetCodeProblems(
  * built-in, listed under allowFunctions, or one the source's objects call. By name, conservatively: an unqualified
  * name counts every function of that name on the search path outside pg_catalog.
  */
-export async function ddlCallProblems(client: pg.Client, ddl: string, field: string, sourceOid: number, allowed: readonly TableRef[]): Promise<string[]> {
+export async function ddlCallProblems(client: pg.Client, ddl: string, field: string, sourceUses: readonly CodeUse[], allowed: readonly TableRef[]): Promise<string[]> {
   const calls = await targetDdlCalls(ddl, field);
   if (calls.length === 0) return [];
   const allow = allowKeys(allowed);
-  for (const u of await codeUses(client, sourceOid)) if (u.what === 'function') allow.add(`${u.schema}.${u.name}`);
+  for (const u of sourceUses) if (u.what === 'function') allow.add(`${u.schema}.${u.name}`);
   const problems = new Set<string>();
+  // One lookup per name: every CHECK names `=` or `>`, and each lookup is a round trip.
+  const found = new Map<string, { name: string; via: string | null }[]>();
   for (const c of calls) {
     const inSchema = `(n.nspname::text = $1::text OR ($1::text IS NULL AND n.nspname = ANY (current_schemas(false))))`;
-    const { rows } = await client.query<{ name: string; via: string | null }>(c.operator
+    const lookup = JSON.stringify([c.schema ?? null, c.name, c.operator]);
+    const rows = found.get(lookup) ?? (await client.query<{ name: string; via: string | null }>(c.operator
       ? `SELECT format('%s.%s', pn.nspname, p.proname) AS name, format('operator %s', o.oid::regoperator) AS via
            FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace JOIN pg_proc p ON p.oid = o.oprcode JOIN pg_namespace pn ON pn.oid = p.pronamespace
           WHERE o.oprname = $2 AND pn.nspname <> 'pg_catalog' AND ${inSchema}`
       : `SELECT format('%s.%s', n.nspname, p.proname) AS name, NULL AS via FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE p.proname = $2 AND n.nspname <> 'pg_catalog' AND ${inSchema}`,
       [c.schema ?? null, c.name],
-    );
+    )).rows;
+    found.set(lookup, rows);
     for (const r of rows) {
       if (allow.has(r.name)) continue;
       problems.add(`${c.where}: calls ${r.name}${r.via ? ` (${r.via})` : ''}, which is not a built-in and the source does not call it (refused before the DDL runs: ` +

@@ -144,7 +144,7 @@ function funcCallProblems(call: Node, field: string, problems: Set<string>): voi
 }
 
 /** A function named under the plan's `allowFunctions` (schema.name), as stored. */
-function functionKey(ref: TableRef): string {
+export function functionKey(ref: TableRef): string {
   return `${ref.schema}.${ref.name}`;
 }
 
