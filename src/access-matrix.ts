@@ -184,7 +184,10 @@ export async function readAccess(client: pg.Client, live: TableRef, objects?: Ac
       `SELECT rolname AS role FROM pg_roles WHERE rolname !~ '^pg_' AND NOT rolsuper ORDER BY 1`);
     const tableLike = [liveRel, ...readers].filter((r): r is Relation => r !== undefined && !r.invoker);
     const invokerViews = [liveRel, ...readers].filter((r): r is Relation => r !== undefined && r.invoker);
-    for (const r of tableLike) await aclEntries(client, r, privilegesOf(r, liveRel).columns, privilegesOf(r, liveRel).delete, null, entries);
+    for (const r of tableLike) {
+      const p = privilegesOf(r, liveRel);
+      await aclEntries(client, r, p.columns, p.delete, null, entries);
+    }
     if (invokerViews.length) {
       const p = new Prober(client);
       for (const { role } of roles) {
@@ -213,7 +216,9 @@ export async function readAccess(client: pg.Client, live: TableRef, objects?: Ac
       }
       // Roles we may not switch to: what their grants on the view say (the base columns are not checked for them).
       for (const r of invokerViews) {
-        if (unprobed.length) await aclEntries(client, r, privilegesOf(r, liveRel).columns, privilegesOf(r, liveRel).delete, unprobed, entries);
+        if (!unprobed.length) continue;
+        const privileges = privilegesOf(r, liveRel);
+        await aclEntries(client, r, privileges.columns, privileges.delete, unprobed, entries);
       }
     }
     // ACL-only privileges (no statement to EXPLAIN), asked as ourselves about each role.

@@ -232,7 +232,9 @@ export async function copyAccess(client: pg.Client, sharedOid: number, targetOid
   const target = (await relationName(client, targetOid))!;
   const statements = [...(await sealRelation(client, targetOid)), ...(await copyGrants(client, sharedOid, target))];
   const sealedAndGranted = statements.length; // those ran already
-  const { rows: [flags] } = await client.query<{ rls: boolean; force: boolean }>(`SELECT relrowsecurity AS rls, relforcerowsecurity AS force FROM pg_class WHERE oid = $1`, [sharedOid]);
+  // The shared table's name comes with its flags: one round trip fewer under the cutover lock.
+  const { rows: [flags] } = await client.query<{ name: string; rls: boolean; force: boolean }>(
+    `SELECT relname AS name, relrowsecurity AS rls, relforcerowsecurity AS force FROM pg_class WHERE oid = $1`, [sharedOid]);
   statements.push(`ALTER TABLE ${qualified(target)} ${flags!.rls ? 'ENABLE' : 'DISABLE'} ROW LEVEL SECURITY`,
     `ALTER TABLE ${qualified(target)} ${flags!.force ? 'FORCE' : 'NO FORCE'} ROW LEVEL SECURITY`);
   const { rows: policies } = await client.query<{ name: string; permissive: boolean; cmd: string; roles: string[]; qual: string | null; check: string | null }>(
@@ -245,8 +247,7 @@ export async function copyAccess(client: pg.Client, sharedOid: number, targetOid
   // A policy the plan's DDL gave the project table itself is kept (the layout's per-project policy, say).
   // Deparsed for the shared table, an expression names its columns by that table's name inside a subquery
   // (`m.project_id = stories_shared.project_id`): on the project table they must name the project table.
-  const shared = (await relationName(client, sharedOid))!;
-  const forTarget = (e: string | null) => (e === null ? Promise.resolve(null) : requalifyColumns(e, shared.name, target.name));
+  const forTarget = (e: string | null) => (e === null ? Promise.resolve(null) : requalifyColumns(e, flags!.name, target.name));
   for (const p of policies.filter((x) => !own.some((o) => o.name === x.name))) {
     const roles = p.roles.map((r) => (r === 'public' ? 'PUBLIC' : quoteIdent(r))).join(', ');
     const [qual, check] = [await forTarget(p.qual), await forTarget(p.check)];
