@@ -23,8 +23,7 @@ export async function readDeciderKeys(input: { db: string; names: string[] }): P
   return withDatabase(input, async (client) => {
     await ensureLedger(client);
     const { keys, ignored } = await trustedKeysFor(client, input.names, admins);
-    const { workflowId } = Context.current().info.workflowExecution ?? { workflowId: 'unknown' };
-    for (const k of ignored) Context.current().log.warn(`decider key ignored: ${k.name} ${k.fingerprint}: ${k.reason}`, { workflowId });
+    for (const k of ignored) Context.current().log.warn(`decider key ignored: ${k.name} ${k.fingerprint}: ${k.reason}`);
     // Not audited here: a row written by the activity would sit outside the workflow's numbered, anchored record.
     return { keys, ignored };
   });

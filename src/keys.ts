@@ -206,13 +206,13 @@ interface KeyRow {
 }
 
 async function keyRows(client: pg.Client, names?: string[]): Promise<{ rows: KeyRow[]; revoked: Set<string> }> {
-  const exists = await client.query(`SELECT to_regclass('safeshift.decider_keys') IS NOT NULL AS ok`);
-  if (!exists.rows[0]?.ok) return { rows: [], revoked: new Set() };
+  const { rows: [ledger] } = await client.query<{ keys: boolean; audit: boolean }>(
+    `SELECT to_regclass('safeshift.decider_keys') IS NOT NULL AS keys, to_regclass('safeshift.audit_log') IS NOT NULL AS audit`);
+  if (!ledger?.keys) return { rows: [], revoked: new Set() };
   const { rows } = await client.query<KeyRow>(
     `SELECT name, public_key, added_by, added_at, registration, signature, revoked_at FROM safeshift.decider_keys
       WHERE $1::text[] IS NULL OR name = ANY($1::text[]) ORDER BY name, added_at`, [names ?? null]);
-  const audited = await client.query(`SELECT to_regclass('safeshift.audit_log') IS NOT NULL AS ok`);
-  const revoked = audited.rows[0]?.ok ? await revokedInAudit(client, [...new Set(rows.map((r) => r.name))]) : new Set<string>();
+  const revoked = ledger.audit ? await revokedInAudit(client, [...new Set(rows.map((r) => r.name))]) : new Set<string>();
   return { rows, revoked };
 }
 
