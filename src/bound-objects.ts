@@ -48,7 +48,7 @@ import {
   captureRowTypeFunctions, describeRowTypeFunctions, moveRowTypeFunctions, type CapturedRowTypeFunctions,
 } from './bound/row-type-functions';
 
-export { isCompatViewOver, twinsOver } from './bound/compat-view';
+export { isCompatViewOver } from './bound/compat-view';
 export type { BoundGrant } from './bound/grants';
 export { validateForeignKeys, type ForeignKeyRef } from './bound/inbound-foreign-keys';
 

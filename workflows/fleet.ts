@@ -15,7 +15,7 @@ import type * as activities from '../activities';
 import { planHashOf, sameName, type DecisionPayload, type SignedDecision } from '../src/identity';
 import {
   abort, approve, decisionOutcome, MIGRATION_PHASE, MIGRATION_PROJECT, MIGRATION_TABLE, pause, reject, resume,
-  type ApproverKeys, type GateStatus, type MigrationStatus, type RefusedDecision,
+  type GateStatus, type MigrationStatus, type RefusedDecision,
 } from '../src/messages';
 import {
   childWorkflowId, coveringGate, fleetPlan, fleetProject, fleetRetry, fleetStatus, waveOf,

@@ -19,7 +19,7 @@ export const MAX_PLAN_BYTES = 1024 * 1024;
  * nested thousands deep would only exhaust the stack of the parser or of the checks that walk it (a crash, not a
  * refusal). Checked on the text before parsing (brackets) and on the parsed value (block YAML nests by indent).
  */
-export const MAX_PLAN_DEPTH = 32;
+const MAX_PLAN_DEPTH = 32;
 
 /** YAML aliases expanded at most (the yaml library's own default, stated): a billion-laughs file is refused at once. */
 const MAX_YAML_ALIASES = 100;

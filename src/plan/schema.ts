@@ -77,7 +77,6 @@ const dropName = z.string().transform((text, ctx): DropName => {
  * triggers run on every write of the application and change tables grow (before cutover), or reverse capture and
  * the retired table stay (after it).
  */
-export { MAX_GATE_WAIT_MS };
 /** Backup tables are dropped this long after the migration ends (done or rolled back), at most a year. */
 export const DEFAULT_BACKUP_RETENTION_MS = 7 * 86_400_000;
 export const MAX_BACKUP_RETENTION_MS = 365 * 86_400_000;

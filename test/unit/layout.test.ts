@@ -11,7 +11,7 @@ import { actionable, diffScope, policyComment, SEALED } from '../../src/layout/d
 import type { LiveSchema, LiveTable } from '../../src/layout/live';
 import { LayoutError, layoutProjects, parseLayout } from '../../src/layout/load';
 import { checkLayout } from '../../src/layout/model';
-import { expandSql, TemplateError } from '../../src/layout/template';
+import { expandSql } from '../../src/layout/template';
 import { sampleProjects } from '../../src/layout/verify';
 
 const ID_A = '11111111-1111-4111-8111-111111111111';

@@ -2,7 +2,8 @@
  * Limits a plan cannot lift (issue 13, finding 9): gates wait at most 30 days, backup tables are kept for a bounded
  * retention, and the throttle query is a plain SELECT by PostgreSQL's own parser.
  */
-import { DEFAULT_BACKUP_RETENTION_MS, MAX_GATE_WAIT_MS, planSchema } from '../../src/plan/schema';
+import { MAX_GATE_WAIT_MS } from '../../src/messages';
+import { DEFAULT_BACKUP_RETENTION_MS, planSchema } from '../../src/plan/schema';
 import { throttleQueryProblems } from '../../src/throttle';
 import { BULK_LIMITS, DEFAULT_LIMITS, copyConnections } from '../../src/db';
 import { restoreRequest } from '../../src/cli/backup';
