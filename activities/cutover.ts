@@ -122,7 +122,7 @@ export async function swapTables(input: SwapInput): Promise<SwapResult> {
     const { partition } = input;
     // Who can do what through the live name, asked of PostgreSQL role by role; outside the lock (it takes a while).
     const accessBefore = await heartbeating(() => readAccess(client, spec.source));
-    // Kept until verify: a retry past the commit has no "before" of its own (src/access-record.ts).
+    // Kept for verify: a retry past the commit has no "before" of its own (src/access-record.ts).
     await recordAccessBefore(client, spec.source, input.targetOid, accessBefore);
     // What is bound to the table, read before the lock (src/read-ahead.ts): some twenty catalog queries.
     const ahead = await readAhead(client, () => captureBoundObjects(client, input.sourceOid, spec.source));

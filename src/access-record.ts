@@ -1,6 +1,6 @@
 /**
- * The access matrix taken before a cutover, kept in the database until verify has compared the live access with
- * it. The cutover compares it itself right after its commit, but a retry past the commit (the worker lost between
+ * The access matrix taken before a cutover, kept in the database for verify to compare the live access with (never
+ * deleted: it holds role and privilege names only). The cutover compares it itself right after its commit, but a retry past the commit (the worker lost between
  * the commit and that comparison) starts with no "before" in memory: verify then reads it from here, so access
  * changed by the swap is never taken as unchanged. Keyed by the live name and the new table's OID (one cutover).
  */
